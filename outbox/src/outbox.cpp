@@ -1,0 +1,179 @@
+#include "txbox/outbox.hpp"
+
+#include <fmt/format.h>
+#include <chrono>
+#include <ctime>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+
+#include "txbox/validate.hpp"
+
+namespace txbox {
+namespace {
+
+// Advisory-lock namespace (first key of pg_advisory_xact_lock(int, int)): "tx" in ASCII, so
+// txbox's per-key locks never collide with an application's single-key advisory locks.
+constexpr int k_lock_namespace = 0x7478;
+
+// Parameters per row in the insert statement; PostgreSQL allows 65535 per statement.
+constexpr std::size_t k_columns = 5;
+constexpr std::size_t k_max_rows_per_statement = 65535 / k_columns;
+
+std::string rfc3339_now() {
+  using namespace std::chrono;
+  const auto now = time_point_cast<microseconds>(system_clock::now());
+  const auto secs = time_point_cast<seconds>(now);
+  const std::time_t t = system_clock::to_time_t(secs);
+  std::tm tm{};
+  gmtime_r(&t, &tm);
+  return fmt::format("{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:06}Z", tm.tm_year + 1900, tm.tm_mon + 1,
+                     tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (now - secs).count());
+}
+
+void check_message(const Message& m, const OutboxConfig& cfg) {
+  check_topic_name(m.topic);
+  if (m.payload.size() > cfg.max_payload_bytes) {
+    throw message_rejected(fmt::format(
+        "message for topic '{}' rejected: payload is {} bytes, the maximum is {}. Hint: raise "
+        "OutboxConfig::max_payload_bytes together with the broker's message.max.bytes, or "
+        "store large data elsewhere and send a reference",
+        m.topic, m.payload.size(), cfg.max_payload_bytes));
+  }
+  if (m.key && (!is_valid_utf8(*m.key) || m.key->find('\0') != std::string::npos)) {
+    throw message_rejected(fmt::format(
+        "message for topic '{}' rejected: the key is not valid UTF-8 text (or contains NUL)",
+        m.topic));
+  }
+  if (!is_valid_utf8(m.type) || m.type.find('\0') != std::string::npos) {
+    throw message_rejected(
+        fmt::format("message for topic '{}' rejected: the type is not valid UTF-8", m.topic));
+  }
+  if (m.headers.size() > cfg.max_headers) {
+    throw message_rejected(
+        fmt::format("message for topic '{}' rejected: {} headers, the maximum is {} (OutboxConfig::"
+                    "max_headers)",
+                    m.topic, m.headers.size(), cfg.max_headers));
+  }
+  for (std::size_t i = 0; i < m.headers.size(); ++i) {
+    const Header& h = m.headers[i];
+    if (h.name.empty() || !is_valid_utf8(h.name) || h.name.find('\0') != std::string::npos) {
+      throw message_rejected(fmt::format(
+          "message for topic '{}' rejected: header #{} has a name that is empty or not valid "
+          "UTF-8",
+          m.topic, i + 1));
+    }
+    if (!is_valid_utf8(h.value) || h.value.find('\0') != std::string::npos) {
+      throw message_rejected(fmt::format(
+          "message for topic '{}' rejected: the value of header '{}' is not valid UTF-8 text "
+          "(or contains NUL). Hint: put binary data in the payload",
+          m.topic, h.name));
+    }
+    if (h.name.starts_with("ce_")) {
+      throw message_rejected(fmt::format(
+          "message for topic '{}' rejected: header '{}' is reserved (txbox sets the ce_* "
+          "CloudEvents headers). Hint: use Message::type for ce_type",
+          m.topic, h.name));
+    }
+  }
+}
+
+// Headers as stored in outbox.headers: a JSON array of [name, value] pairs, in order.
+std::string headers_json(const Message& m, const OutboxConfig& cfg, const std::string& time) {
+  nlohmann::json arr = nlohmann::json::array();
+  arr.push_back({headers::specversion, "1.0"});
+  arr.push_back({headers::source, cfg.source});
+  arr.push_back({headers::time, time});
+  if (!m.type.empty()) arr.push_back({headers::type, m.type});
+  for (const Header& h : m.headers) arr.push_back({h.name, h.value});
+  return arr.dump();
+}
+
+// One statement inserting `rows` messages. The CTE takes every key's advisory lock, in hash
+// order (no deadlock between two batches), before any row gets its identity id: so for one
+// key, id order is commit order.
+std::string insert_sql(const std::string& table, std::size_t rows) {
+  std::string values;
+  for (std::size_t r = 0; r < rows; ++r) {
+    // Parameters are grouped by column: $1..$n ids, $n+1..$2n topics, and so on.
+    const std::size_t p = r + 1;
+    values +=
+        fmt::format("{}({}, ${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)",
+                    r == 0 ? "" : ", ", r, p, p + rows, p + 2 * rows, p + 3 * rows, p + 4 * rows);
+  }
+  return fmt::format(
+      "WITH v(ord, message_id, topic, key, payload, headers) AS (VALUES {}), "
+      "locks AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_advisory_xact_lock({}, h) "
+      "FROM (SELECT DISTINCT hashtext(key) AS h FROM v WHERE key IS NOT NULL ORDER BY 1) hs) "
+      "l) "
+      "INSERT INTO {} (message_id, topic, key, payload, headers) "
+      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks ORDER BY v.ord",
+      values, k_lock_namespace, table);
+}
+
+}  // namespace
+
+Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
+  check_sql_identifier(m_config.schema, "outbox schema (OutboxConfig::schema)");
+  if (m_config.max_payload_bytes == 0) {
+    throw config_error("OutboxConfig::max_payload_bytes must be greater than 0");
+  }
+  if (m_config.source.empty() || !is_valid_utf8(m_config.source)) {
+    throw config_error("OutboxConfig::source must be non-empty UTF-8 (it is sent as ce_source)");
+  }
+  m_table = "\"" + m_config.schema + "\".outbox";
+}
+
+Uuid Outbox::enqueue(pqxx::transaction_base& tx, const Message& message) const {
+  return enqueue(tx, std::span<const Message>(&message, 1)).front();
+}
+
+std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
+                                  std::span<const Message> messages) const {
+  for (const Message& m : messages) check_message(m, m_config);
+
+  std::vector<Uuid> ids;
+  ids.reserve(messages.size());
+  const std::string time = rfc3339_now();
+  for (std::size_t begin = 0; begin < messages.size(); begin += k_max_rows_per_statement) {
+    const auto chunk =
+        messages.subspan(begin, std::min(k_max_rows_per_statement, messages.size() - begin));
+    // Text parameters, except the payload, which goes as binary bytea.
+    std::vector<std::string> id_text;
+    std::vector<std::string> topics;
+    std::vector<const char*> keys;  // nullptr: SQL NULL
+    std::vector<pqxx::binarystring> payloads;
+    std::vector<std::string> json;
+    for (const Message& m : chunk) {
+      ids.push_back(uuid_v7());
+      id_text.push_back(ids.back().str());
+      topics.push_back(m.topic);
+      keys.push_back(m.key ? m.key->c_str() : nullptr);
+      payloads.emplace_back(m.payload.data(), m.payload.size());
+      json.push_back(headers_json(m, m_config, time));
+    }
+    using pqxx::prepare::make_dynamic_params;
+    try {
+      tx.exec_params(insert_sql(m_table, chunk.size()), make_dynamic_params(id_text),
+                     make_dynamic_params(topics), make_dynamic_params(keys),
+                     make_dynamic_params(payloads), make_dynamic_params(json));
+    } catch (const pqxx::undefined_table&) {
+      throw schema_error(fmt::format(
+          "table {} does not exist. Hint: apply txbox's migrations (migrations/V*.sql) to this "
+          "database, or set OutboxConfig::schema to the schema they were applied to",
+          m_table));
+    }
+  }
+  return ids;
+}
+
+Uuid enqueue(pqxx::transaction_base& tx, const Message& message) {
+  static const Outbox default_outbox;
+  return default_outbox.enqueue(tx, message);
+}
+
+std::vector<Uuid> enqueue(pqxx::transaction_base& tx, std::span<const Message> messages) {
+  static const Outbox default_outbox;
+  return default_outbox.enqueue(tx, messages);
+}
+
+}  // namespace txbox

@@ -1,0 +1,205 @@
+#!/usr/bin/env bash
+# Throwaway PostgreSQL 15 and Apache Kafka (KRaft, single node) on free loopback ports.
+#
+#   scripts/servers.sh start DIR [pg|kafka|all]  start servers; writes DIR/endpoints.env
+#   scripts/servers.sh stop DIR                  stop exactly the processes started in DIR
+#   scripts/servers.sh kafka-jars                resolve and cache the broker's jars only
+#
+# endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
+# TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
+# If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
+# them, so the tests can run against servers you point them at.
+set -euo pipefail
+
+here=$(cd "$(dirname "$0")" && pwd)
+root=$(cd "$here/.." && pwd)
+KAFKA_VERSION=3.9.1
+cache=${TXBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/txbox}
+jars=$cache/kafka-$KAFKA_VERSION
+
+log() { printf '[servers] %s\n' "$*" >&2; }
+die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
+
+free_port() {
+  local p
+  for p in $(shuf -i 20000-59999 -n 200); do
+    if ! ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+  done
+  die "no free TCP port found on 127.0.0.1"
+}
+
+kafka_jars() {
+  if [[ -f $jars/.complete ]]; then return 0; fi
+  command -v mvn >/dev/null || die "mvn not found (scripts/install-deps.sh installs it)"
+  log "resolving Apache Kafka $KAFKA_VERSION broker jars from Maven Central into $jars"
+  rm -rf "$jars.tmp"
+  mvn -q -B -f "$root/tests/harness/kafka/pom.xml" dependency:copy-dependencies \
+    -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$jars.tmp" >&2 \
+    || die "could not resolve the Kafka broker jars with mvn (is Maven Central reachable?)"
+  touch "$jars.tmp/.complete"
+  rm -rf "$jars"
+  mv "$jars.tmp" "$jars"
+}
+
+# Runs a command as an unprivileged user when we are root (initdb refuses root).
+pg_user=
+as_pg() {
+  if [[ -n $pg_user ]]; then runuser -u "$pg_user" -- "$@"; else "$@"; fi
+}
+
+start_pg() {
+  local dir=$1 bindir port
+  bindir=$(pg_config --bindir 2>/dev/null || true)
+  [[ -x $bindir/initdb ]] || bindir=/usr/lib/postgresql/15/bin
+  [[ -x $bindir/initdb ]] || die "PostgreSQL 15 server binaries not found (install postgresql-15)"
+  if [[ $(id -u) == 0 ]]; then
+    pg_user=postgres
+    id -u "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home txbox-test 2>/dev/null || true
+    id -u "$pg_user" >/dev/null 2>&1 || pg_user=txbox-test
+  fi
+  mkdir -p "$dir/pg"
+  [[ -n $pg_user ]] && chown "$pg_user" "$dir/pg" && chmod 755 "$dir"
+  port=$(free_port)
+  log "PostgreSQL: initdb in $dir/pg/data"
+  as_pg "$bindir/initdb" -D "$dir/pg/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/pg/initdb.log" 2>&1 \
+    || die "initdb failed: $(tail -5 "$dir/pg/initdb.log")"
+  log "PostgreSQL: starting on 127.0.0.1:$port"
+  as_pg "$bindir/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/pg -c max_connections=200 -c fsync=off -c synchronous_commit=on" >/dev/null \
+    || die "PostgreSQL did not start: $(tail -5 "$dir/pg/server.log")"
+  head -1 "$dir/pg/data/postmaster.pid" > "$dir/pg.pid"
+  echo "$bindir" > "$dir/pg.bindir"
+  local admin="host=127.0.0.1 port=$port dbname=postgres user=postgres"
+  psql "$admin" -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
+CREATE ROLE txbox_owner LOGIN CREATEROLE PASSWORD 'owner-secret';
+CREATE DATABASE txbox OWNER txbox_owner;
+SQL
+  local owner="host=127.0.0.1 port=$port dbname=txbox user=txbox_owner"
+  for f in "$root"/migrations/V*__*.sql; do
+    psql "$owner" -q -v ON_ERROR_STOP=1 -f "$f" >/dev/null 2>"$dir/pg/migrate.log" \
+      || die "migration $(basename "$f") failed: $(cat "$dir/pg/migrate.log")"
+  done
+  {
+    echo "TXBOX_TEST_PG='$owner'"
+    echo "TXBOX_TEST_PG_ADMIN='$admin'"
+    echo "TXBOX_TEST_PG_BINDIR='$bindir'"
+    echo "TXBOX_TEST_PG_DATA='$dir/pg/data'"
+    echo "TXBOX_TEST_PG_USER='$pg_user'"
+  } >> "$dir/endpoints.env"
+}
+
+start_kafka() {
+  local dir=$1 port cport cluster_id
+  command -v java >/dev/null || die "java not found (scripts/install-deps.sh installs openjdk-17)"
+  kafka_jars
+  port=$(free_port)
+  cport=$(free_port)
+  mkdir -p "$dir/kafka/data"
+  cat > "$dir/kafka/server.properties" <<PROPS
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:$cport
+listeners=PLAINTEXT://127.0.0.1:$port,CONTROLLER://127.0.0.1:$cport
+advertised.listeners=PLAINTEXT://127.0.0.1:$port
+controller.listener.names=CONTROLLER
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+inter.broker.listener.name=PLAINTEXT
+log.dirs=$dir/kafka/data
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=4
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+PROPS
+  cat > "$dir/kafka/log4j.properties" <<PROPS
+log4j.rootLogger=INFO, file
+log4j.appender.file=org.apache.log4j.FileAppender
+log4j.appender.file.File=$dir/kafka/server.log
+log4j.appender.file.layout=org.apache.log4j.PatternLayout
+log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
+log4j.logger.kafka=INFO
+log4j.logger.org.apache.kafka=INFO
+PROPS
+  local jvm=(java -Xms256m -Xmx1g -Dlog4j.configuration="file:$dir/kafka/log4j.properties" -cp "$jars/*")
+  cluster_id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+  "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/kafka/server.properties" \
+    >"$dir/kafka/format.log" 2>&1 || die "formatting Kafka storage failed: $(tail -5 "$dir/kafka/format.log")"
+  log "Kafka $KAFKA_VERSION: starting on 127.0.0.1:$port"
+  setsid "${jvm[@]}" kafka.Kafka "$dir/kafka/server.properties" >"$dir/kafka/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$dir/kafka.pid"
+  local i
+  for i in $(seq 1 240); do
+    if grep -q "Kafka Server started" "$dir/kafka/server.log" 2>/dev/null; then break; fi
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || die "Kafka exited at start: $(tail -5 "$dir/kafka/stdout.log" "$dir/kafka/server.log" 2>/dev/null)"
+    sleep 0.25
+  done
+  grep -q "Kafka Server started" "$dir/kafka/server.log" || die "Kafka did not start within 60 s"
+  {
+    echo "TXBOX_TEST_KAFKA='127.0.0.1:$port'"
+    echo "TXBOX_TEST_KAFKA_DIR='$dir/kafka'"
+    echo "TXBOX_TEST_KAFKA_JARS='$jars'"
+  } >> "$dir/endpoints.env"
+}
+
+stop_all() {
+  local dir=$1 pid i
+  [[ -d $dir ]] || return 0
+  if [[ -f $dir/kafka.pid ]]; then
+    pid=$(cat "$dir/kafka.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      log "Kafka: stopping pid $pid"
+      kill -TERM "$pid" 2>/dev/null || true
+      for i in $(seq 1 80); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/kafka.pid"
+  fi
+  if [[ -f $dir/pg.pid ]]; then
+    pid=$(cat "$dir/pg.pid")
+    if kill -0 "$pid" 2>/dev/null; then
+      log "PostgreSQL: stopping pid $pid"
+      kill -INT "$pid" 2>/dev/null || true   # fast shutdown
+      for i in $(seq 1 120); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -KILL "$pid" 2>/dev/null || true
+    fi
+    rm -f "$dir/pg.pid"
+  fi
+}
+
+cmd=${1:-}
+case $cmd in
+  start)
+    dir=${2:?usage: servers.sh start DIR [pg|kafka|all]}
+    what=${3:-all}
+    mkdir -p "$dir"
+    dir=$(cd "$dir" && pwd)
+    stop_all "$dir"
+    rm -rf "$dir/pg" "$dir/kafka" "$dir/endpoints.env"
+    if [[ -n ${TXBOX_TEST_PG:-} && -n ${TXBOX_TEST_KAFKA:-} ]]; then
+      log "using the servers given in TXBOX_TEST_PG and TXBOX_TEST_KAFKA"
+      { echo "TXBOX_TEST_PG='$TXBOX_TEST_PG'"; echo "TXBOX_TEST_KAFKA='$TXBOX_TEST_KAFKA'";
+        echo "TXBOX_TEST_PG_ADMIN='${TXBOX_TEST_PG_ADMIN:-$TXBOX_TEST_PG}'"; } > "$dir/endpoints.env"
+      exit 0
+    fi
+    trap 'stop_all "$dir"' ERR
+    t0=$(date +%s.%N)
+    [[ $what == kafka ]] || start_pg "$dir"
+    t1=$(date +%s.%N)
+    [[ $what == pg ]] || start_kafka "$dir"
+    t2=$(date +%s.%N)
+    log "$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v f="$dir/endpoints.env" \
+      'BEGIN { printf "ready: PostgreSQL %.1f s, Kafka %.1f s; endpoints in %s", b - a, c - b, f }')"
+    ;;
+  stop)
+    stop_all "${2:?usage: servers.sh stop DIR}"
+    ;;
+  kafka-jars)
+    kafka_jars
+    ;;
+  *)
+    echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars" >&2
+    exit 2
+    ;;
+esac

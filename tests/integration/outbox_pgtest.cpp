@@ -1,0 +1,252 @@
+// txbox::outbox against a real PostgreSQL with the migrations applied.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <future>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <thread>
+
+#include "harness.hpp"
+#include "txbox/outbox.hpp"
+
+namespace {
+
+using txbox::test::endpoints;
+
+class OutboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = txbox::test::unique_name("ob");
+    txbox::test::create_schema(schema_);
+  }
+  long count(pqxx::connection& c) {
+    pqxx::nontransaction n(c);
+    return n.exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0].as<long>();
+  }
+  txbox::Outbox outbox() const { return txbox::Outbox({.schema = schema_}); }
+  std::string schema_;
+};
+
+TEST_F(OutboxTest, CommitMakesTheRowVisibleWithEveryField) {
+  pqxx::connection c(endpoints().pg);
+  const std::string payload("bin\0ary\xff", 8);
+  txbox::Uuid id;
+  {
+    pqxx::work tx(c);
+    id = outbox().enqueue(tx, {.topic = "orders",
+                               .key = "order-42",
+                               .payload = payload,
+                               .headers = {{"traceparent", "00-abc-def-01"}},
+                               .type = "OrderPlaced"});
+    tx.commit();
+  }
+  EXPECT_EQ(id.version(), 7);
+  pqxx::work tx(c);
+  const auto row = tx.exec_params1(
+      "SELECT message_id::text, topic, key, payload, headers::text, "
+      "shard, attempts, published_at IS NULL FROM " +
+      schema_ + ".outbox");
+  EXPECT_EQ(row[0].as<std::string>(), id.str());
+  EXPECT_EQ(row[1].as<std::string>(), "orders");
+  EXPECT_EQ(row[2].as<std::string>(), "order-42");
+  EXPECT_EQ(pqxx::binarystring(row[3]).str(), payload);
+  const auto headers = nlohmann::json::parse(row[4].as<std::string>());
+  std::map<std::string, std::string> h;
+  for (const auto& pair : headers) h[pair[0]] = pair[1];
+  EXPECT_EQ(h["ce_type"], "OrderPlaced");
+  EXPECT_EQ(h["ce_specversion"], "1.0");
+  EXPECT_EQ(h["ce_source"], "txbox");
+  EXPECT_EQ(h["traceparent"], "00-abc-def-01");
+  EXPECT_FALSE(h["ce_time"].empty());
+  // The shard is computed in the database from the key: same key, same shard.
+  const auto shard = tx.exec1("SELECT (hashtext('order-42') & 63)::smallint")[0].as<int>();
+  EXPECT_EQ(row[5].as<int>(), shard);
+  EXPECT_EQ(row[6].as<int>(), 0);
+  EXPECT_TRUE(row[7].as<bool>());
+}
+
+TEST_F(OutboxTest, RollbackLeavesNothing) {
+  pqxx::connection c(endpoints().pg);
+  {
+    pqxx::work tx(c);
+    outbox().enqueue(tx, {.topic = "orders", .key = "k", .payload = "x"});
+    tx.abort();
+  }
+  {
+    pqxx::work tx(c);
+    outbox().enqueue(tx, {.topic = "orders", .payload = "y"});
+    // destroyed without commit: rolled back
+  }
+  EXPECT_EQ(count(c), 0);
+}
+
+TEST_F(OutboxTest, BatchOfAThousandKeepsTheCallersOrder) {
+  pqxx::connection c(endpoints().pg);
+  std::vector<txbox::Message> batch;
+  for (int i = 0; i < 1000; ++i) {
+    batch.push_back({.topic = "orders",
+                     .key = i % 3 == 0 ? std::nullopt
+                                       : std::optional<std::string>("k" + std::to_string(i % 17)),
+                     .payload = "payload-" + std::to_string(i)});
+  }
+  std::vector<txbox::Uuid> ids;
+  {
+    pqxx::work tx(c);
+    ids = outbox().enqueue(tx, batch);
+    tx.commit();
+  }
+  ASSERT_EQ(ids.size(), 1000u);
+  pqxx::work tx(c);
+  const auto rows =
+      tx.exec("SELECT message_id::text, payload FROM " + schema_ + ".outbox ORDER BY id");
+  ASSERT_EQ(rows.size(), 1000u);
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    EXPECT_EQ(rows[i][0].as<std::string>(), ids[i].str());
+    EXPECT_EQ(pqxx::binarystring(rows[i][1]).str(), "payload-" + std::to_string(i));
+  }
+}
+
+TEST_F(OutboxTest, BatchLargerThanOneStatementIsSplitAndComplete) {
+  pqxx::connection c(endpoints().pg);
+  std::vector<txbox::Message> batch(30'000,
+                                    txbox::Message{.topic = "t", .key = "same", .payload = "p"});
+  pqxx::work tx(c);
+  const auto ids = outbox().enqueue(tx, batch);
+  tx.commit();
+  EXPECT_EQ(ids.size(), batch.size());
+  EXPECT_EQ(count(c), 30'000);
+}
+
+TEST_F(OutboxTest, EachRejectionLeavesNoRowAndTheTransactionUsable) {
+  pqxx::connection c(endpoints().pg);
+  const txbox::Outbox ob({.schema = schema_, .max_payload_bytes = 100, .max_headers = 2});
+  const std::vector<std::pair<std::string, txbox::Message>> bad = {
+      {"bad topic", {.topic = "no spaces allowed", .payload = "x"}},
+      {"empty topic", {.topic = "", .payload = "x"}},
+      {"long topic", {.topic = std::string(250, 't'), .payload = "x"}},
+      {"oversize", {.topic = "t", .payload = std::string(101, 'x')}},
+      {"header name utf8", {.topic = "t", .payload = "x", .headers = {{"bad\xff", "v"}}}},
+      {"header value utf8", {.topic = "t", .payload = "x", .headers = {{"h", "\xc0\xaf"}}}},
+      {"empty header name", {.topic = "t", .payload = "x", .headers = {{"", "v"}}}},
+      {"reserved header", {.topic = "t", .payload = "x", .headers = {{"ce_id", "forged"}}}},
+      {"too many headers",
+       {.topic = "t", .payload = "x", .headers = {{"a", "1"}, {"b", "2"}, {"c", "3"}}}},
+      {"key utf8", {.topic = "t", .key = std::string("k\xfe"), .payload = "x"}},
+  };
+  pqxx::work tx(c);
+  for (const auto& [what, m] : bad) {
+    EXPECT_THROW(ob.enqueue(tx, m), txbox::message_rejected) << what;
+    // The transaction is still usable: nothing reached the database.
+    EXPECT_NO_THROW(tx.exec("SELECT 1")) << what;
+  }
+  // A batch with one bad message inserts none of them.
+  std::vector<txbox::Message> batch = {{.topic = "t", .payload = "ok"}, bad[0].second};
+  EXPECT_THROW(ob.enqueue(tx, batch), txbox::message_rejected);
+  ob.enqueue(tx, {.topic = "t", .payload = std::string(100, 'x')});  // exactly at the limit
+  tx.commit();
+  EXPECT_EQ(count(c), 1);
+}
+
+TEST_F(OutboxTest, RejectionMessagesSayWhatIsWrong) {
+  const txbox::Outbox ob({.schema = schema_, .max_payload_bytes = 10});
+  pqxx::connection c(endpoints().pg);
+  pqxx::work tx(c);
+  try {
+    ob.enqueue(tx, {.topic = "t", .payload = std::string(11, 'x')});
+    FAIL() << "no exception";
+  } catch (const txbox::message_rejected& e) {
+    EXPECT_NE(std::string(e.what()).find("payload is 11 bytes, the maximum is 10"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(OutboxTest, InvalidSchemaNameIsAConfigError) {
+  EXPECT_THROW(txbox::Outbox({.schema = "x; DROP TABLE t"}), txbox::config_error);
+  EXPECT_THROW(txbox::Outbox({.schema = "Mixed"}), txbox::config_error);
+  EXPECT_THROW(txbox::Outbox({.schema = "ok", .max_payload_bytes = 0}), txbox::config_error);
+}
+
+TEST_F(OutboxTest, UnmigratedSchemaIsASchemaErrorNamingTheFix) {
+  pqxx::connection c(endpoints().pg);
+  pqxx::work tx(c);
+  const txbox::Outbox ob({.schema = "no_such_schema"});
+  try {
+    ob.enqueue(tx, {.topic = "t", .payload = "x"});
+    FAIL() << "no exception";
+  } catch (const txbox::schema_error& e) {
+    EXPECT_NE(std::string(e.what()).find("apply txbox's migrations"), std::string::npos)
+        << e.what();
+  }
+}
+
+TEST_F(OutboxTest, ValuesAreBoundNotSpliced) {
+  pqxx::connection c(endpoints().pg);
+  const std::string evil = "'); DROP TABLE " + schema_ + ".outbox; --";
+  {
+    pqxx::work tx(c);
+    outbox().enqueue(
+        tx, {.topic = "t", .key = evil, .payload = evil, .headers = {{evil, evil}}, .type = evil});
+    tx.commit();
+  }
+  pqxx::work tx(c);
+  EXPECT_EQ(tx.exec1("SELECT key FROM " + schema_ + ".outbox")[0].as<std::string>(), evil);
+}
+
+// One key's transactions are serialised from their first enqueue to their commit, so the
+// first to insert cannot commit after a later one: id order is commit order per key.
+TEST_F(OutboxTest, SameKeyWritersAreSerialisedSoIdOrderIsCommitOrder) {
+  pqxx::connection c1(endpoints().pg);
+  pqxx::connection c2(endpoints().pg);
+  pqxx::connection watcher(endpoints().pg);
+  pqxx::work t1(c1);
+  outbox().enqueue(t1, {.topic = "t", .key = "K", .payload = "first"});
+
+  const int pid2 = c2.backendpid();
+  auto second = std::async(std::launch::async, [&] {
+    pqxx::work t2(c2);
+    outbox().enqueue(t2, {.topic = "t", .key = "K", .payload = "second"});
+    t2.commit();
+  });
+  // Wait until the second writer is blocked on txbox's advisory lock.
+  bool blocked = false;
+  for (int i = 0; i < 200 && !blocked; ++i) {
+    pqxx::nontransaction n(watcher);
+    blocked = n.exec_params1(
+                   "SELECT count(*) FROM pg_locks WHERE pid = $1 AND NOT granted AND "
+                   "locktype = 'advisory'",
+                   pid2)[0]
+                  .as<int>() == 1;
+    if (!blocked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  ASSERT_TRUE(blocked) << "the second writer of key K was not blocked by the first";
+  // A writer of another key is not held up.
+  {
+    pqxx::connection c3(endpoints().pg);
+    pqxx::work t3(c3);
+    outbox().enqueue(t3, {.topic = "t", .key = "other", .payload = "x"});
+    t3.commit();
+  }
+  EXPECT_EQ(second.wait_for(std::chrono::milliseconds(0)), std::future_status::timeout);
+  t1.commit();
+  second.get();
+  pqxx::work tx(watcher);
+  const auto rows =
+      tx.exec("SELECT payload FROM " + schema_ + ".outbox WHERE key = 'K' ORDER BY id");
+  ASSERT_EQ(rows.size(), 2u);
+  EXPECT_EQ(pqxx::binarystring(rows[0][0]).str(), "first");
+  EXPECT_EQ(pqxx::binarystring(rows[1][0]).str(), "second");
+}
+
+TEST_F(OutboxTest, DefaultFunctionWritesToTheTxboxSchema) {
+  pqxx::connection c(endpoints().pg);
+  pqxx::work tx(c);
+  const auto id = txbox::enqueue(tx, {.topic = "t", .payload = "x"});
+  EXPECT_EQ(tx.exec_params1("SELECT count(*) FROM txbox.outbox WHERE message_id = $1", id.str())[0]
+                .as<int>(),
+            1);
+  tx.abort();
+}
+
+}  // namespace

@@ -1,0 +1,42 @@
+#include "txbox/conninfo.hpp"
+
+#include <gtest/gtest.h>
+
+namespace {
+
+constexpr const char* k_secret = "S3cr3t-p4ss";
+
+TEST(RedactConninfo, HidesKeywordPasswords) {
+  const auto out = txbox::redact_conninfo("host=db port=5432 password=S3cr3t-p4ss user=app");
+  EXPECT_EQ(out, "host=db port=5432 password=*** user=app");
+  EXPECT_EQ(txbox::redact_conninfo("password = 'S3cr3t-p4ss with space' dbname=x"),
+            "password = *** dbname=x");
+  EXPECT_EQ(txbox::redact_conninfo("password='it\\'s S3cr3t-p4ss'"), "password=***");
+}
+
+TEST(RedactConninfo, HidesUriPasswords) {
+  EXPECT_EQ(txbox::redact_conninfo("postgresql://app:S3cr3t-p4ss@db:5432/orders"),
+            "postgresql://app:***@db:5432/orders");
+  EXPECT_EQ(txbox::redact_conninfo("postgres://app@db/orders?password=S3cr3t-p4ss&sslmode=require"),
+            "postgres://app@db/orders?password=***&sslmode=require");
+  EXPECT_EQ(txbox::redact_conninfo("postgresql://db/orders"), "postgresql://db/orders");
+}
+
+TEST(RedactConninfo, NeverReturnsTheSecret) {
+  for (const std::string s : {"password=S3cr3t-p4ss", "postgresql://u:S3cr3t-p4ss@h/d",
+                              "postgresql://u@h/d?password=S3cr3t-p4ss",
+                              "host=h  password=S3cr3t-p4ss", "password=S3cr3t-p4ss\\ x"}) {
+    EXPECT_EQ(txbox::redact_conninfo(s).find(k_secret), std::string::npos) << s;
+  }
+}
+
+TEST(SecretKeys, AreRecognised) {
+  EXPECT_TRUE(txbox::is_secret_key("sasl.password"));
+  EXPECT_TRUE(txbox::is_secret_key("sasl.oauthbearer.client.secret"));
+  EXPECT_TRUE(txbox::is_secret_key("ssl.key.password"));
+  EXPECT_TRUE(txbox::is_secret_key("PASSWORD"));
+  EXPECT_FALSE(txbox::is_secret_key("bootstrap.servers"));
+  EXPECT_FALSE(txbox::is_secret_key("acks"));
+}
+
+}  // namespace
