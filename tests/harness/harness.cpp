@@ -1,13 +1,18 @@
 #include "harness.hpp"
 
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <fstream>
+#include <iterator>
 #include <pqxx/pqxx>
 #include <stdexcept>
 #include <thread>
@@ -160,6 +165,116 @@ void create_topic(const std::string& topic, int partitions) {
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   throw std::runtime_error("topic " + topic + " has no leader after 10 s");
+}
+
+Process::Process(const std::vector<std::string>& argv, const std::string& log_path)
+    : m_log(log_path) {
+  std::vector<char*> args;
+  for (const auto& a : argv) args.push_back(const_cast<char*>(a.c_str()));
+  args.push_back(nullptr);
+  m_pid = ::fork();
+  if (m_pid < 0) throw std::runtime_error("fork failed");
+  if (m_pid == 0) {
+    const int fd = ::open(log_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC, 0644);
+    if (fd >= 0) {
+      ::dup2(fd, 1);
+      ::dup2(fd, 2);
+    }
+    ::execv(args[0], args.data());
+    ::_exit(127);
+  }
+}
+
+Process::~Process() {
+  if (running()) {
+    ::kill(m_pid, SIGKILL);
+    wait(std::chrono::seconds(10));
+  }
+}
+
+void Process::signal(int sig) {
+  ::kill(m_pid, sig);
+}
+
+bool Process::running() {
+  if (m_status >= 0) return false;
+  int status = 0;
+  const pid_t r = ::waitpid(m_pid, &status, WNOHANG);
+  if (r == m_pid) {
+    m_status = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+    return false;
+  }
+  return true;
+}
+
+int Process::wait(std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (running()) {
+    if (std::chrono::steady_clock::now() > until) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  }
+  return m_status;
+}
+
+std::string Process::output() const {
+  std::ifstream in(m_log);
+  return std::string(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());
+}
+
+std::string program(const std::string& name) {
+  return std::string(TXBOX_BIN_DIR) + "/" + name;
+}
+
+std::vector<Record> read_topic(const std::string& topic, std::size_t count,
+                               std::chrono::milliseconds timeout) {
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  rd_kafka_conf_set(conf.get(), "bootstrap.servers", endpoints().kafka.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "group.id", unique_name("reader").c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "enable.auto.commit", "false", err, sizeof err);
+  detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk) throw std::runtime_error(err);
+  conf.release();
+  rd_kafka_poll_set_consumer(rk.get());
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
+  const auto code = rd_kafka_metadata(rk.get(), 0, t, &md, 10000);
+  rd_kafka_topic_destroy(t);
+  detail::metadata_ptr owned(md);
+  if (code || md->topic_cnt != 1) throw std::runtime_error("no metadata for " + topic);
+  detail::partition_list_ptr parts(rd_kafka_topic_partition_list_new(md->topics[0].partition_cnt));
+  for (int p = 0; p < md->topics[0].partition_cnt; ++p) {
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(rk.get(), parts.get());
+  std::vector<Record> out;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < count && std::chrono::steady_clock::now() < until) {
+    detail::message_ptr m(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!m || m->err) continue;
+    Record r;
+    r.topic = topic;
+    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+    r.partition = m->partition;
+    r.offset = m->offset;
+    rd_kafka_headers_t* h = nullptr;
+    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* val = nullptr;
+      size_t len = 0;
+      for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; ++i) {
+        r.headers[name] = std::string(static_cast<const char*>(val), len);
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  rd_kafka_consumer_close(rk.get());
+  std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
+    return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
+  });
+  return out;
 }
 
 void ServersEnvironment::SetUp() {

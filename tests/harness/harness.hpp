@@ -3,9 +3,12 @@
 
 #include <gtest/gtest.h>
 
+#include <chrono>
+#include <cstdint>
 #include <map>
 #include <string>
 #include <string_view>
+#include <vector>
 
 namespace txbox::test {
 
@@ -43,5 +46,45 @@ class ServersEnvironment : public ::testing::Environment {
  public:
   void SetUp() override;
 };
+
+}  // namespace txbox::test
+
+namespace txbox::test {
+
+/// A child process with stdout+stderr captured to a file; killed (SIGKILL) when destroyed.
+class Process {
+ public:
+  Process(const std::vector<std::string>& argv, const std::string& log_path);
+  ~Process();
+  Process(const Process&) = delete;
+  Process& operator=(const Process&) = delete;
+  void signal(int sig);
+  /// Waits up to `timeout` for exit; returns the exit code (128+signal), or -1 on timeout.
+  int wait(std::chrono::milliseconds timeout);
+  [[nodiscard]] bool running();
+  [[nodiscard]] std::string output() const;
+  [[nodiscard]] int pid() const { return m_pid; }
+
+ private:
+  int m_pid = -1;
+  int m_status = -1;
+  std::string m_log;
+};
+
+/// Path of a built program (txbox-relay, ...), from the TXBOX_BIN_DIR the build defines.
+std::string program(const std::string& name);
+
+/// A record read back from Kafka.
+struct Record {
+  std::string topic, key, value;
+  int partition = 0;
+  std::int64_t offset = 0;
+  std::map<std::string, std::string> headers;
+};
+
+/// Reads every partition of `topic` from the beginning until `count` records arrived or
+/// `timeout` passed; returns them in partition order, then offset order.
+std::vector<Record> read_topic(const std::string& topic, std::size_t count,
+                               std::chrono::milliseconds timeout);
 
 }  // namespace txbox::test

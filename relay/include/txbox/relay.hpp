@@ -1,0 +1,95 @@
+// txbox::relay: publishes the outbox to Kafka (acks=all, idempotent), in id order per shard,
+// one relay per shard at a time (leases with epochs), rows deleted only after the ack.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <memory>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "txbox/error.hpp"
+
+namespace txbox {
+
+/// The schema version this relay needs (migrations/V<n>__*.sql applied up to n).
+inline constexpr int relay_schema_version = 2;
+
+/// Relay settings. Plain struct with defaults; Relay's constructor validates it.
+struct RelayConfig {
+  std::string database_url;  ///< libpq URI or keyword=value conninfo (required)
+  std::string schema = "txbox";
+  std::map<std::string, std::string> kafka;      ///< librdkafka properties, passed through
+  std::string name;                              ///< relay identity; default host:pid
+  int batch_size = 500;                          ///< rows claimed per shard per round
+  std::chrono::milliseconds poll_interval{500};  ///< fallback when no NOTIFY arrives
+  std::chrono::milliseconds lease_ttl{10'000};   ///< a dead relay's shards move after this
+  bool listen_notify = true;                     ///< LISTEN for the writers' NOTIFY
+  bool strict_durability = false;  ///< refuse topics with RF < 3, min.insync < 2, unclean
+  std::chrono::milliseconds retry_backoff_min{200};
+  std::chrono::milliseconds retry_backoff_max{30'000};
+  std::string http_listen;  ///< "host:port" for /metrics, /healthz, /readyz; empty: off
+};
+
+/// Counters and gauges of a running relay (Prometheus names in /metrics).
+struct RelayStats {
+  std::map<std::string, std::uint64_t> published_by_topic;
+  std::uint64_t failed = 0;  ///< transient delivery failures (retried)
+  std::uint64_t dead = 0;    ///< rows moved to outbox_dead
+  std::uint64_t lease_changes = 0;
+  std::size_t shards_owned = 0;
+  std::int64_t backlog_rows = -1;  ///< pending rows in the outbox (-1: unknown yet)
+  double oldest_pending_seconds = 0;
+  bool ready = false;
+  std::vector<double> ack_latency_buckets;        ///< upper bounds, seconds
+  std::vector<std::uint64_t> ack_latency_counts;  ///< cumulative per bucket
+  std::uint64_t ack_latency_count = 0;
+  double ack_latency_sum = 0;
+  std::int64_t producer_queue = 0;
+};
+
+/// Publishes the outbox until stopped. Example:
+///   txbox::Relay relay(cfg);               // validates config, checks the schema version
+///   relay.run(stop_source.get_token());    // returns after a clean shutdown
+class Relay {
+ public:
+  /// Throws config_error on invalid or unsafe settings (e.g. acks other than all,
+  /// enable.idempotence=false), schema_error when the schema is missing or too old,
+  /// transient_error when the database cannot be reached.
+  explicit Relay(RelayConfig config);
+  ~Relay();  // may block briefly: releases leases and flushes the producer
+  Relay(const Relay&) = delete;
+  Relay& operator=(const Relay&) = delete;
+
+  /// Runs the publish loop until `stop` is requested: then stops claiming, finishes the
+  /// in-flight batch, releases its leases and returns. Database and broker outages are
+  /// retried with backoff; only a configuration or schema problem throws.
+  void run(std::stop_token stop);
+
+  /// A snapshot of the metrics (thread-safe).
+  [[nodiscard]] RelayStats stats() const;
+
+  /// Prometheus text exposition of stats().
+  [[nodiscard]] std::string metrics_text() const;
+
+ private:
+  struct impl;
+  std::unique_ptr<impl> m_impl;
+};
+
+/// Reads relay settings: TOML file (may be empty: none), then TXBOX_* environment variables,
+/// then `overrides` (from flags). Throws config_error naming the key and what is wrong.
+RelayConfig load_relay_config(const std::string& toml_path,
+                              const std::map<std::string, std::string>& overrides = {});
+
+/// Checks a config without connecting: required keys, ranges, Kafka durability settings.
+/// Throws config_error.
+void validate_relay_config(const RelayConfig& config);
+
+/// A config for printing: passwords and secrets replaced by "***".
+std::string describe_relay_config(const RelayConfig& config);
+
+}  // namespace txbox

@@ -1,0 +1,137 @@
+// txbox-relay: the daemon. Config from TOML, TXBOX_* environment variables and flags.
+#include <httplib.h>
+#include <spdlog/spdlog.h>
+
+#include <CLI/CLI.hpp>
+#include <csignal>
+#include <cstdio>
+#include <iostream>
+#include <pqxx/except>
+#include <thread>
+
+#include "txbox/conninfo.hpp"
+#include "txbox/relay.hpp"
+
+namespace {
+
+std::stop_source g_stop;
+
+extern "C" void on_signal(int) {
+  g_stop.request_stop();
+}
+
+// Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config, 4 schema.
+constexpr int k_exit_config = 3;
+constexpr int k_exit_schema = 4;
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"txbox-relay: publishes the txbox outbox to Kafka (acks=all, idempotent)"};
+  std::string config_path;
+  std::map<std::string, std::string> overrides;
+  std::string database_url, schema, bootstrap, name, http_listen, log_level = "info";
+  bool check_config = false, strict = false, no_notify = false;
+  app.add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
+  app.add_option("--database-url", database_url, "libpq URI or conninfo (database.url)");
+  app.add_option("--schema", schema, "txbox schema (database.schema)");
+  app.add_option("--kafka-bootstrap-servers", bootstrap, "kafka.bootstrap.servers");
+  app.add_option("--name", name, "relay identity (relay.name), default host:pid");
+  app.add_option("--http-listen", http_listen, "address for /metrics, /healthz, /readyz");
+  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+      ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
+  app.add_flag("--strict-durability", strict,
+               "refuse topics with replication < 3, min.insync.replicas < 2 or unclean election");
+  app.add_flag("--no-notify", no_notify, "do not LISTEN; poll only (PgBouncer transaction mode)");
+  app.add_flag("--check-config", check_config,
+               "validate the config, print it (secrets hidden), exit");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return app.exit(e);
+  }
+  spdlog::set_level(spdlog::level::from_str(log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ txbox-relay: %v");
+
+  if (!database_url.empty()) overrides["database.url"] = database_url;
+  if (!schema.empty()) overrides["database.schema"] = schema;
+  if (!bootstrap.empty()) overrides["kafka.bootstrap.servers"] = bootstrap;
+  if (!name.empty()) overrides["relay.name"] = name;
+  if (!http_listen.empty()) overrides["http.listen"] = http_listen;
+  if (strict) overrides["relay.strict_durability"] = "true";
+  if (no_notify) overrides["relay.listen_notify"] = "false";
+
+  txbox::RelayConfig cfg;
+  try {
+    cfg = txbox::load_relay_config(config_path, overrides);
+  } catch (const txbox::config_error& e) {
+    spdlog::critical("invalid configuration: {}", e.what());
+    return k_exit_config;
+  }
+  if (check_config) {
+    std::cout << txbox::describe_relay_config(cfg) << "configuration ok\n";
+    return 0;
+  }
+
+  std::signal(SIGTERM, on_signal);
+  std::signal(SIGINT, on_signal);
+  std::signal(SIGPIPE, SIG_IGN);
+
+  try {
+    std::unique_ptr<txbox::Relay> relay;
+    // Start-up: wait for the database with backoff (a config or schema problem exits).
+    auto delay = std::chrono::milliseconds(200);
+    bool warned = false;
+    while (!relay && !g_stop.stop_requested()) {
+      try {
+        relay = std::make_unique<txbox::Relay>(cfg);
+      } catch (const txbox::transient_error& e) {
+        if (!warned) spdlog::warn("{}; retrying with backoff", e.what());
+        warned = true;
+        std::this_thread::sleep_for(delay);
+        delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
+      }
+    }
+    if (!relay) return 0;
+
+    httplib::Server http;
+    std::thread http_thread;
+    if (!cfg.http_listen.empty()) {
+      const auto colon = cfg.http_listen.rfind(':');
+      const std::string host = cfg.http_listen.substr(0, colon);
+      const int port = std::stoi(cfg.http_listen.substr(colon + 1));
+      http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+        res.set_content(relay->metrics_text(), "text/plain; version=0.0.4");
+      });
+      http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content("ok\n", "text/plain");
+      });
+      http.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
+        const bool ready = relay->stats().ready;
+        res.status = ready ? 200 : 503;
+        res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+      });
+      if (!http.bind_to_port(host, port)) {
+        spdlog::critical("cannot listen on {} (http.listen)", cfg.http_listen);
+        return k_exit_config;
+      }
+      http_thread = std::thread([&] { http.listen_after_bind(); });
+      spdlog::info("http: serving /metrics, /healthz, /readyz on {}", cfg.http_listen);
+    }
+    relay->run(g_stop.get_token());
+    if (http_thread.joinable()) {
+      http.stop();
+      http_thread.join();
+    }
+    return 0;
+  } catch (const txbox::config_error& e) {
+    spdlog::critical("invalid configuration: {}", e.what());
+    return k_exit_config;
+  } catch (const txbox::schema_error& e) {
+    spdlog::critical("{}", e.what());
+    return k_exit_schema;
+  } catch (const std::exception& e) {
+    spdlog::critical("stopped by an unexpected error: {}", txbox::redact_conninfo(e.what()));
+    return 1;
+  }
+}

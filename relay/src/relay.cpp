@@ -1,0 +1,661 @@
+// The publish loop: leases -> claim -> produce -> delivery reports -> fenced delete.
+#include "txbox/relay.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cmath>
+#include <mutex>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <random>
+#include <thread>
+
+#include "txbox/conninfo.hpp"
+#include "txbox/detail/rdkafka.hpp"
+#include "txbox/message.hpp"
+
+namespace txbox {
+namespace {
+
+using clock = std::chrono::steady_clock;
+using namespace std::chrono_literals;
+
+constexpr int k_shards = 64;
+
+// Latency histogram bounds (seconds) for commit -> ack.
+const std::vector<double> k_buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                       0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+struct Row {
+  std::int64_t id = 0;
+  std::string message_id;
+  std::string topic;
+  std::optional<std::string> key;
+  std::string payload;
+  std::string headers;  // JSON array of [name, value]
+  double created_epoch = 0;
+  int shard = 0;
+  int attempts = 0;
+};
+
+// Outcome of one produced row, filled by the delivery-report callback.
+struct Delivery {
+  bool done = false;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string error;
+};
+
+// Errors that retrying cannot fix: the row goes to outbox_dead.
+bool is_permanent(rd_kafka_resp_err_t err) {
+  switch (err) {
+    case RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG_SIZE:
+    case RD_KAFKA_RESP_ERR_TOPIC_EXCEPTION:
+    case RD_KAFKA_RESP_ERR_TOPIC_AUTHORIZATION_FAILED:
+    case RD_KAFKA_RESP_ERR_INVALID_RECORD:
+    case RD_KAFKA_RESP_ERR_INVALID_MSG:
+    case RD_KAFKA_RESP_ERR__INVALID_ARG:
+      return true;
+    default:
+      return false;
+  }
+}
+
+std::string int_array(const std::vector<std::int64_t>& v) {
+  std::string out = "{";
+  for (std::size_t i = 0; i < v.size(); ++i) out += (i ? "," : "") + std::to_string(v[i]);
+  return out + "}";
+}
+
+std::string default_name() {
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return fmt::format("{}:{}", host, ::getpid());
+}
+
+class notify_flag : public pqxx::notification_receiver {
+ public:
+  notify_flag(pqxx::connection_base& c, const std::string& channel)
+      : pqxx::notification_receiver(c, channel) {}
+  void operator()(const std::string&, int) override { fired = true; }
+  bool fired = false;
+};
+
+}  // namespace
+
+struct Relay::impl {
+  RelayConfig cfg;
+  std::string s;  // quoted schema
+  std::string name;
+  std::unique_ptr<pqxx::connection> db;
+  std::unique_ptr<notify_flag> listener;
+  detail::kafka_ptr producer;
+  std::vector<Delivery> deliveries;    // indexed by msg_opaque during one batch
+  std::map<int, std::int64_t> leases;  // shard -> epoch
+  clock::time_point lease_valid_until{};
+  clock::time_point next_lease_tick{};
+  std::mt19937_64 rng{std::random_device{}()};
+
+  mutable std::mutex stats_mutex;
+  RelayStats st;
+  bool db_up = false;
+  bool broker_ok = true;
+
+  // ---- logging of state changes (one line per change, never per message) ----
+  void set_db_up(bool up, const std::string& why = {}) {
+    if (up == db_up) return;
+    db_up = up;
+    if (up) {
+      spdlog::info("database: connected ({})", redact_conninfo(cfg.database_url));
+    } else {
+      spdlog::warn("database: unreachable, retrying with backoff: {}", why);
+    }
+    update_ready();
+  }
+  void set_broker_ok(bool ok, const std::string& why = {}) {
+    if (ok == broker_ok) return;
+    broker_ok = ok;
+    if (ok) {
+      spdlog::info("kafka: deliveries succeed again");
+    } else {
+      spdlog::warn("kafka: deliveries failing, retrying with backoff: {}", why);
+    }
+    update_ready();
+  }
+  void update_ready() {
+    std::lock_guard lock(stats_mutex);
+    st.ready = db_up && broker_ok;
+  }
+
+  // ---- database ----
+  void connect() {
+    db = std::make_unique<pqxx::connection>(cfg.database_url);
+    check_schema();
+    if (cfg.listen_notify) listener = std::make_unique<notify_flag>(*db, cfg.schema + ".outbox");
+    set_db_up(true);
+  }
+
+  void check_schema() {
+    pqxx::nontransaction tx(*db);
+    int version = 0;
+    try {
+      version =
+          tx.exec("SELECT coalesce(max(version), 0) FROM " + s + ".schema_version")[0][0].as<int>();
+    } catch (const pqxx::undefined_table&) {
+      throw schema_error(fmt::format(
+          "schema '{}' has no txbox tables. Hint: apply migrations/V1__create_txbox_schema.sql "
+          "and every later file (see docs/migrations.md), or set database.schema",
+          cfg.schema));
+    } catch (const pqxx::insufficient_privilege&) {
+      throw schema_error(fmt::format(
+          "the database user may not read {}.schema_version. Hint: GRANT txbox_relay TO the "
+          "relay's user",
+          cfg.schema));
+    }
+    if (version < relay_schema_version) {
+      throw schema_error(
+          fmt::format("schema '{}' is at version {}, txbox-relay needs {}. Hint: apply "
+                      "migrations/V{}__*.sql{} (docs/migrations.md)",
+                      cfg.schema, version, relay_schema_version, version + 1,
+                      version + 1 < relay_schema_version ? " and the files after it" : ""));
+    }
+  }
+
+  // ---- kafka ----
+  void make_producer() {
+    detail::conf_ptr conf(rd_kafka_conf_new());
+    char err[512];
+    auto set = [&](const std::string& k, const std::string& v) {
+      if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) !=
+          RD_KAFKA_CONF_OK) {
+        throw config_error(fmt::format("kafka.{}: {}", k, err));
+      }
+    };
+    // Defaults a user may override, then the user's keys, then what txbox enforces.
+    set("linger.ms", "5");
+    set("message.timeout.ms", std::to_string(std::max<long>(1000, cfg.lease_ttl.count() / 2)));
+    set("statistics.interval.ms", "0");
+    for (const auto& [k, v] : cfg.kafka) set(k, v);
+    set("acks", "all");
+    set("enable.idempotence", "true");
+    rd_kafka_conf_set_opaque(conf.get(), this);
+    rd_kafka_conf_set_dr_msg_cb(conf.get(),
+                                [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+                                  auto* self = static_cast<impl*>(opaque);
+                                  const auto idx = reinterpret_cast<std::uintptr_t>(m->_private);
+                                  if (idx >= self->deliveries.size()) return;
+                                  Delivery& d = self->deliveries[idx];
+                                  d.done = true;
+                                  d.err = m->err;
+                                  if (m->err) d.error = rd_kafka_message_errstr(m);
+                                });
+    rd_kafka_conf_set_log_cb(conf.get(),
+                             [](const rd_kafka_t*, int level, const char* fac, const char* buf) {
+                               if (level <= 3) {
+                                 spdlog::error("librdkafka {}: {}", fac, buf);
+                               } else if (level <= 4) {
+                                 spdlog::warn("librdkafka {}: {}", fac, buf);
+                               }
+                             });
+    producer.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
+    if (!producer) throw config_error(fmt::format("cannot create the Kafka producer: {}", err));
+    conf.release();  // rd_kafka_new took ownership on success
+  }
+
+  // ---- leases ----
+  std::string interval(std::chrono::milliseconds ms) const {
+    return std::to_string(ms.count()) + " milliseconds";
+  }
+
+  void lease_tick() {
+    const auto sent = clock::now();
+    pqxx::work tx(*db);
+    tx.exec_params("INSERT INTO " + s +
+                       ".outbox_relays (name, seen_at) VALUES ($1, now()) "
+                       "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
+                   name);
+    const int live = tx.exec_params1("SELECT count(*) FROM " + s +
+                                         ".outbox_relays WHERE seen_at > now() - $1::interval",
+                                     interval(cfg.lease_ttl))[0]
+                         .as<int>();
+    const int target = (k_shards + std::max(live, 1) - 1) / std::max(live, 1);
+
+    // Renew what we hold (by shard and epoch: a lease taken over meanwhile is not renewed).
+    std::vector<std::int64_t> shards, epochs;
+    for (const auto& [sh, ep] : leases) {
+      shards.push_back(sh);
+      epochs.push_back(ep);
+    }
+    std::map<int, std::int64_t> kept;
+    if (!shards.empty()) {
+      const auto r =
+          tx.exec_params("UPDATE " + s +
+                             ".outbox_leases x SET expires_at = now() + $2::interval "
+                             "FROM unnest($3::int[], $4::bigint[]) AS l(shard, epoch) "
+                             "WHERE x.shard = l.shard AND x.epoch = l.epoch AND x.owner = $1 "
+                             "AND x.expires_at > now() RETURNING x.shard, x.epoch",
+                         name, interval(cfg.lease_ttl), int_array(shards), int_array(epochs));
+      for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+    }
+    std::size_t changes = leases.size() - kept.size();
+    if (changes > 0) spdlog::warn("leases: lost {} shard(s) to other relays", changes);
+
+    // Give back what exceeds our fair share, take free or expired shards up to it.
+    if (static_cast<int>(kept.size()) > target) {
+      std::vector<std::int64_t> extra;
+      for (auto it = kept.rbegin();
+           it != kept.rend() && static_cast<int>(kept.size() - extra.size()) > target; ++it) {
+        extra.push_back(it->first);
+      }
+      tx.exec_params("UPDATE " + s +
+                         ".outbox_leases SET owner = NULL, expires_at = '-infinity' "
+                         "WHERE owner = $1 AND shard = ANY($2::int[])",
+                     name, int_array(extra));
+      for (auto sh : extra) kept.erase(static_cast<int>(sh));
+      changes += extra.size();
+    } else if (static_cast<int>(kept.size()) < target) {
+      const auto r = tx.exec_params(
+          "UPDATE " + s +
+              ".outbox_leases x SET owner = $1, epoch = x.epoch + 1, "
+              "expires_at = now() + $2::interval WHERE (x.owner IS NULL OR x.expires_at <= now()) "
+              "AND x.shard IN (SELECT shard FROM " +
+              s +
+              ".outbox_leases WHERE owner IS NULL OR "
+              "expires_at <= now() ORDER BY random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
+              "RETURNING x.shard, x.epoch",
+          name, interval(cfg.lease_ttl), target - static_cast<int>(kept.size()));
+      for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+      changes += r.size();
+    }
+    tx.commit();
+    if (changes > 0 || kept.size() != leases.size()) {
+      spdlog::info("leases: {} of {} shards owned ({} live relay(s))", kept.size(), k_shards, live);
+    }
+    leases = std::move(kept);
+    // Our view of the leases is safe until a fifth of the ttl before they expire.
+    lease_valid_until = sent + cfg.lease_ttl - cfg.lease_ttl / 5;
+    next_lease_tick = clock::now() + cfg.lease_ttl / 3;
+    std::lock_guard lock(stats_mutex);
+    st.lease_changes += changes;
+    st.shards_owned = leases.size();
+  }
+
+  void release_leases() noexcept {
+    if (!db || leases.empty()) return;
+    try {
+      std::vector<std::int64_t> shards;
+      for (const auto& [sh, ep] : leases) shards.push_back(sh);
+      pqxx::work tx(*db);
+      tx.exec_params("UPDATE " + s +
+                         ".outbox_leases SET owner = NULL, expires_at = '-infinity' "
+                         "WHERE owner = $1 AND shard = ANY($2::int[])",
+                     name, int_array(shards));
+      tx.exec_params("DELETE FROM " + s + ".outbox_relays WHERE name = $1", name);
+      tx.commit();
+      spdlog::info("leases: released {} shard(s)", leases.size());
+      leases.clear();
+    } catch (const std::exception& e) {
+      spdlog::warn("leases: could not release ({}); they expire by themselves", e.what());
+    }
+  }
+
+  // ---- claim / publish / settle ----
+  std::vector<Row> claim() {
+    std::vector<std::int64_t> shards, epochs;
+    for (const auto& [sh, ep] : leases) {
+      shards.push_back(sh);
+      epochs.push_back(ep);
+    }
+    pqxx::work tx(*db);
+    const auto r = tx.exec_params(
+        "SELECT o.id, o.message_id::text, o.topic, o.key, o.payload, o.headers::text, "
+        "extract(epoch FROM o.created_at)::float8, o.shard, o.attempts, "
+        "coalesce(o.next_attempt_at > now(), false) "
+        "FROM unnest($1::int[], $2::bigint[]) AS l(shard, epoch) "
+        "JOIN " +
+            s +
+            ".outbox_leases x ON x.shard = l.shard AND x.epoch = l.epoch "
+            "AND x.owner = $3 AND x.expires_at > now() "
+            "CROSS JOIN LATERAL (SELECT * FROM " +
+            s +
+            ".outbox WHERE shard = l.shard "
+            "AND published_at IS NULL ORDER BY id LIMIT $4) o ORDER BY o.shard, o.id",
+        int_array(shards), int_array(epochs), name, cfg.batch_size);
+    tx.commit();
+    std::vector<Row> rows;
+    rows.reserve(r.size());
+    int waiting_shard = -1;
+    for (const auto& f : r) {
+      const int shard = f[7].as<int>();
+      // A shard whose head waits for its retry time waits whole: nothing overtakes it.
+      if (shard == waiting_shard) continue;
+      if (f[9].as<bool>()) {
+        waiting_shard = shard;
+        continue;
+      }
+      Row row;
+      row.id = f[0].as<std::int64_t>();
+      row.message_id = f[1].as<std::string>();
+      row.topic = f[2].as<std::string>();
+      if (!f[3].is_null()) row.key = f[3].as<std::string>();
+      row.payload = pqxx::binarystring(f[4]).str();
+      row.headers = f[5].as<std::string>();
+      row.created_epoch = f[6].as<double>();
+      row.shard = shard;
+      row.attempts = f[8].as<int>();
+      rows.push_back(std::move(row));
+    }
+    return rows;
+  }
+
+  void produce(const std::vector<Row>& rows) {
+    deliveries.assign(rows.size(), Delivery{});
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const Row& row = rows[i];
+      detail::headers_ptr hdrs(rd_kafka_headers_new(8));
+      rd_kafka_header_add(hdrs.get(), headers::id, -1, row.message_id.data(),
+                          static_cast<ssize_t>(row.message_id.size()));
+      try {
+        for (const auto& pair : nlohmann::json::parse(row.headers)) {
+          const auto& k = pair.at(0).get_ref<const std::string&>();
+          const auto& v = pair.at(1).get_ref<const std::string&>();
+          if (k == headers::id) continue;
+          rd_kafka_header_add(hdrs.get(), k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                              static_cast<ssize_t>(v.size()));
+        }
+      } catch (const std::exception& e) {
+        deliveries[i] = {
+            true, RD_KAFKA_RESP_ERR__INVALID_ARG,
+            std::string("outbox.headers is not an array of [name, value]: ") + e.what()};
+        continue;
+      }
+      const void* key = row.key ? row.key->data() : nullptr;
+      const std::size_t key_len = row.key ? row.key->size() : 0;
+      rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+      while (true) {
+        code = rd_kafka_producev(
+            producer.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()), RD_KAFKA_V_KEY(key, key_len),
+            RD_KAFKA_V_VALUE(const_cast<char*>(row.payload.data()), row.payload.size()),
+            RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs.get()),
+            RD_KAFKA_V_OPAQUE(reinterpret_cast<void*>(static_cast<std::uintptr_t>(i))),
+            RD_KAFKA_V_END);
+        if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+        rd_kafka_poll(producer.get(), 10);  // wait for room in the local queue
+      }
+      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        hdrs.release();  // rd_kafka_producev took the headers on success
+      } else {
+        deliveries[i] = {true, code, rd_kafka_err2str(code)};
+      }
+    }
+  }
+
+  void await_deliveries() {
+    const auto all_done = [&] {
+      return std::all_of(deliveries.begin(), deliveries.end(),
+                         [](const Delivery& d) { return d.done; });
+    };
+    // message.timeout.ms bounds every delivery; this loop ends when librdkafka reported all.
+    while (!all_done()) rd_kafka_poll(producer.get(), 50);
+  }
+
+  std::chrono::milliseconds backoff(int attempts) {
+    const double base =
+        static_cast<double>(cfg.retry_backoff_min.count()) * std::pow(2.0, std::min(attempts, 20));
+    const double capped = std::min(base, static_cast<double>(cfg.retry_backoff_max.count()));
+    std::uniform_real_distribution<double> jitter(0.5, 1.0);
+    return std::chrono::milliseconds(static_cast<long>(capped * jitter(rng)));
+  }
+
+  // Deletes the acknowledged rows (fenced by lease epoch), dead-letters permanent failures,
+  // schedules retries. Per shard, rows after a transient failure stay for the next round.
+  void settle(const std::vector<Row>& rows) {
+    std::vector<std::int64_t> done_ids, dead_ids;
+    std::vector<std::string> dead_errors;
+    std::vector<std::pair<const Row*, const Delivery*>> retry;
+    int blocked_shard = -1;
+    std::string first_transient;
+    std::map<std::string, std::uint64_t> published;
+    const double now_epoch =
+        std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
+    std::vector<double> latencies;
+    for (std::size_t i = 0; i < rows.size(); ++i) {
+      const Row& row = rows[i];
+      const Delivery& d = deliveries[i];
+      if (row.shard == blocked_shard) continue;
+      if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        done_ids.push_back(row.id);
+        ++published[row.topic];
+        latencies.push_back(now_epoch - row.created_epoch);
+      } else if (is_permanent(d.err)) {
+        dead_ids.push_back(row.id);
+        dead_errors.push_back(d.error);
+      } else {
+        blocked_shard = row.shard;
+        retry.emplace_back(&row, &d);
+        if (first_transient.empty()) first_transient = d.error;
+      }
+    }
+    std::vector<std::int64_t> shards, epochs;
+    for (const auto& [sh, ep] : leases) {
+      shards.push_back(sh);
+      epochs.push_back(ep);
+    }
+    const std::string fence =
+        " AND EXISTS (SELECT 1 FROM " + s +
+        ".outbox_leases x JOIN unnest($2::int[], "
+        "$3::bigint[]) AS l(shard, epoch) ON x.shard = l.shard AND x.epoch = l.epoch "
+        "WHERE x.shard = o.shard AND x.owner = $4 AND x.expires_at > now())";
+    pqxx::work tx(*db);
+    std::size_t deleted = 0;
+    if (!done_ids.empty()) {
+      deleted =
+          tx.exec_params("DELETE FROM " + s + ".outbox o WHERE o.id = ANY($1::bigint[])" + fence,
+                         int_array(done_ids), int_array(shards), int_array(epochs), name)
+              .affected_rows();
+    }
+    for (std::size_t i = 0; i < dead_ids.size(); ++i) {
+      tx.exec_params("WITH d AS (DELETE FROM " + s + ".outbox o WHERE o.id = $1" + fence +
+                         " RETURNING *) INSERT INTO " + s +
+                         ".outbox_dead (message_id, topic, key, payload, headers, created_at, "
+                         "attempts, error) SELECT message_id, topic, key, payload, headers, "
+                         "created_at, attempts + 1, $5 FROM d",
+                     dead_ids[i], int_array(shards), int_array(epochs), name, dead_errors[i]);
+    }
+    for (const auto& [row, d] : retry) {
+      tx.exec_params("UPDATE " + s +
+                         ".outbox o SET attempts = attempts + 1, last_error = $5, "
+                         "next_attempt_at = now() + $6::interval WHERE o.id = $1" +
+                         fence,
+                     row->id, int_array(shards), int_array(epochs), name, d->error,
+                     interval(backoff(row->attempts)));
+    }
+    tx.commit();
+    if (deleted != done_ids.size()) {
+      // Another relay took over some shard: its rows stay for the new owner.
+      spdlog::warn(
+          "leases: a shard was taken over during a batch; {} acknowledged row(s) "
+          "left for the new owner (they will be re-sent; the inbox absorbs them)",
+          done_ids.size() - deleted);
+      next_lease_tick = clock::now();
+    }
+    if (!dead_ids.empty()) {
+      spdlog::error("{} message(s) moved to {}.outbox_dead; first error: {}", dead_ids.size(),
+                    cfg.schema, dead_errors.front());
+    }
+    set_broker_ok(retry.empty() || !done_ids.empty(), first_transient);
+    if (!retry.empty() && !done_ids.empty()) set_broker_ok(true);
+
+    std::lock_guard lock(stats_mutex);
+    for (const auto& [t, n] : published) st.published_by_topic[t] += n;
+    st.dead += dead_ids.size();
+    st.failed += retry.size();
+    for (double l : latencies) {
+      for (std::size_t b = 0; b < k_buckets.size(); ++b) {
+        if (l <= k_buckets[b]) st.ack_latency_counts[b]++;
+      }
+      st.ack_latency_count++;
+      st.ack_latency_sum += l;
+    }
+  }
+
+  void refresh_backlog() {
+    pqxx::work tx(*db);
+    const auto r = tx.exec(
+        "SELECT count(*), coalesce(extract(epoch FROM now() - "
+        "min(created_at)), 0)::float8 FROM " +
+        s + ".outbox WHERE published_at IS NULL");
+    tx.commit();
+    std::lock_guard lock(stats_mutex);
+    st.backlog_rows = r[0][0].as<std::int64_t>();
+    st.oldest_pending_seconds = r[0][1].as<double>();
+    st.producer_queue = producer ? rd_kafka_outq_len(producer.get()) : 0;
+  }
+
+  // Sleeps until a NOTIFY arrives, the poll interval passes, or stop is requested.
+  void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max) {
+    const auto until = clock::now() + max;
+    while (!stop.stop_requested() && clock::now() < until) {
+      const auto left = std::min<clock::duration>(until - clock::now(), 100ms);
+      if (listener) {
+        listener->fired = false;
+        const auto us = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+        db->await_notification(us / 1'000'000, us % 1'000'000);
+        if (listener->fired) return;
+      } else {
+        std::this_thread::sleep_for(left);
+      }
+    }
+  }
+};
+
+Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>()) {
+  validate_relay_config(config);
+  auto& m = *m_impl;
+  m.cfg = std::move(config);
+  m.s = "\"" + m.cfg.schema + "\"";
+  m.name = m.cfg.name.empty() ? default_name() : m.cfg.name;
+  m.st.ack_latency_buckets = k_buckets;
+  m.st.ack_latency_counts.assign(k_buckets.size(), 0);
+  m.make_producer();
+  try {
+    m.connect();
+  } catch (const pqxx::broken_connection& e) {
+    throw transient_error(fmt::format("cannot connect to the database ({}): {}",
+                                      redact_conninfo(m.cfg.database_url),
+                                      redact_conninfo(e.what())));
+  }
+}
+
+Relay::~Relay() {
+  m_impl->release_leases();
+  if (m_impl->producer) rd_kafka_flush(m_impl->producer.get(), 5000);
+}
+
+void Relay::run(std::stop_token stop) {
+  auto& m = *m_impl;
+  spdlog::info("relay {}: publishing schema {} (batch {}, lease ttl {} ms, notify {})", m.name,
+               m.cfg.schema, m.cfg.batch_size, m.cfg.lease_ttl.count(),
+               m.cfg.listen_notify ? "on" : "off");
+  auto reconnect_delay = m.cfg.retry_backoff_min;
+  auto next_backlog = clock::now();
+  while (!stop.stop_requested()) {
+    try {
+      if (!m.db || !m.db->is_open()) m.connect();
+      if (clock::now() >= m.next_lease_tick) m.lease_tick();
+      if (clock::now() >= next_backlog) {
+        m.refresh_backlog();
+        next_backlog = clock::now() + 1s;
+      }
+      if (m.leases.empty() || clock::now() >= m.lease_valid_until) {
+        m.wait_for_work(
+            stop, std::min<std::chrono::milliseconds>(m.cfg.poll_interval, m.cfg.lease_ttl / 3));
+        continue;
+      }
+      auto rows = m.claim();
+      if (rows.empty()) {
+        m.wait_for_work(
+            stop, std::min<std::chrono::milliseconds>(
+                      m.cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                               m.next_lease_tick - clock::now())));
+        continue;
+      }
+      m.produce(rows);
+      m.await_deliveries();
+      m.settle(rows);
+      reconnect_delay = m.cfg.retry_backoff_min;
+    } catch (const pqxx::failure& e) {
+      // Any other database error, including in_doubt_error (commit outcome unknown): start
+      // over on a new connection after a pause. Nothing was deleted that Kafka did not
+      // acknowledge; rows whose delete did not commit are re-sent and the inbox absorbs them.
+      m.set_db_up(false, redact_conninfo(e.what()));
+      m.listener.reset();
+      m.db.reset();
+      m.leases.clear();
+      m.next_lease_tick = clock::now();
+      std::this_thread::sleep_for(reconnect_delay);
+      reconnect_delay = std::min(reconnect_delay * 2, m.cfg.retry_backoff_max);
+    }
+  }
+  // Stop: the in-flight batch was settled above; give the shards back at once.
+  m.release_leases();
+  rd_kafka_flush(m.producer.get(), 5000);
+  spdlog::info("relay {}: stopped", m.name);
+}
+
+RelayStats Relay::stats() const {
+  std::lock_guard lock(m_impl->stats_mutex);
+  return m_impl->st;
+}
+
+std::string Relay::metrics_text() const {
+  const RelayStats st = stats();
+  std::string out;
+  out +=
+      "# HELP txbox_relay_published_total Messages acknowledged by Kafka and removed from the "
+      "outbox.\n";
+  out += "# TYPE txbox_relay_published_total counter\n";
+  for (const auto& [t, n] : st.published_by_topic) {
+    out += fmt::format("txbox_relay_published_total{{topic=\"{}\"}} {}\n", t, n);
+  }
+  out += "# HELP txbox_relay_failed_total Transient delivery failures (retried).\n";
+  out += "# TYPE txbox_relay_failed_total counter\n";
+  out += fmt::format("txbox_relay_failed_total {}\n", st.failed);
+  out += "# HELP txbox_relay_dead_total Messages moved to outbox_dead.\n";
+  out += "# TYPE txbox_relay_dead_total counter\n";
+  out += fmt::format("txbox_relay_dead_total {}\n", st.dead);
+  out += "# HELP txbox_relay_lease_changes_total Shard leases taken, lost or released.\n";
+  out += "# TYPE txbox_relay_lease_changes_total counter\n";
+  out += fmt::format("txbox_relay_lease_changes_total {}\n", st.lease_changes);
+  out += "# HELP txbox_relay_shards_owned Shards this relay publishes.\n";
+  out += "# TYPE txbox_relay_shards_owned gauge\n";
+  out += fmt::format("txbox_relay_shards_owned {}\n", st.shards_owned);
+  out += "# HELP txbox_outbox_backlog_rows Rows waiting in the outbox.\n";
+  out += "# TYPE txbox_outbox_backlog_rows gauge\n";
+  out += fmt::format("txbox_outbox_backlog_rows {}\n", std::max<std::int64_t>(st.backlog_rows, 0));
+  out += "# HELP txbox_outbox_oldest_pending_seconds Age of the oldest waiting row.\n";
+  out += "# TYPE txbox_outbox_oldest_pending_seconds gauge\n";
+  out += fmt::format("txbox_outbox_oldest_pending_seconds {:.3f}\n", st.oldest_pending_seconds);
+  out += "# HELP txbox_relay_producer_queue Messages in librdkafka's queue.\n";
+  out += "# TYPE txbox_relay_producer_queue gauge\n";
+  out += fmt::format("txbox_relay_producer_queue {}\n", st.producer_queue);
+  out += "# HELP txbox_relay_ready 1 when the database and Kafka are reachable.\n";
+  out += "# TYPE txbox_relay_ready gauge\n";
+  out += fmt::format("txbox_relay_ready {}\n", st.ready ? 1 : 0);
+  out += "# HELP txbox_relay_commit_to_ack_seconds Time from outbox insert to Kafka ack.\n";
+  out += "# TYPE txbox_relay_commit_to_ack_seconds histogram\n";
+  for (std::size_t b = 0; b < st.ack_latency_buckets.size(); ++b) {
+    out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"{}\"}} {}\n",
+                       st.ack_latency_buckets[b], st.ack_latency_counts[b]);
+  }
+  out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"+Inf\"}} {}\n",
+                     st.ack_latency_count);
+  out += fmt::format("txbox_relay_commit_to_ack_seconds_sum {:.6f}\n", st.ack_latency_sum);
+  out += fmt::format("txbox_relay_commit_to_ack_seconds_count {}\n", st.ack_latency_count);
+  return out;
+}
+
+}  // namespace txbox

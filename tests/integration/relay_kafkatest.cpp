@@ -1,0 +1,338 @@
+// txbox-relay as operators run it: real processes against the real broker and database.
+#include <arpa/inet.h>
+#include <gtest/gtest.h>
+#include <httplib.h>
+#include <netinet/in.h>
+#include <signal.h>
+#include <sys/socket.h>
+
+#include <fstream>
+#include <pqxx/pqxx>
+#include <regex>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "txbox/outbox.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using txbox::test::endpoints;
+using txbox::test::Process;
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a);
+  socklen_t len = sizeof a;
+  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+  ::close(fd);
+  return ntohs(a.sin_port);
+}
+
+class RelayTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = txbox::test::unique_name("rl");
+    topic_ = txbox::test::unique_name("relay_topic");
+    txbox::test::create_schema(schema_);
+    txbox::test::create_topic(topic_, 6);
+  }
+
+  // A TOML config for this test's schema; `extra` is appended (more keys or sections).
+  std::string config(const std::string& extra = "", const std::string& url = "",
+                     const std::string& kafka_extra = "") {
+    const std::string path = "/tmp/" + txbox::test::unique_name("relay") + ".toml";
+    std::ofstream f(path);
+    f << "[database]\nurl = \"" << (url.empty() ? endpoints().pg : url) << "\"\nschema = \""
+      << schema_ << "\"\n[relay]\nlease_ttl_ms = 3000\npoll_interval_ms = 200\n"
+      << extra << "\n[kafka]\n\"bootstrap.servers\" = \"" << endpoints().kafka << "\"\n"
+      << kafka_extra;
+    return path;
+  }
+
+  std::unique_ptr<Process> start_relay(const std::string& name, const std::string& cfg,
+                                       std::vector<std::string> extra = {}) {
+    std::vector<std::string> argv = {txbox::test::program("txbox-relay"), "--config", cfg, "--name",
+                                     name};
+    argv.insert(argv.end(), extra.begin(), extra.end());
+    return std::make_unique<Process>(argv, "/tmp/" + txbox::test::unique_name(name) + ".log");
+  }
+
+  // Enqueues `count` messages over `keys` keys; payload "key/seq"; `per_tx` per transaction.
+  void enqueue(int count, int keys, int per_tx, int first_seq = 0) {
+    pqxx::connection c(endpoints().pg);
+    const txbox::Outbox ob({.schema = schema_});
+    for (int i = 0; i < count; i += per_tx) {
+      std::vector<txbox::Message> batch;
+      for (int j = i; j < std::min(count, i + per_tx); ++j) {
+        const int seq = first_seq + j;
+        const std::string key = "key-" + std::to_string(seq % keys);
+        batch.push_back(
+            {.topic = topic_, .key = key, .payload = key + "/" + std::to_string(seq / keys)});
+      }
+      pqxx::work tx(c);
+      ob.enqueue(tx, batch);
+      tx.commit();
+    }
+  }
+
+  long pending() {
+    pqxx::connection c(endpoints().pg);
+    return pqxx::nontransaction(c)
+        .exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0]
+        .as<long>();
+  }
+
+  bool wait_drained(std::chrono::seconds timeout) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      if (pending() == 0) return true;
+      std::this_thread::sleep_for(100ms);
+    }
+    return false;
+  }
+
+  // Every message arrived; per key, first arrivals are in order; any duplicate is an exact
+  // re-send (same ce_id, same payload). Returns the number of duplicates.
+  int check_stream(const std::vector<txbox::test::Record>& records, int expected) {
+    std::map<std::string, std::string> payload_by_id;
+    std::map<std::string, int> last_seq;
+    int dups = 0;
+    for (const auto& r : records) {
+      const auto id = r.headers.at("ce_id");
+      auto [it, fresh] = payload_by_id.emplace(id, r.value);
+      if (!fresh) {
+        EXPECT_EQ(it->second, r.value) << "a duplicate of " << id << " differs";
+        ++dups;
+        continue;
+      }
+      const auto slash = r.value.find('/');
+      EXPECT_EQ(r.key, r.value.substr(0, slash));
+      const int seq = std::stoi(r.value.substr(slash + 1));
+      auto [ls, first] = last_seq.try_emplace(r.key, -1);
+      EXPECT_EQ(seq, ls->second + 1) << "key " << r.key << " out of order or missing";
+      ls->second = seq;
+    }
+    EXPECT_EQ(payload_by_id.size(), static_cast<std::size_t>(expected));
+    return dups;
+  }
+
+  std::string schema_;
+  std::string topic_;
+};
+
+TEST_F(RelayTest, ThreeRelaysKeepPerKeyOrderOverTenThousandMessages) {
+  const auto cfg = config();
+  auto a = start_relay("a", cfg);
+  auto b = start_relay("b", cfg);
+  auto c = start_relay("c", cfg);
+  enqueue(10'000, 100, 50);
+  ASSERT_TRUE(wait_drained(120s)) << a->output();
+  const auto records = txbox::test::read_topic(topic_, 10'000, 60s);
+  EXPECT_EQ(check_stream(records, 10'000), 0);
+  for (auto* p : {a.get(), b.get(), c.get()}) p->signal(SIGTERM);
+  for (auto* p : {a.get(), b.get(), c.get()}) EXPECT_EQ(p->wait(20s), 0) << p->output();
+  // The shards were shared: each relay owned some at some point.
+  for (auto* p : {a.get(), b.get(), c.get()}) {
+    EXPECT_NE(p->output().find("shards owned"), std::string::npos) << p->output();
+  }
+  // Every record carries the CloudEvents headers.
+  ASSERT_FALSE(records.empty());
+  EXPECT_EQ(records[0].headers.at("ce_specversion"), "1.0");
+  EXPECT_EQ(records[0].headers.at("ce_id").size(), 36u);
+}
+
+TEST_F(RelayTest, KillNineMidStreamLosesNothingAndKeepsOrder) {
+  const auto cfg = config();
+  auto a = start_relay("a", cfg);
+  auto b = start_relay("b", cfg);
+  std::thread writer([&] { enqueue(6'000, 50, 20); });
+  std::this_thread::sleep_for(1500ms);
+  a->signal(SIGKILL);
+  EXPECT_EQ(a->wait(10s), 128 + SIGKILL);
+  std::this_thread::sleep_for(500ms);
+  auto a2 = start_relay("a2", cfg);
+  writer.join();
+  ASSERT_TRUE(wait_drained(120s)) << b->output();
+  const auto records = txbox::test::read_topic(topic_, 6'000, 60s);
+  const int dups = check_stream(records, 6'000);
+  std::cout << "duplicates after kill -9 (exact re-sends): " << dups << "\n";
+}
+
+TEST_F(RelayTest, OversizeMessageGoesToDeadLettersAndTheShardGoesOn) {
+  {
+    pqxx::connection c(endpoints().pg);
+    pqxx::work tx(c);
+    // Written with plain SQL: txbox::outbox itself would refuse it.
+    tx.exec_params(
+        "INSERT INTO " + schema_ +
+            ".outbox (message_id, topic, key, payload) "
+            "VALUES (gen_random_uuid(), $1, 'K', convert_to(repeat('x', 2000000), 'UTF8'))",
+        topic_);
+    tx.commit();
+  }
+  enqueue(1, 1, 1);  // key-0, same shard or not: it must arrive
+  {
+    pqxx::connection c(endpoints().pg);
+    pqxx::work tx(c);
+    tx.exec_params("INSERT INTO " + schema_ +
+                       ".outbox (message_id, topic, key, payload) "
+                       "VALUES (gen_random_uuid(), $1, 'K', 'after')",
+                   topic_);
+    tx.commit();
+  }
+  auto r = start_relay("a", config());
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  pqxx::connection c(endpoints().pg);
+  pqxx::nontransaction n(c);
+  const auto dead = n.exec("SELECT key, error, attempts FROM " + schema_ + ".outbox_dead");
+  ASSERT_EQ(dead.size(), 1u);
+  EXPECT_EQ(dead[0][0].as<std::string>(), "K");
+  EXPECT_NE(dead[0][1].as<std::string>().find("too large"), std::string::npos)
+      << dead[0][1].as<std::string>();
+  const auto records = txbox::test::read_topic(topic_, 2, 30s);
+  ASSERT_EQ(records.size(), 2u);
+  std::set<std::string> values;
+  for (const auto& rec : records) values.insert(rec.value);
+  EXPECT_TRUE(values.contains("after"));
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(20s), 0);
+}
+
+TEST_F(RelayTest, WeakAcksAreRefusedWithTheReason) {
+  for (const std::string acks : {"0", "1"}) {
+    const std::string path = config();
+    std::ofstream(path, std::ios::app) << "acks = \"" << acks << "\"\n";
+    auto weak = start_relay("weak", path);
+    EXPECT_EQ(weak->wait(20s), 3) << weak->output();
+    EXPECT_NE(weak->output().find("acks = " + acks + " is refused"), std::string::npos)
+        << weak->output();
+  }
+  const std::string path = config();
+  std::ofstream(path, std::ios::app) << "\"enable.idempotence\" = false\n";
+  auto r = start_relay("noidem", path);
+  EXPECT_EQ(r->wait(20s), 3);
+  EXPECT_NE(r->output().find("enable.idempotence = false is refused"), std::string::npos)
+      << r->output();
+}
+
+TEST_F(RelayTest, UnmigratedOrOlderSchemaExitsNamingTheMigration) {
+  const std::string path = config();
+  auto r = start_relay("x", path, {"--schema", "no_such_schema"});
+  EXPECT_EQ(r->wait(20s), 4) << r->output();
+  EXPECT_NE(r->output().find("V1__create_txbox_schema.sql"), std::string::npos) << r->output();
+
+  // A schema with only V1 applied.
+  const std::string old = txbox::test::unique_name("old");
+  std::string out;
+  ASSERT_EQ(txbox::test::run_command("'" + txbox::test::source_dir() + "/migrations/render.sh' " +
+                                         old + " --out /tmp/" + old +
+                                         " && psql -q -v ON_ERROR_STOP=1 '" + endpoints().pg +
+                                         "' -f /tmp/" + old + "/V1__create_txbox_schema.sql",
+                                     &out),
+            0)
+      << out;
+  auto r2 = start_relay("y", path, {"--schema", old});
+  EXPECT_EQ(r2->wait(20s), 4) << r2->output();
+  EXPECT_NE(r2->output().find("at version 1, txbox-relay needs 2"), std::string::npos)
+      << r2->output();
+  EXPECT_NE(r2->output().find("migrations/V2__"), std::string::npos) << r2->output();
+}
+
+TEST_F(RelayTest, MalformedOrUnknownConfigIsAClearError) {
+  const std::string bad = "/tmp/" + txbox::test::unique_name("bad") + ".toml";
+  std::ofstream(bad) << "[database\nurl = 1\n";
+  auto r = start_relay("x", bad);
+  EXPECT_EQ(r->wait(20s), 3);
+  EXPECT_NE(r->output().find("cannot read config file"), std::string::npos) << r->output();
+  auto r2 = start_relay("x", config("batchsize = 5"));
+  EXPECT_EQ(r2->wait(20s), 3);
+  EXPECT_NE(r2->output().find("unknown config key 'relay.batchsize'"), std::string::npos)
+      << r2->output();
+  auto r3 = start_relay("x", config("batch_size = -5"));
+  EXPECT_EQ(r3->wait(20s), 3);
+  EXPECT_NE(r3->output().find("relay.batch_size"), std::string::npos) << r3->output();
+}
+
+TEST_F(RelayTest, SigtermStopsCleanlyAndReleasesLeases) {
+  auto r = start_relay("term", config());
+  enqueue(500, 10, 50);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(15s), 0) << r->output();
+  EXPECT_NE(r->output().find("released"), std::string::npos) << r->output();
+  pqxx::connection c(endpoints().pg);
+  EXPECT_EQ(pqxx::nontransaction(c)
+                .exec1("SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'term'")[0]
+                .as<int>(),
+            0);
+}
+
+TEST_F(RelayTest, MetricsParseAsPrometheusTextAndReadyzAnswers) {
+  const int port = free_port();
+  auto r = start_relay("m", config(), {"--http-listen", "127.0.0.1:" + std::to_string(port)});
+  enqueue(200, 10, 50);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  httplib::Client http("127.0.0.1", port);
+  int ready_status = 0;
+  for (int i = 0; i < 50 && ready_status == 0; ++i) {
+    if (auto res = http.Get("/readyz")) {
+      ready_status = res->status;
+    } else {
+      std::this_thread::sleep_for(100ms);
+    }
+  }
+  EXPECT_EQ(ready_status, 200);
+  std::this_thread::sleep_for(1200ms);  // backlog gauge refreshes every second
+  const auto m = http.Get("/metrics");
+  ASSERT_TRUE(m);
+  const std::regex sample(R"(^[a-zA-Z_:][a-zA-Z0-9_:]*(\{[a-zA-Z_]+="[^"]*"\})? [-+0-9.eInf]+$)");
+  const std::regex comment(R"(^# (HELP|TYPE) [a-zA-Z_:][a-zA-Z0-9_:]* .+$)");
+  std::istringstream lines(m->body);
+  std::string line;
+  int samples = 0;
+  while (std::getline(lines, line)) {
+    EXPECT_TRUE(std::regex_match(line, sample) || std::regex_match(line, comment)) << line;
+    samples += line[0] != '#';
+  }
+  EXPECT_GT(samples, 20);
+  EXPECT_NE(m->body.find("txbox_relay_published_total{topic=\"" + topic_ + "\"} 200"),
+            std::string::npos)
+      << m->body;
+  EXPECT_NE(m->body.find("txbox_outbox_backlog_rows 0"), std::string::npos);
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(15s), 0);
+}
+
+TEST_F(RelayTest, NoPasswordInAnyLogLine) {
+  const std::string secret = "Pa55-w0rd-never-logged";
+  // URI with a password (the test server trusts; the password is still sent), a Kafka secret,
+  // and then an unreachable database so the error path logs too.
+  const auto& pg = endpoints().pg;
+  const std::string port = std::regex_replace(pg, std::regex(".*port=([0-9]+).*"), "$1");
+  const std::string url = "postgresql://txbox_owner:" + secret + "@127.0.0.1:" + port + "/txbox";
+  const std::string extra = "\"sasl.password\" = \"" + secret + "\"\n";
+  auto check = start_relay("s", config("", url, extra), {"--check-config"});
+  EXPECT_EQ(check->wait(20s), 0) << check->output();
+  auto ok = start_relay("s", config("", url, extra), {"--log-level", "debug"});
+  std::this_thread::sleep_for(2s);
+  ok->signal(SIGTERM);
+  ok->wait(15s);
+  const std::string down = "postgresql://txbox_owner:" + secret + "@127.0.0.1:1/txbox";
+  auto unreachable = start_relay("s", config("", down, extra));
+  std::this_thread::sleep_for(1500ms);
+  unreachable->signal(SIGTERM);
+  unreachable->wait(15s);
+  for (auto* p : {check.get(), ok.get(), unreachable.get()}) {
+    EXPECT_EQ(p->output().find(secret), std::string::npos) << p->output();
+  }
+  EXPECT_NE(check->output().find("***"), std::string::npos) << check->output();
+  EXPECT_NE(unreachable->output().find("cannot connect to the database"), std::string::npos)
+      << unreachable->output();
+}
+
+}  // namespace
