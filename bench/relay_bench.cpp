@@ -32,7 +32,9 @@ double seconds_since(clk::time_point t) {
   return std::chrono::duration<double>(clk::now() - t).count();
 }
 
-void progress(const std::string& what) { std::fprintf(stderr, "[bench] %s\n", what.c_str()); }
+void progress(const std::string& what) {
+  std::fprintf(stderr, "[bench] %s\n", what.c_str());
+}
 
 kafka_ptr make_producer() {
   conf_ptr conf(rd_kafka_conf_new());
@@ -51,9 +53,10 @@ kafka_ptr make_producer() {
 
 void reset_schema(pqxx::connection& c) {
   pqxx::nontransaction n(c);
-  n.exec("DELETE FROM txbox.outbox; DELETE FROM txbox.outbox_dead; "
-         "UPDATE txbox.outbox_leases SET owner = NULL, expires_at = '-infinity'; "
-         "DELETE FROM txbox.outbox_relays");
+  n.exec(
+      "DELETE FROM txbox.outbox; DELETE FROM txbox.outbox_dead; "
+      "UPDATE txbox.outbox_leases SET owner = NULL, expires_at = '-infinity'; "
+      "DELETE FROM txbox.outbox_relays");
   n.exec("VACUUM ANALYZE txbox.outbox");
 }
 
@@ -62,8 +65,10 @@ void fill(pqxx::connection& c, const std::string& topic, int n) {
   for (int i = 0; i < n; i += 1000) {
     std::vector<txbox::Message> batch;
     for (int j = i; j < std::min(n, i + 1000); ++j) {
-      batch.push_back({.topic = topic, .key = "key-" + std::to_string(j % 1000),
-                       .payload = k_payload, .type = "OrderPlaced"});
+      batch.push_back({.topic = topic,
+                       .key = "key-" + std::to_string(j % 1000),
+                       .payload = k_payload,
+                       .type = "OrderPlaced"});
     }
     pqxx::work tx(c);
     ob.enqueue(tx, batch);
@@ -86,12 +91,11 @@ double raw_produce(const std::string& topic, int n) {
     for (const char* name : {"ce_id", "ce_type", "ce_source", "ce_specversion", "ce_time"}) {
       rd_kafka_header_add(h.get(), name, -1, "0192f0c3-6b1e-7a3c-8d2e-0f1a2b3c4d5e", 36);
     }
-    while (rd_kafka_producev(rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                             RD_KAFKA_V_KEY(key.data(), key.size()),
-                             RD_KAFKA_V_VALUE(const_cast<char*>(k_payload.data()), k_payload.size()),
-                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
-                             RD_KAFKA_V_HEADERS(h.get()), RD_KAFKA_V_END) ==
-           RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+    while (rd_kafka_producev(
+               rk.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_KEY(key.data(), key.size()),
+               RD_KAFKA_V_VALUE(const_cast<char*>(k_payload.data()), k_payload.size()),
+               RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h.get()),
+               RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
       rd_kafka_poll(rk.get(), 5);
     }
     h.release();
@@ -132,9 +136,9 @@ Child start_relay(const std::string& name, bool notify) {
   if (pid == 0) {
     std::freopen("/dev/null", "w", stdout);
     std::freopen(("/tmp/bench-" + name + ".log").c_str(), "w", stderr);
-    std::vector<const char*> argv = {g_relay.c_str(), "--database-url", g_pg.c_str(),
-                                     "--kafka-bootstrap-servers", g_kafka.c_str(), "--name",
-                                     name.c_str()};
+    std::vector<const char*> argv = {
+        g_relay.c_str(), "--database-url", g_pg.c_str(), "--kafka-bootstrap-servers",
+        g_kafka.c_str(), "--name",         name.c_str()};
     if (!notify) argv.push_back("--no-notify");
     argv.push_back(nullptr);
     ::execv(argv[0], const_cast<char* const*>(argv.data()));
@@ -160,17 +164,19 @@ long rss_kib(pid_t pid) {
   return kib;
 }
 
-// Time for `relays` relays to drain `n` rows (relays started on a full outbox, warm producer).
+// Drain rate of `relays` relays over a full outbox of `n` rows, timed from the first
+// published row to the last (start-up and lease acquisition excluded).
 double relay_rate(pqxx::connection& c, const std::string& topic, int n, int relays,
                   long* rss = nullptr) {
   reset_schema(c);
+  fill(c, topic, n);
   std::vector<Child> kids;
   for (int i = 0; i < relays; ++i) kids.push_back(start_relay(fmt::format("r{}", i), true));
-  std::this_thread::sleep_for(4s);  // leases spread, producer ids assigned
-  fill(c, topic, n);
+  while (pending(c) >= n) std::this_thread::sleep_for(5ms);
+  const long start_left = pending(c);
   const auto t0 = clk::now();
   while (pending(c) > 0) std::this_thread::sleep_for(20ms);
-  const double rate = n / seconds_since(t0);
+  const double rate = static_cast<double>(start_left) / seconds_since(t0);
   if (rss) *rss = rss_kib(kids[0].pid);
   for (auto k : kids) stop(k);
   return rate;
@@ -208,8 +214,8 @@ std::pair<double, double> latency(pqxx::connection& c, const std::string& topic,
     for (int i = 0; i < rate * seconds; ++i) {
       std::this_thread::sleep_until(t0 + std::chrono::microseconds(1'000'000L * i / rate));
       pqxx::work tx(wc);
-      const auto id = ob.enqueue(tx, {.topic = topic, .key = "k" + std::to_string(i % 100),
-                                      .payload = k_payload});
+      const auto id = ob.enqueue(
+          tx, {.topic = topic, .key = "k" + std::to_string(i % 100), .payload = k_payload});
       tx.commit();
       std::lock_guard l(mu);
       committed[id.str()] = clk::now();
@@ -229,7 +235,8 @@ std::pair<double, double> latency(pqxx::connection& c, const std::string& topic,
     }
     std::lock_guard l(mu);
     const auto it = committed.find(std::string(static_cast<const char*>(v), len));
-    if (it != committed.end()) lat.push_back(std::chrono::duration<double>(now - it->second).count());
+    if (it != committed.end())
+      lat.push_back(std::chrono::duration<double>(now - it->second).count());
   }
   writer.join();
   rd_kafka_consumer_close(consumer.get());
@@ -278,9 +285,11 @@ int main(int argc, char** argv) {
   std::printf("| raw claim+delete drain (500-row batches) | %.0f rows/s | |\n", drain);
   std::printf("| txbox-relay, 1 relay | %.0f msg/s | %.2fx min(raw) |\n", r1, r1 / limit);
   std::printf("| txbox-relay, 2 relays | %.0f msg/s | %.2fx min(raw) |\n", r2, r2 / limit);
-  std::printf("| commit->consume p50 / p99 at 500 msg/s, NOTIFY | %.1f / %.1f ms | |\n", p50n, p99n);
+  std::printf("| commit->consume p50 / p99 at 500 msg/s, NOTIFY | %.1f / %.1f ms | |\n", p50n,
+              p99n);
   std::printf("| commit->consume p50 / p99 at 500 msg/s, poll 500 ms | %.1f / %.1f ms | |\n", p50p,
               p99p);
-  std::printf("| relay peak RSS (1 relay, drain) | %.1f MiB | |\n", static_cast<double>(rss) / 1024);
+  std::printf("| relay peak RSS (1 relay, drain) | %.1f MiB | |\n",
+              static_cast<double>(rss) / 1024);
   return 0;
 }
