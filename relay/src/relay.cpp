@@ -614,39 +614,36 @@ RelayStats Relay::stats() const {
 std::string Relay::metrics_text() const {
   const RelayStats st = stats();
   std::string out;
-  out +=
-      "# HELP txbox_relay_published_total Messages acknowledged by Kafka and removed from the "
-      "outbox.\n";
-  out += "# TYPE txbox_relay_published_total counter\n";
+  const auto header = [&out](const char* name, const char* type, const char* help) {
+    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+  };
+  header("txbox_relay_published_total", "counter",
+         "Messages acknowledged by Kafka and removed from the outbox.");
   for (const auto& [t, n] : st.published_by_topic) {
     out += fmt::format("txbox_relay_published_total{{topic=\"{}\"}} {}\n", t, n);
   }
-  out += "# HELP txbox_relay_failed_total Transient delivery failures (retried).\n";
-  out += "# TYPE txbox_relay_failed_total counter\n";
-  out += fmt::format("txbox_relay_failed_total {}\n", st.failed);
-  out += "# HELP txbox_relay_dead_total Messages moved to outbox_dead.\n";
-  out += "# TYPE txbox_relay_dead_total counter\n";
-  out += fmt::format("txbox_relay_dead_total {}\n", st.dead);
-  out += "# HELP txbox_relay_lease_changes_total Shard leases taken, lost or released.\n";
-  out += "# TYPE txbox_relay_lease_changes_total counter\n";
-  out += fmt::format("txbox_relay_lease_changes_total {}\n", st.lease_changes);
-  out += "# HELP txbox_relay_shards_owned Shards this relay publishes.\n";
-  out += "# TYPE txbox_relay_shards_owned gauge\n";
-  out += fmt::format("txbox_relay_shards_owned {}\n", st.shards_owned);
-  out += "# HELP txbox_outbox_backlog_rows Rows waiting in the outbox.\n";
-  out += "# TYPE txbox_outbox_backlog_rows gauge\n";
-  out += fmt::format("txbox_outbox_backlog_rows {}\n", std::max<std::int64_t>(st.backlog_rows, 0));
-  out += "# HELP txbox_outbox_oldest_pending_seconds Age of the oldest waiting row.\n";
-  out += "# TYPE txbox_outbox_oldest_pending_seconds gauge\n";
-  out += fmt::format("txbox_outbox_oldest_pending_seconds {:.3f}\n", st.oldest_pending_seconds);
-  out += "# HELP txbox_relay_producer_queue Messages in librdkafka's queue.\n";
-  out += "# TYPE txbox_relay_producer_queue gauge\n";
-  out += fmt::format("txbox_relay_producer_queue {}\n", st.producer_queue);
-  out += "# HELP txbox_relay_ready 1 when the database and Kafka are reachable.\n";
-  out += "# TYPE txbox_relay_ready gauge\n";
-  out += fmt::format("txbox_relay_ready {}\n", st.ready ? 1 : 0);
-  out += "# HELP txbox_relay_commit_to_ack_seconds Time from outbox insert to Kafka ack.\n";
-  out += "# TYPE txbox_relay_commit_to_ack_seconds histogram\n";
+  const auto metric = [&](const char* name, const char* type, const char* help,
+                          const std::string& value) {
+    header(name, type, help);
+    out += fmt::format("{} {}\n", name, value);
+  };
+  metric("txbox_relay_failed_total", "counter", "Transient delivery failures (retried).",
+         std::to_string(st.failed));
+  metric("txbox_relay_dead_total", "counter", "Messages moved to outbox_dead.",
+         std::to_string(st.dead));
+  metric("txbox_relay_lease_changes_total", "counter", "Shard leases taken, lost or released.",
+         std::to_string(st.lease_changes));
+  metric("txbox_relay_shards_owned", "gauge", "Shards this relay publishes.",
+         std::to_string(st.shards_owned));
+  metric("txbox_outbox_backlog_rows", "gauge", "Rows waiting in the outbox.",
+         std::to_string(std::max<std::int64_t>(st.backlog_rows, 0)));
+  metric("txbox_outbox_oldest_pending_seconds", "gauge", "Age of the oldest waiting row.",
+         fmt::format("{:.3f}", st.oldest_pending_seconds));
+  metric("txbox_relay_producer_queue", "gauge", "Messages in librdkafka's queue.",
+         std::to_string(st.producer_queue));
+  metric("txbox_relay_ready", "gauge", "1 when the database and Kafka are reachable.",
+         st.ready ? "1" : "0");
+  header("txbox_relay_commit_to_ack_seconds", "histogram", "Time from outbox insert to Kafka ack.");
   for (std::size_t b = 0; b < st.ack_latency_buckets.size(); ++b) {
     out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"{}\"}} {}\n",
                        st.ack_latency_buckets[b], st.ack_latency_counts[b]);
