@@ -57,17 +57,26 @@ start_pg() {
     id -u "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home txbox-test 2>/dev/null || true
     id -u "$pg_user" >/dev/null 2>&1 || pg_user=txbox-test
   fi
-  mkdir -p "$dir/pg"
-  [[ -n $pg_user ]] && chown "$pg_user" "$dir/pg" && chmod 755 "$dir"
+  # The cluster lives where the unprivileged user can reach it: DIR's parents may be
+  # private to root (a mktemp -d checkout), so as root it goes to its own /tmp directory.
+  local pgdir=$dir/pg
+  if [[ -n $pg_user ]]; then
+    pgdir=$(mktemp -d /tmp/txbox-pg.XXXXXX)
+    chown "$pg_user" "$pgdir"
+    chmod 755 "$pgdir"
+  else
+    mkdir -p "$pgdir"
+  fi
+  echo "$pgdir" > "$dir/pg.dir"
   port=$(free_port)
-  log "PostgreSQL: initdb in $dir/pg/data"
-  as_pg "$bindir/initdb" -D "$dir/pg/data" -U postgres -A trust -E UTF8 --no-locale >"$dir/pg/initdb.log" 2>&1 \
-    || die "initdb failed: $(tail -5 "$dir/pg/initdb.log")"
+  log "PostgreSQL: initdb in $pgdir/data"
+  as_pg "$bindir/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 --no-locale >"$pgdir/initdb.log" 2>&1 \
+    || die "initdb failed: $(tail -5 "$pgdir/initdb.log")"
   log "PostgreSQL: starting on 127.0.0.1:$port"
-  as_pg "$bindir/pg_ctl" -D "$dir/pg/data" -l "$dir/pg/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $dir/pg -c max_connections=200 -c fsync=off -c synchronous_commit=on" >/dev/null \
-    || die "PostgreSQL did not start: $(tail -5 "$dir/pg/server.log")"
-  head -1 "$dir/pg/data/postmaster.pid" > "$dir/pg.pid"
+  as_pg "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 start \
+    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=200 -c fsync=off -c synchronous_commit=on" >/dev/null \
+    || die "PostgreSQL did not start: $(tail -5 "$pgdir/server.log")"
+  head -1 "$pgdir/data/postmaster.pid" > "$dir/pg.pid"
   echo "$bindir" > "$dir/pg.bindir"
   local admin="host=127.0.0.1 port=$port dbname=postgres user=postgres"
   psql "$admin" -qAt -v ON_ERROR_STOP=1 >/dev/null <<SQL
@@ -76,14 +85,14 @@ CREATE DATABASE txbox OWNER txbox_owner;
 SQL
   local owner="host=127.0.0.1 port=$port dbname=txbox user=txbox_owner"
   for f in "$root"/migrations/V*__*.sql; do
-    psql "$owner" -q -v ON_ERROR_STOP=1 -f "$f" >/dev/null 2>"$dir/pg/migrate.log" \
-      || die "migration $(basename "$f") failed: $(cat "$dir/pg/migrate.log")"
+    psql "$owner" -q -v ON_ERROR_STOP=1 -f "$f" >/dev/null 2>"$pgdir/migrate.log" \
+      || die "migration $(basename "$f") failed: $(cat "$pgdir/migrate.log")"
   done
   {
     echo "TXBOX_TEST_PG='$owner'"
     echo "TXBOX_TEST_PG_ADMIN='$admin'"
     echo "TXBOX_TEST_PG_BINDIR='$bindir'"
-    echo "TXBOX_TEST_PG_DATA='$dir/pg/data'"
+    echo "TXBOX_TEST_PG_DATA='$pgdir/data'"
     echo "TXBOX_TEST_PG_USER='$pg_user'"
   } >> "$dir/endpoints.env"
 }
@@ -165,6 +174,12 @@ stop_all() {
       kill -KILL "$pid" 2>/dev/null || true
     fi
     rm -f "$dir/pg.pid"
+  fi
+  if [[ -f $dir/pg.dir ]]; then
+    local pgdir
+    pgdir=$(cat "$dir/pg.dir")
+    [[ $pgdir == /tmp/txbox-pg.* ]] && rm -rf "$pgdir"
+    rm -f "$dir/pg.dir"
   fi
 }
 
