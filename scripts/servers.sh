@@ -120,6 +120,8 @@ offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1
 transaction.state.log.min.isr=1
 group.initial.rebalance.delay.ms=0
+# lets tests use short session timeouts (the broker default minimum is 6 s)
+group.min.session.timeout.ms=1000
 auto.create.topics.enable=true
 PROPS
   cat > "$dir/kafka/log4j.properties" <<PROPS

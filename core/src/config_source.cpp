@@ -1,0 +1,124 @@
+// TOML file, then TXBOX_* environment variables, then overrides, flattened to dotted keys.
+#include "txbox/config_source.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <cerrno>
+#include <cstdlib>
+#include <toml.hpp>
+
+#include "txbox/error.hpp"
+
+extern char** environ;
+
+namespace txbox {
+namespace {
+
+std::string scalar_text(const toml::value& v, const std::string& key) {
+  if (v.is_string()) return v.as_string().str;
+  if (v.is_integer()) return std::to_string(v.as_integer());
+  if (v.is_boolean()) return v.as_boolean() ? "true" : "false";
+  if (v.is_floating()) return fmt::format("{}", v.as_floating());
+  if (v.is_array()) {
+    // A list of strings (e.g. topics) becomes one comma-separated value.
+    std::string out;
+    for (const auto& e : v.as_array()) {
+      if (!e.is_string()) break;
+      out += (out.empty() ? "" : ",") + e.as_string().str;
+    }
+    return out;
+  }
+  throw config_error(fmt::format("config key '{}' must be a string, number or boolean", key));
+}
+
+void flatten(const toml::value& table, const std::string& prefix, config_map& out) {
+  for (const auto& [k, v] : table.as_table()) {
+    const std::string key = prefix.empty() ? k : prefix + "." + k;
+    // [kafka] holds librdkafka's dotted keys, quoted or as nested tables.
+    if (v.is_table()) {
+      flatten(v, key, out);
+    } else {
+      out[key] = scalar_text(v, key);
+    }
+  }
+}
+
+void read_environment(const std::set<std::string>& sections, config_map& out) {
+  for (char** e = environ; *e; ++e) {
+    const std::string entry(*e);
+    if (!entry.starts_with("TXBOX_") || entry.starts_with("TXBOX_TEST_")) continue;
+    const auto eq = entry.find('=');
+    if (eq == std::string::npos) continue;
+    std::string name = entry.substr(6, eq - 6);
+    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+    const auto us = name.find('_');
+    if (us == std::string::npos) continue;
+    const std::string section = name.substr(0, us);
+    std::string rest = name.substr(us + 1);
+    if (!sections.contains(section)) continue;  // TXBOX_CACHE_DIR and other tooling variables
+    if (section == "kafka") {
+      for (char& c : rest) c = c == '_' ? '.' : c;
+    }
+    out[section + "." + rest] = entry.substr(eq + 1);
+  }
+}
+
+}  // namespace
+
+config_map read_config(const std::string& toml_path, const std::set<std::string>& sections,
+                       const config_map& overrides) {
+  config_map m;
+  if (!toml_path.empty()) {
+    try {
+      flatten(toml::parse(toml_path), "", m);
+    } catch (const config_error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw config_error(fmt::format("cannot read config file {}: {}", toml_path, e.what()));
+    }
+  }
+  read_environment(sections, m);
+  for (const auto& [k, v] : overrides) m[k] = v;
+  return m;
+}
+
+void check_config_keys(const config_map& m, const std::set<std::string>& known) {
+  for (const auto& [k, v] : m) {
+    if (!k.starts_with("kafka.") && !known.contains(k)) {
+      throw config_error(
+          fmt::format("unknown config key '{}'. Known keys: {}, and kafka.* (passed to librdkafka)",
+                      k, fmt::join(known, ", ")));
+    }
+  }
+}
+
+long config_long(const config_map& m, const std::string& key, long def, long min, long max) {
+  const auto it = m.find(key);
+  if (it == m.end()) return def;
+  char* end = nullptr;
+  errno = 0;
+  const long v = std::strtol(it->second.c_str(), &end, 10);
+  if (it->second.empty() || *end != '\0' || errno != 0 || v < min || v > max) {
+    throw config_error(
+        fmt::format("config key '{}' = '{}' is invalid: expected a whole number from {} to {}", key,
+                    it->second, min, max));
+  }
+  return v;
+}
+
+bool config_bool(const config_map& m, const std::string& key, bool def) {
+  const auto it = m.find(key);
+  if (it == m.end()) return def;
+  if (it->second == "true" || it->second == "1") return true;
+  if (it->second == "false" || it->second == "0") return false;
+  throw config_error(
+      fmt::format("config key '{}' = '{}' is invalid: expected true or false", key, it->second));
+}
+
+std::string config_string(const config_map& m, const std::string& key, std::string def) {
+  const auto it = m.find(key);
+  return it == m.end() ? def : it->second;
+}
+
+}  // namespace txbox

@@ -1,0 +1,452 @@
+// txbox::inbox on the real broker and database: one effect per message id, whatever crashes,
+// rebalances, retries or dead letters happen on the way.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <atomic>
+#include <pqxx/pqxx>
+#include <random>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "txbox/detail/rdkafka.hpp"
+#include "txbox/inbox.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using txbox::test::endpoints;
+
+// A record to produce; an empty id sends no ce_id header (not from a txbox relay).
+struct Out {
+  std::string id;
+  std::string value;
+  std::int32_t partition = 0;
+};
+
+void produce(const std::string& topic, const std::vector<Out>& records) {
+  char err[512];
+  txbox::detail::conf_ptr conf(rd_kafka_conf_new());
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>{{"bootstrap.servers", endpoints().kafka},
+                                          {"acks", "all"},
+                                          {"enable.idempotence", "true"}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
+              RD_KAFKA_CONF_OK);
+  }
+  txbox::detail::kafka_ptr p(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
+  ASSERT_TRUE(p) << err;
+  for (const auto& r : records) {
+    txbox::detail::headers_ptr hdrs(rd_kafka_headers_new(1));
+    if (!r.id.empty()) rd_kafka_header_add(hdrs.get(), "ce_id", -1, r.id.data(), r.id.size());
+    rd_kafka_resp_err_t e;
+    while ((e = rd_kafka_producev(
+                p.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
+                RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs.get()),
+                RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(p.get(), 50);
+    }
+    ASSERT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
+    (void)hdrs.release();  // owned by the message now
+  }
+  ASSERT_EQ(rd_kafka_flush(p.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+}
+
+class InboxTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = txbox::test::unique_name("ib");
+    topic_ = txbox::test::unique_name("inbox_topic");
+    txbox::test::create_schema(schema_);
+    txbox::test::create_topic(topic_, 4);
+    pqxx::connection c(endpoints().pg);
+    pqxx::nontransaction n(c);
+    n.exec0("CREATE TABLE " + schema_ +
+            ".effects (message_id text, topic text, \"partition\" int, \"offset\" bigint)");
+  }
+
+  txbox::ConsumerConfig config(const std::string& name = "projector") {
+    txbox::ConsumerConfig c;
+    c.name = name + "_" + schema_;
+    c.topics = {topic_};
+    c.database_url = endpoints().pg;
+    c.schema = schema_;
+    c.kafka = {{"bootstrap.servers", endpoints().kafka},
+               {"session.timeout.ms", "6000"},
+               {"heartbeat.interval.ms", "500"}};
+    c.batch_wait = 20ms;
+    c.retry_backoff_min = 20ms;
+    c.retry_backoff_max = 200ms;
+    return c;
+  }
+
+  // The handler the tests use: one row in <schema>.effects per call.
+  txbox::Handler record_effect() {
+    const std::string table = schema_ + ".effects";
+    return [table](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+      tx.exec_params("INSERT INTO " + table +
+                         " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+                     m.id, m.topic, m.partition, m.offset);
+    };
+  }
+
+  std::int64_t scalar(const std::string& sql) {
+    pqxx::connection c(endpoints().pg);
+    pqxx::nontransaction n(c);
+    return n.exec(sql)[0][0].as<std::int64_t>(0);
+  }
+  std::int64_t effects() { return scalar("SELECT count(*) FROM " + schema_ + ".effects"); }
+  std::int64_t distinct_effects() {
+    return scalar("SELECT count(DISTINCT message_id) FROM " + schema_ + ".effects");
+  }
+
+  // Polls until `done` or `timeout`; returns whether `done` became true.
+  static bool poll_until(txbox::Consumer& c, const std::function<bool()>& done,
+                         std::chrono::seconds timeout = 60s) {
+    const auto until = std::chrono::steady_clock::now() + timeout;
+    while (std::chrono::steady_clock::now() < until) {
+      c.poll_once(100ms);
+      if (done()) return true;
+    }
+    return false;
+  }
+
+  std::string schema_, topic_;
+};
+
+std::vector<Out> numbered(int n, int partitions, const std::string& prefix = "m") {
+  std::vector<Out> out;
+  for (int i = 0; i < n; ++i) {
+    out.push_back({prefix + std::to_string(i), "v" + std::to_string(i), i % partitions});
+  }
+  return out;
+}
+
+TEST_F(InboxTest, SameIdProducedTwiceHasOneEffect) {
+  produce(topic_, {{"dup-1", "a", 0}, {"dup-1", "a", 0}, {"other", "b", 1}, {"dup-1", "a", 2}});
+  txbox::Consumer c(config(), record_effect());
+  ASSERT_TRUE(poll_until(c, [&] {
+    const auto s = c.stats();
+    return s.processed + s.duplicates >= 4;
+  }));
+  EXPECT_EQ(c.stats().processed, 2u);
+  EXPECT_EQ(c.stats().duplicates, 2u);
+  EXPECT_EQ(effects(), 2);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects WHERE message_id = 'dup-1'"), 1);
+}
+
+TEST_F(InboxTest, MessagesWithoutIdDedupeOnTopicPartitionOffset) {
+  produce(topic_, {{"", "x", 0}, {"", "y", 0}});
+  {
+    txbox::Consumer c(config(), record_effect());
+    ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 2; }));
+  }
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ +
+                   ".effects WHERE message_id = 'kafka:" + topic_ + "/0/0'"),
+            1);
+  // Even when the stored offset is lost, the same record is recognised.
+  pqxx::connection conn(endpoints().pg);
+  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".inbox_offsets");
+  txbox::Consumer again(config(), record_effect());
+  ASSERT_TRUE(poll_until(again, [&] { return again.stats().duplicates >= 2; }));
+  EXPECT_EQ(again.stats().processed, 0u);
+  EXPECT_EQ(effects(), 2);
+}
+
+TEST_F(InboxTest, HandlerExceptionLeavesNoneOfItsWrites) {
+  produce(topic_, numbered(20, 1));
+  std::map<std::string, int> calls;
+  const auto effect = record_effect();
+  auto cfg = config();
+  txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    effect(tx, m);  // written, then thrown away when the handler fails
+    if (m.id == "m7" && ++calls[m.id] <= 2) throw std::runtime_error("flaky downstream");
+    if (m.id == "m7") {
+      EXPECT_EQ(m.attempt, 3);
+    }
+  });
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 20; }));
+  EXPECT_EQ(effects(), 20);
+  EXPECT_EQ(distinct_effects(), 20);
+  EXPECT_EQ(c.stats().failures, 2u);
+  EXPECT_EQ(c.stats().dead, 0u);
+  // Order within the partition held: m7 before m8.
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects a JOIN " + schema_ +
+                   ".effects b ON a.message_id = 'm7' AND b.message_id = 'm8' AND "
+                   "a.ctid < b.ctid"),
+            1);
+}
+
+TEST_F(InboxTest, PoisonMessageGoesDeadAndThePartitionGoesOn) {
+  produce(topic_, numbered(10, 1));
+  auto cfg = config();
+  cfg.max_attempts = 3;
+  const auto effect = record_effect();
+  bool healed = false;
+  txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    effect(tx, m);
+    if (m.id == "m4" && !healed) throw std::runtime_error("cannot parse order 4");
+  });
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 9; }));
+  EXPECT_EQ(c.stats().dead, 1u);
+  EXPECT_EQ(c.stats().failures, 3u);
+  EXPECT_EQ(effects(), 9);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects WHERE message_id = 'm4'"), 0);
+  pqxx::connection conn(endpoints().pg);
+  {
+    pqxx::nontransaction n(conn);
+    const auto dead = n.exec1(
+        "SELECT message_id, \"offset\", attempts, error, "
+        "convert_from(payload, 'UTF8'), headers::text FROM " +
+        schema_ + ".inbox_dead");
+    EXPECT_EQ(dead[0].as<std::string>(), "m4");
+    EXPECT_EQ(dead[1].as<int>(), 4);
+    EXPECT_EQ(dead[2].as<int>(), 3);
+    EXPECT_EQ(dead[3].as<std::string>(), "cannot parse order 4");
+    EXPECT_EQ(dead[4].as<std::string>(), "v4");
+    EXPECT_EQ(dead[5].as<std::string>(), "[[\"ce_id\", \"m4\"]]");
+    EXPECT_EQ(n.exec1("SELECT next_offset FROM " + schema_ + ".inbox_offsets")[0].as<int>(), 10);
+  }
+  // Requeued after the fix: processed once, the dead row gone.
+  healed = true;
+  pqxx::nontransaction(conn).exec0("UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
+  ASSERT_TRUE(poll_until(
+      c, [&] { return c.stats().requeued >= 1; }, 30s));
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects WHERE message_id = 'm4'"), 1);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".inbox_dead"), 0);
+}
+
+TEST_F(InboxTest, RequeuedMessageThatFailsAgainStaysDead) {
+  produce(topic_, numbered(2, 1));
+  auto cfg = config();
+  cfg.max_attempts = 1;
+  cfg.requeue_interval = 100ms;
+  const auto effect = record_effect();
+  txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    effect(tx, m);
+    if (m.id == "m0") throw std::runtime_error("still broken");
+  });
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 1 && c.stats().dead >= 1; }));
+  pqxx::connection conn(endpoints().pg);
+  pqxx::nontransaction(conn).exec0("UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
+  ASSERT_TRUE(poll_until(c, [&] {
+    return scalar("SELECT count(*) FROM " + schema_ +
+                  ".inbox_dead WHERE requeued_at IS NULL AND attempts = 2") == 1;
+  }));
+  EXPECT_EQ(effects(), 1);  // m1 only: the failed requeue left nothing
+}
+
+TEST_F(InboxTest, BlockPolicyHoldsThePartition) {
+  produce(topic_, numbered(5, 1));
+  auto cfg = config();
+  cfg.max_attempts = 2;
+  cfg.on_failure = txbox::FailurePolicy::block;
+  std::atomic<int> failures_left = 6;
+  const auto effect = record_effect();
+  txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    if (m.id == "m2" && failures_left-- > 0) throw std::runtime_error("downstream down");
+    effect(tx, m);
+  });
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().failures >= 4; }));
+  EXPECT_EQ(effects(), 2);  // m0, m1; m3 and m4 wait behind m2
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 5; }));
+  EXPECT_EQ(c.stats().dead, 0u);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".inbox_dead"), 0);
+}
+
+TEST_F(InboxTest, OffsetsComeFromPostgresNotKafka) {
+  produce(topic_, numbered(40, 4));
+  auto cfg = config();
+  {
+    txbox::Consumer c(cfg, record_effect());
+    ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 40; }));
+  }
+  // Delete the group and with it every offset Kafka holds for it.
+  char err[512];
+  txbox::detail::conf_ptr conf(rd_kafka_conf_new());
+  rd_kafka_conf_set(conf.get(), "bootstrap.servers", endpoints().kafka.c_str(), err, sizeof err);
+  txbox::detail::kafka_ptr admin(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
+  txbox::detail::queue_ptr q(rd_kafka_queue_new(admin.get()));
+  rd_kafka_DeleteGroup_t* group = rd_kafka_DeleteGroup_new(cfg.name.c_str());
+  rd_kafka_DeleteGroups(admin.get(), &group, 1, nullptr, q.get());
+  rd_kafka_DeleteGroup_destroy(group);
+  txbox::detail::event_ptr ev(rd_kafka_queue_poll(q.get(), 30000));
+  ASSERT_TRUE(ev);
+  ASSERT_EQ(rd_kafka_event_error(ev.get()), RD_KAFKA_RESP_ERR_NO_ERROR);
+  const auto* res = rd_kafka_event_DeleteGroups_result(ev.get());
+  size_t n = 0;
+  const auto** groups = rd_kafka_DeleteGroups_result_groups(res, &n);
+  ASSERT_EQ(n, 1u);
+  ASSERT_FALSE(rd_kafka_group_result_error(groups[0]))
+      << rd_kafka_error_string(rd_kafka_group_result_error(groups[0]));
+
+  produce(topic_, {{"late", "l", 2}});
+  txbox::Consumer again(cfg, record_effect());
+  ASSERT_TRUE(poll_until(again, [&] { return again.stats().processed >= 1; }));
+  for (int i = 0; i < 10; ++i) again.poll_once(100ms);
+  EXPECT_EQ(again.stats().processed, 1u);
+  EXPECT_EQ(again.stats().duplicates, 0u);  // the old messages were never even read
+  EXPECT_EQ(effects(), 41);
+}
+
+TEST_F(InboxTest, RetentionRemovesOnlyOldRows) {
+  produce(topic_, numbered(30, 2));
+  auto cfg = config();
+  cfg.cleanup_interval = 200ms;
+  cfg.cleanup_batch = 7;  // several short DELETEs
+  txbox::Consumer c(cfg, record_effect());
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 30; }));
+  pqxx::connection conn(endpoints().pg);
+  pqxx::nontransaction(conn).exec0(
+      "UPDATE " + schema_ +
+      ".inbox SET processed_at = now() - interval '8 days' WHERE message_id < 'm2'");
+  const auto old_rows =
+      scalar("SELECT count(*) FROM " + schema_ + ".inbox WHERE message_id < 'm2'");
+  ASSERT_GT(old_rows, 10);
+  ASSERT_TRUE(poll_until(
+      c, [&] { return c.stats().cleaned >= static_cast<std::uint64_t>(old_rows); }, 30s));
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".inbox"), 30 - old_rows);
+  EXPECT_EQ(c.stats().cleaned, static_cast<std::uint64_t>(old_rows));
+}
+
+TEST_F(InboxTest, MetricsAreExposed) {
+  produce(topic_, numbered(8, 4));
+  txbox::Consumer c(config(), record_effect());
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 8; }));
+  c.poll_once(100ms);
+  const std::string text = c.metrics_text();
+  EXPECT_NE(text.find("txbox_inbox_processed_total{consumer=\"projector_" + schema_ + "\"} 8"),
+            std::string::npos)
+      << text;
+  EXPECT_NE(
+      text.find("txbox_inbox_handler_seconds_count{consumer=\"projector_" + schema_ + "\"} 8"),
+      std::string::npos);
+  EXPECT_NE(text.find("txbox_inbox_lag_messages{consumer=\"projector_" + schema_ + "\",topic=\"" +
+                      topic_ + "\",partition=\"0\"} 0"),
+            std::string::npos)
+      << text;
+  EXPECT_TRUE(c.stats().ready);
+}
+
+TEST_F(InboxTest, UnmigratedSchemaIsRefusedWithTheMigrationToApply) {
+  auto cfg = config();
+  cfg.schema = "no_such_schema";
+  try {
+    txbox::Consumer c(cfg, record_effect());
+    FAIL() << "expected schema_error";
+  } catch (const txbox::schema_error& e) {
+    EXPECT_NE(std::string(e.what()).find("V1__create_txbox_schema.sql"), std::string::npos);
+  }
+  pqxx::connection conn(endpoints().pg);
+  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".schema_version WHERE version = 3");
+  try {
+    txbox::Consumer c(config(), record_effect());
+    FAIL() << "expected schema_error";
+  } catch (const txbox::schema_error& e) {
+    EXPECT_NE(std::string(e.what()).find("V3__"), std::string::npos) << e.what();
+  }
+}
+
+TEST_F(InboxTest, UnreachableDatabaseIsATransientErrorWithoutThePassword) {
+  auto cfg = config();
+  cfg.database_url = "postgresql://txbox_owner:s3cret-pw@127.0.0.1:1/txbox?connect_timeout=2";
+  try {
+    txbox::Consumer c(cfg, record_effect());
+    FAIL() << "expected transient_error";
+  } catch (const txbox::transient_error& e) {
+    EXPECT_EQ(std::string(e.what()).find("s3cret-pw"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("database.url"), std::string::npos) << e.what();
+  }
+}
+
+// D1: a consumer killed at any instant, 20 times over one stream, then restarted.
+TEST_F(InboxTest, KillNineTwentyTimesGivesOneEffectPerMessage) {
+  constexpr int total = 4000;
+  auto records = numbered(total, 4);
+  for (int i = 0; i < total; i += 10) records[static_cast<std::size_t>(i)].id.clear();  // no ce_id
+  produce(topic_, records);
+  const std::string name = "killed_" + schema_;
+  const std::vector<std::string> argv = {TXBOX_TEST_CONSUMER,
+                                         "consumer.name=" + name,
+                                         "consumer.topics=" + topic_,
+                                         "consumer.max_batch=50",
+                                         "database.url=" + endpoints().pg,
+                                         "database.schema=" + schema_,
+                                         "kafka.bootstrap.servers=" + endpoints().kafka,
+                                         "kafka.session.timeout.ms=6000"};
+  setenv("TXBOX_TEST_HANDLER_SLEEP_US", "200", 1);
+  std::mt19937 rng(7);
+  std::int64_t before = 0;
+  int kills = 0;
+  while (kills < 20) {
+    txbox::test::Process p(argv, "/tmp/" + name + ".log");
+    std::this_thread::sleep_for(std::chrono::milliseconds(700 + rng() % 900));
+    p.signal(SIGKILL);
+    p.wait(10s);
+    ++kills;
+    const auto now = effects();
+    if (now >= total) break;
+    before = now;
+  }
+  // The last run finishes the stream.
+  {
+    txbox::test::Process p(argv, "/tmp/" + name + ".log");
+    const auto until = std::chrono::steady_clock::now() + 120s;
+    while (distinct_effects() < total && std::chrono::steady_clock::now() < until) {
+      std::this_thread::sleep_for(200ms);
+    }
+    p.signal(SIGTERM);
+    EXPECT_EQ(p.wait(30s), 0) << p.output();
+  }
+  unsetenv("TXBOX_TEST_HANDLER_SLEEP_US");
+  EXPECT_GE(kills, 10) << "the stream ended before the kills: make it longer";
+  EXPECT_GT(before, 0) << "no progress between kills";
+  EXPECT_EQ(distinct_effects(), total);
+  EXPECT_EQ(effects(), total) << "a message took effect twice";
+  EXPECT_EQ(scalar("SELECT sum(next_offset) FROM " + schema_ + ".inbox_offsets"), total);
+}
+
+// D3: partitions move between consumers while a handler outlives max.poll.interval.ms.
+TEST_F(InboxTest, SlowHandlerAndMovingPartitionsGiveNoDuplicateAndNoLoss) {
+  constexpr int total = 1200;
+  produce(topic_, numbered(total, 4));
+  auto cfg = config();
+  cfg.max_batch = 20;
+  cfg.kafka["max.poll.interval.ms"] = "3000";
+  cfg.kafka["session.timeout.ms"] = "3000";
+  cfg.kafka["partition.assignment.strategy"] = "cooperative-sticky";
+  const std::string table = schema_ + ".effects";
+  std::atomic<bool> stalled = false;
+  auto handler = [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    tx.exec_params("INSERT INTO " + table +
+                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+                   m.id, m.topic, m.partition, m.offset);
+    if (m.offset == 50 && !stalled.exchange(true)) std::this_thread::sleep_for(5s);
+    std::this_thread::sleep_for(1ms);
+  };
+  std::atomic<bool> stop = false;
+  auto worker = [&](std::chrono::seconds life) {
+    txbox::Consumer c(cfg, handler);
+    const auto until = std::chrono::steady_clock::now() + life;
+    while (!stop && std::chrono::steady_clock::now() < until) c.poll_once(100ms);
+  };
+  std::jthread a(worker, 40s);
+  std::this_thread::sleep_for(1500ms);
+  std::jthread b(worker, 40s);
+  std::this_thread::sleep_for(2000ms);
+  { std::jthread c(worker, 3s); }  // joins and leaves: two more rebalances
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (distinct_effects() < total && std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(200ms);
+  }
+  stop = true;
+  a.join();
+  b.join();
+  EXPECT_TRUE(stalled);
+  EXPECT_EQ(distinct_effects(), total);
+  EXPECT_EQ(effects(), total) << "a message took effect twice";
+}
+
+}  // namespace
