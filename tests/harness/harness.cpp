@@ -222,6 +222,7 @@ std::string Process::output() const {
 }
 
 std::string program(const std::string& name) {
+  if (name == "txboxctl") return std::string(TXBOX_CTL_BIN_DIR) + "/" + name;
   return std::string(TXBOX_BIN_DIR) + "/" + name;
 }
 

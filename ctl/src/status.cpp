@@ -1,0 +1,303 @@
+// txboxctl status and txboxctl schema check.
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cmath>
+#include <iostream>
+#include <map>
+#include <pqxx/pqxx>
+
+#include "ctl.hpp"
+#include "output.hpp"
+
+namespace txbox::ctl {
+namespace {
+
+using json = nlohmann::json;
+using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+
+}  // namespace
+
+int cmd_status(const Options& o, const StatusOptions& so) {
+  Session db = connect(o);
+  snapshot tx(*db.conn);
+  const SchemaState state = read_schema_state(tx, db.schema);
+  require_version(state, db.schema, 2, "txboxctl status");
+  const std::string& s = db.s;
+
+  // ---- leases: one row per shard ----
+  struct Lease {
+    std::string owner;  // empty: never owned or released
+    double expires_in = 0;
+  };
+  std::map<int, Lease> leases;
+  for (const auto& row :
+       tx.exec("SELECT shard, owner, CASE WHEN isfinite(expires_at) THEN extract(epoch FROM "
+               "expires_at - now())::float8 END FROM " +
+               s + ".outbox_leases ORDER BY shard")) {
+    Lease l;
+    if (!row[1].is_null()) l.owner = row[1].as<std::string>();
+    l.expires_in = row[2].is_null() ? -1 : row[2].as<double>();
+    leases[row[0].as<int>()] = l;
+  }
+  auto holder = [&](int shard) -> std::string {
+    const auto it = leases.find(shard);
+    if (it == leases.end() || it->second.owner.empty()) return "";
+    return it->second.expires_in > 0 ? it->second.owner : it->second.owner + " (expired)";
+  };
+
+  // ---- backlog per shard ----
+  const auto backlog = tx.exec(
+      "SELECT shard, count(*), count(*) FILTER (WHERE attempts > 0), "
+      "extract(epoch FROM now() - min(created_at))::float8 FROM " +
+      s + ".outbox WHERE published_at IS NULL GROUP BY shard ORDER BY shard");
+  json j_shards = json::array();
+  std::int64_t total = 0, retrying = 0;
+  double oldest = std::nan("");
+  Table t_backlog({"shard", "pending", "retrying", "oldest", "lease owner"},
+                  {true, true, true, true, false});
+  for (const auto& row : backlog) {
+    const int shard = row[0].as<int>();
+    const auto n = row[1].as<std::int64_t>();
+    const auto r = row[2].as<std::int64_t>();
+    const double age = row[3].as<double>();
+    total += n;
+    retrying += r;
+    if (std::isnan(oldest) || age > oldest) oldest = age;
+    const std::string owner = holder(shard);
+    j_shards.push_back({{"shard", shard},
+                        {"pending", n},
+                        {"retrying", r},
+                        {"oldest_age_s", age},
+                        {"owner", owner.empty() ? json(nullptr) : json(leases[shard].owner)}});
+    t_backlog.add({std::to_string(shard), std::to_string(n), std::to_string(r), duration(age),
+                   owner.empty() ? "-" : owner});
+  }
+
+  // ---- leases grouped by owner ----
+  struct Group {
+    std::vector<int> shards;
+    double min_in = 0, max_in = 0;
+  };
+  std::map<std::pair<std::string, bool>, Group> groups;  // (owner, expired)
+  std::vector<int> unowned;
+  for (const auto& [shard, l] : leases) {
+    if (l.owner.empty()) {
+      unowned.push_back(shard);
+      continue;
+    }
+    Group& g = groups[{l.owner, l.expires_in <= 0}];
+    if (g.shards.empty()) {
+      g.min_in = g.max_in = l.expires_in;
+    } else {
+      g.min_in = std::min(g.min_in, l.expires_in);
+      g.max_in = std::max(g.max_in, l.expires_in);
+    }
+    g.shards.push_back(shard);
+  }
+  json j_leases = json::array();
+  Table t_leases({"owner", "state", "shards", "expires in", "shard list"},
+                 {false, false, true, false, false});
+  std::size_t held = 0;
+  for (const auto& [key, g] : groups) {
+    const auto& [owner, expired] = key;
+    if (!expired) held += g.shards.size();
+    j_leases.push_back({{"owner", owner},
+                        {"state", expired ? "expired" : "held"},
+                        {"shards", g.shards},
+                        {"expires_in_s_min", g.min_in},
+                        {"expires_in_s_max", g.max_in}});
+    const std::string expiry =
+        expired ? duration(-g.max_in) + " ago"
+                : (g.min_in == g.max_in ? duration(g.min_in)
+                                        : duration(g.min_in) + " - " + duration(g.max_in));
+    t_leases.add({owner, expired ? "expired" : "held", std::to_string(g.shards.size()), expiry,
+                  ranges(g.shards)});
+  }
+
+  // ---- relays ----
+  json j_relays = json::array();
+  Table t_relays({"relay", "last seen", "live"}, {false, true, false});
+  std::size_t live = 0;
+  for (const auto& row :
+       tx.exec_params("SELECT name, " + sql_ts("seen_at") +
+                          ", extract(epoch FROM now() - seen_at)::float8, "
+                          "seen_at > now() - make_interval(secs => $1::float8 / 1000) FROM " +
+                          s + ".outbox_relays ORDER BY name",
+                      so.lease_ttl_ms)) {
+    const bool is_live = row[3].as<bool>();
+    live += is_live;
+    j_relays.push_back({{"name", row[0].as<std::string>()},
+                        {"seen_at", row[1].as<std::string>()},
+                        {"seen_age_s", row[2].as<double>()},
+                        {"live", is_live}});
+    t_relays.add(
+        {row[0].as<std::string>(), duration(row[2].as<double>()) + " ago", is_live ? "yes" : "no"});
+  }
+
+  // ---- dead letters ----
+  json j_outbox_dead = json::array();
+  Table t_outbox_dead({"topic", "dead", "last failed"}, {false, true, false});
+  std::int64_t outbox_dead = 0;
+  for (const auto& row : tx.exec("SELECT topic, count(*), " + sql_ts("max(failed_at)") + " FROM " +
+                                 s + ".outbox_dead GROUP BY topic ORDER BY topic")) {
+    const auto n = row[1].as<std::int64_t>();
+    outbox_dead += n;
+    j_outbox_dead.push_back({{"topic", row[0].as<std::string>()},
+                             {"count", n},
+                             {"last_failed_at", row[2].as<std::string>()}});
+    t_outbox_dead.add({row[0].as<std::string>(), std::to_string(n), row[2].as<std::string>()});
+  }
+  const bool has_requeue = state.has(3);
+  json j_inbox_dead = json::array();
+  Table t_inbox_dead({"consumer", "dead", "requeued", "last failed"}, {false, true, true, false});
+  std::int64_t inbox_dead = 0;
+  for (const auto& row :
+       tx.exec("SELECT consumer, count(*), " +
+               std::string(has_requeue ? "count(*) FILTER (WHERE requeued_at IS NOT NULL)" : "0") +
+               ", " + sql_ts("max(failed_at)") + " FROM " + s +
+               ".inbox_dead GROUP BY consumer ORDER BY consumer")) {
+    const auto n = row[1].as<std::int64_t>();
+    inbox_dead += n;
+    j_inbox_dead.push_back({{"consumer", row[0].as<std::string>()},
+                            {"count", n},
+                            {"requeued", row[2].as<std::int64_t>()},
+                            {"last_failed_at", row[3].as<std::string>()}});
+    t_inbox_dead.add({row[0].as<std::string>(), std::to_string(n), row[2].as<std::string>(),
+                      row[3].as<std::string>()});
+  }
+
+  // ---- inbox offsets ----
+  json j_offsets = json::array();
+  Table t_offsets({"consumer", "topic", "partition", "next offset", "updated"},
+                  {false, false, true, true, true});
+  for (const auto& row :
+       tx.exec("SELECT consumer, topic, \"partition\", next_offset, " + sql_ts("updated_at") +
+               ", extract(epoch FROM now() - updated_at)::float8 FROM " + s +
+               ".inbox_offsets ORDER BY consumer, topic, \"partition\"")) {
+    j_offsets.push_back({{"consumer", row[0].as<std::string>()},
+                         {"topic", row[1].as<std::string>()},
+                         {"partition", row[2].as<int>()},
+                         {"next_offset", row[3].as<std::int64_t>()},
+                         {"updated_at", row[4].as<std::string>()},
+                         {"updated_age_s", row[5].as<double>()}});
+    t_offsets.add({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
+                   row[3].as<std::string>(), duration(row[5].as<double>()) + " ago"});
+  }
+  const std::string now = tx.exec1("SELECT " + sql_ts("now()"))[0].as<std::string>();
+  tx.commit();
+
+  if (o.json) {
+    print_json(
+        {{"schema", db.schema},
+         {"schema_version", state.version},
+         {"at", now},
+         {"outbox",
+          {{"pending", total},
+           {"retrying", retrying},
+           {"oldest_pending_age_s", std::isnan(oldest) ? json(nullptr) : json(oldest)},
+           {"shards", j_shards}}},
+         {"leases", {{"held_shards", held}, {"unowned_shards", unowned}, {"owners", j_leases}}},
+         {"relays", {{"live", live}, {"lease_ttl_ms", so.lease_ttl_ms}, {"rows", j_relays}}},
+         {"dead",
+          {{"outbox", outbox_dead},
+           {"outbox_by_topic", j_outbox_dead},
+           {"inbox", inbox_dead},
+           {"inbox_by_consumer", j_inbox_dead}}},
+         {"inbox_offsets", j_offsets}});
+    return k_exit_ok;
+  }
+
+  std::cout << fmt::format("txbox status: database {}, schema {} (version {}), at {}\n\n",
+                           db.dbname, db.schema, state.version, now);
+  if (total == 0) {
+    std::cout << "Outbox backlog: empty\n";
+  } else {
+    std::cout << fmt::format("Outbox backlog: {} pending in {} shard(s), {} retrying, oldest {}\n",
+                             total, backlog.size(), retrying, duration(oldest));
+    t_backlog.print(std::cout);
+  }
+  std::cout << fmt::format("\nLeases: {} of {} shards held", held, leases.size());
+  if (!unowned.empty()) std::cout << fmt::format("; free: {}", ranges(unowned));
+  std::cout << '\n';
+  if (!t_leases.empty()) t_leases.print(std::cout);
+  std::cout << fmt::format("\nRelays: {} live (seen within {})\n", live,
+                           duration(static_cast<double>(so.lease_ttl_ms) / 1000.0));
+  if (!t_relays.empty()) t_relays.print(std::cout);
+  std::cout << fmt::format("\nDead letters: outbox {}, inbox {}\n", outbox_dead, inbox_dead);
+  if (!t_outbox_dead.empty()) t_outbox_dead.print(std::cout);
+  if (!t_inbox_dead.empty()) t_inbox_dead.print(std::cout);
+  std::cout << "\nInbox offsets:";
+  if (t_offsets.empty()) {
+    std::cout << " none stored\n";
+  } else {
+    std::cout << '\n';
+    t_offsets.print(std::cout);
+  }
+  return k_exit_ok;
+}
+
+int cmd_schema_check(const Options& o, int require) {
+  Session db = connect(o);
+  SchemaState state;
+  {
+    snapshot tx(*db.conn);
+    state = read_schema_state(tx, db.schema);
+    tx.commit();
+  }
+  const auto missing = missing_migrations(state, require);
+  const auto missing_latest = missing_migrations(state, k_latest_version);
+  const bool up_to_date = state.has_version_table && missing.empty();
+
+  if (o.json) {
+    json j_applied = json::array();
+    for (std::size_t i = 0; i < state.applied.size(); ++i) {
+      j_applied.push_back({{"version", state.applied[i]}, {"applied_at", state.applied_at[i]}});
+    }
+    json j_missing = json::array();
+    for (const Migration* m : missing_latest) {
+      j_missing.push_back({{"version", m->version},
+                           {"file", fmt::format("migrations/{}", m->file)},
+                           {"required", m->version <= require}});
+    }
+    print_json({{"schema", db.schema},
+                {"schema_exists", state.schema_exists},
+                {"version", state.version},
+                {"applied", j_applied},
+                {"latest", k_latest_version},
+                {"required", require},
+                {"up_to_date", up_to_date},
+                {"missing", j_missing}});
+  } else if (state.has_version_table) {
+    std::cout << fmt::format("schema {} in database {}: version {}; required {}, latest known {}\n",
+                             db.schema, db.dbname, state.version, require, k_latest_version);
+    Table t({"version", "migration", "state"}, {true, false, false});
+    for (const Migration& m : k_migrations) {
+      const auto it = std::find(state.applied.begin(), state.applied.end(), m.version);
+      const std::string st =
+          it != state.applied.end()
+              ? "applied " + state.applied_at[static_cast<std::size_t>(it - state.applied.begin())]
+              : (m.version <= require ? "MISSING" : "not applied (not required)");
+      t.add({std::to_string(m.version), m.file, st});
+    }
+    for (std::size_t i = 0; i < state.applied.size(); ++i) {
+      if (state.applied[i] > k_latest_version) {
+        t.add({std::to_string(state.applied[i]), "(newer than this txboxctl)",
+               "applied " + state.applied_at[i]});
+      }
+    }
+    t.print(std::cout);
+    if (up_to_date) std::cout << "up to date\n";
+  }
+  if (!up_to_date) {
+    try {
+      require_version(state, db.schema, require, "this txbox build");
+    } catch (const schema_error& e) {
+      std::cerr << "txboxctl: " << e.what() << '\n';
+    }
+    return k_exit_schema;
+  }
+  return k_exit_ok;
+}
+
+}  // namespace txbox::ctl

@@ -1,0 +1,469 @@
+// txboxctl against a real PostgreSQL: the built binary, run as an operator runs it.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "txbox/outbox.hpp"
+#include "txbox/uuid.hpp"
+
+namespace {
+
+using nlohmann::json;
+using txbox::test::endpoints;
+using txbox::test::run_command;
+
+std::string quote(const std::string& s) {
+  std::string out = "'";
+  for (const char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
+  return out + "'";
+}
+
+// Runs txboxctl with `args` (already quoted where needed); stdout+stderr into `out`.
+int ctl(const std::string& url, const std::string& args, std::string* out) {
+  return run_command(
+      quote(txbox::test::program("txboxctl")) + " --database-url " + quote(url) + " " + args, out);
+}
+
+// As ctl(), stdout only (for JSON).
+int ctl_json(const std::string& url, const std::string& args, json* j) {
+  std::string out;
+  const int rc = run_command("(" + quote(txbox::test::program("txboxctl")) + " --database-url " +
+                                 quote(url) + " " + args + " --json 2>/dev/null)",
+                             &out);
+  *j = json::parse(out, nullptr, false);
+  EXPECT_FALSE(j->is_discarded()) << "not JSON: " << out;
+  return rc;
+}
+
+class Txboxctl : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = txbox::test::unique_name("ctl");
+    txbox::test::create_schema(schema_);
+    conn_ = std::make_unique<pqxx::connection>(endpoints().pg);
+  }
+  int run(const std::string& args, std::string* out) {
+    return ctl(endpoints().pg, "--schema " + schema_ + " " + args, out);
+  }
+  int run_json(const std::string& args, json* j) {
+    return ctl_json(endpoints().pg, "--schema " + schema_ + " " + args, j);
+  }
+  long count(const std::string& sql) {
+    pqxx::nontransaction n(*conn_);
+    return n.exec(sql)[0][0].as<long>();
+  }
+  // A dead outbox row; returns its id.
+  long add_outbox_dead(const std::string& message_id, const std::string& topic,
+                       const std::optional<std::string>& key, const std::string& payload) {
+    pqxx::work tx(*conn_);
+    const auto r = tx.exec_params1(
+        "INSERT INTO " + schema_ +
+            ".outbox_dead (message_id, topic, key, payload, headers, created_at, attempts, error) "
+            "VALUES ($1::uuid, $2, $3, $4, '[[\"ce_type\",\"OrderPlaced\"],[\"traceparent\","
+            "\"00-ab-cd-01\"]]', '2020-01-02T03:04:05Z', 5, 'Broker: Message size too large') "
+            "RETURNING id",
+        message_id, topic, key ? key->c_str() : nullptr,
+        pqxx::binarystring(payload.data(), payload.size()));
+    tx.commit();
+    return r[0].as<long>();
+  }
+  long add_inbox_dead(const std::string& consumer, const std::string& message_id, long offset) {
+    pqxx::work tx(*conn_);
+    const auto r = tx.exec_params1("INSERT INTO " + schema_ +
+                                       ".inbox_dead (consumer, message_id, topic, \"partition\", "
+                                       "\"offset\", key, payload, error, attempts) VALUES ($1, "
+                                       "$2, 'orders', 0, $3, 'k'::bytea, 'p'::bytea, 'boom', 3) "
+                                       "RETURNING id",
+                                   consumer, message_id, offset);
+    tx.commit();
+    return r[0].as<long>();
+  }
+  std::string schema_;
+  std::unique_ptr<pqxx::connection> conn_;
+};
+
+// ---------------------------------------------------------------- status
+
+TEST_F(Txboxctl, StatusOfAnEmptySchema) {
+  json j;
+  ASSERT_EQ(run_json("status", &j), 0);
+  EXPECT_EQ(j["schema"], schema_);
+  EXPECT_EQ(j["schema_version"], 3);
+  EXPECT_EQ(j["outbox"]["pending"], 0);
+  EXPECT_TRUE(j["outbox"]["oldest_pending_age_s"].is_null());
+  EXPECT_TRUE(j["outbox"]["shards"].empty());
+  EXPECT_EQ(j["leases"]["held_shards"], 0);
+  EXPECT_EQ(j["leases"]["unowned_shards"].size(), 64u);
+  EXPECT_TRUE(j["leases"]["owners"].empty());
+  EXPECT_EQ(j["relays"]["live"], 0);
+  EXPECT_EQ(j["dead"]["outbox"], 0);
+  EXPECT_EQ(j["dead"]["inbox"], 0);
+  EXPECT_TRUE(j["inbox_offsets"].empty());
+
+  std::string out;
+  ASSERT_EQ(run("status", &out), 0) << out;
+  EXPECT_NE(out.find("Outbox backlog: empty"), std::string::npos) << out;
+  EXPECT_NE(out.find("Dead letters: outbox 0, inbox 0"), std::string::npos) << out;
+}
+
+TEST_F(Txboxctl, StatusCountsBacklogLeasesRelaysDeadLettersAndOffsets) {
+  const txbox::Outbox outbox({.schema = schema_});
+  {
+    pqxx::work tx(*conn_);
+    for (int i = 0; i < 3; ++i) outbox.enqueue(tx, {.topic = "orders", .key = "alpha"});
+    for (int i = 0; i < 2; ++i) outbox.enqueue(tx, {.topic = "orders", .key = "beta"});
+    outbox.enqueue(tx, {.topic = "orders"});
+    tx.exec("UPDATE " + schema_ +
+            ".outbox_leases SET owner = 'relay-x', epoch = 1, expires_at = now() + "
+            "interval '1 minute' WHERE shard = hashtext('alpha') & 63");
+    tx.exec("UPDATE " + schema_ +
+            ".outbox_leases SET owner = 'relay-gone', epoch = 1, expires_at = now() - "
+            "interval '1 minute' WHERE shard = (hashtext('alpha') & 63) # 1");
+    tx.exec("INSERT INTO " + schema_ +
+            ".outbox_relays (name, seen_at) VALUES ('relay-x', now()), "
+            "('relay-gone', now() - interval '1 hour')");
+    tx.exec("INSERT INTO " + schema_ +
+            ".inbox_offsets (consumer, topic, \"partition\", next_offset) VALUES "
+            "('projector', 'orders', 0, 42), ('projector', 'orders', 1, 7)");
+    tx.commit();
+  }
+  add_outbox_dead(txbox::uuid_v7().str(), "orders", "alpha", "x");
+  add_outbox_dead(txbox::uuid_v7().str(), "payments", std::nullopt, "y");
+  const long requeued = add_inbox_dead("projector", "m1", 1);
+  add_inbox_dead("projector", "m2", 2);
+  add_inbox_dead("audit", "m3", 3);
+  pqxx::nontransaction(*conn_).exec(
+      "UPDATE " + schema_ +
+      ".inbox_dead SET requeued_at = now() WHERE id = " + std::to_string(requeued));
+  const int alpha = static_cast<int>(count("SELECT hashtext('alpha') & 63"));
+  const long shards = count("SELECT count(DISTINCT shard) FROM " + schema_ + ".outbox");
+
+  json j;
+  ASSERT_EQ(run_json("status", &j), 0);
+  EXPECT_EQ(j["outbox"]["pending"], 6);
+  EXPECT_GE(j["outbox"]["oldest_pending_age_s"].get<double>(), 0.0);
+  ASSERT_EQ(j["outbox"]["shards"].size(), static_cast<std::size_t>(shards));
+  long sum = 0;
+  bool saw_alpha = false;
+  for (const auto& s : j["outbox"]["shards"]) {
+    sum += s["pending"].get<long>();
+    if (s["shard"] == alpha) {
+      saw_alpha = true;
+      EXPECT_GE(s["pending"].get<long>(), 3);
+      EXPECT_EQ(s["owner"], "relay-x");
+    }
+  }
+  EXPECT_EQ(sum, 6);
+  EXPECT_TRUE(saw_alpha);
+
+  EXPECT_EQ(j["leases"]["held_shards"], 1);
+  EXPECT_EQ(j["leases"]["unowned_shards"].size(), 62u);
+  std::map<std::string, json> owners;
+  for (const auto& o : j["leases"]["owners"]) owners[o["owner"].get<std::string>()] = o;
+  ASSERT_EQ(owners.size(), 2u);
+  EXPECT_EQ(owners["relay-x"]["state"], "held");
+  EXPECT_EQ(owners["relay-x"]["shards"], json::array({alpha}));
+  EXPECT_GT(owners["relay-x"]["expires_in_s_min"].get<double>(), 30.0);
+  EXPECT_EQ(owners["relay-gone"]["state"], "expired");
+
+  EXPECT_EQ(j["relays"]["live"], 1);
+  ASSERT_EQ(j["relays"]["rows"].size(), 2u);
+
+  EXPECT_EQ(j["dead"]["outbox"], 2);
+  ASSERT_EQ(j["dead"]["outbox_by_topic"].size(), 2u);
+  EXPECT_EQ(j["dead"]["outbox_by_topic"][0]["topic"], "orders");
+  EXPECT_EQ(j["dead"]["inbox"], 3);
+  ASSERT_EQ(j["dead"]["inbox_by_consumer"].size(), 2u);
+  EXPECT_EQ(j["dead"]["inbox_by_consumer"][1]["consumer"], "projector");
+  EXPECT_EQ(j["dead"]["inbox_by_consumer"][1]["count"], 2);
+  EXPECT_EQ(j["dead"]["inbox_by_consumer"][1]["requeued"], 1);
+
+  ASSERT_EQ(j["inbox_offsets"].size(), 2u);
+  EXPECT_EQ(j["inbox_offsets"][0]["consumer"], "projector");
+  EXPECT_EQ(j["inbox_offsets"][0]["next_offset"], 42);
+  EXPECT_EQ(j["inbox_offsets"][1]["partition"], 1);
+
+  std::string out;
+  ASSERT_EQ(run("status", &out), 0) << out;
+  EXPECT_NE(out.find("Outbox backlog: 6 pending"), std::string::npos) << out;
+  EXPECT_NE(out.find("relay-x"), std::string::npos) << out;
+  EXPECT_NE(out.find("relay-gone"), std::string::npos) << out;
+  EXPECT_NE(out.find("Relays: 1 live"), std::string::npos) << out;
+}
+
+// ---------------------------------------------------------------- schema check
+
+TEST_F(Txboxctl, SchemaCheckOnACurrentSchemaSaysUpToDate) {
+  std::string out;
+  EXPECT_EQ(run("schema check", &out), 0) << out;
+  EXPECT_NE(out.find("up to date"), std::string::npos) << out;
+  json j;
+  EXPECT_EQ(run_json("schema check", &j), 0);
+  EXPECT_EQ(j["version"], 3);
+  EXPECT_EQ(j["latest"], 3);
+  EXPECT_EQ(j["up_to_date"], true);
+  EXPECT_TRUE(j["missing"].empty());
+}
+
+TEST(TxboxctlSchema, UnmigratedSchemaNamesEveryMigrationFile) {
+  const std::string schema = txbox::test::unique_name("nothing");
+  std::string out;
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check", &out), 4) << out;
+  EXPECT_NE(out.find("does not exist"), std::string::npos) << out;
+  EXPECT_NE(out.find("migrations/V1__create_txbox_schema.sql"), std::string::npos) << out;
+  EXPECT_NE(out.find("migrations/render.sh " + schema), std::string::npos) << out;
+
+  // The files txboxctl knows are exactly the ones in migrations/.
+  json j;
+  EXPECT_EQ(ctl_json(endpoints().pg, "--schema " + schema + " schema check", &j), 4);
+  EXPECT_EQ(j["schema_exists"], false);
+  std::set<std::string> named, on_disk;
+  for (const auto& m : j["missing"]) named.insert(m["file"].get<std::string>());
+  for (const auto& f :
+       std::filesystem::directory_iterator(txbox::test::source_dir() + "/migrations")) {
+    if (f.path().extension() == ".sql")
+      on_disk.insert("migrations/" + f.path().filename().string());
+  }
+  EXPECT_EQ(named, on_disk);
+
+  // Every command refuses an unmigrated schema with exit code 4.
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " status", &out), 4) << out;
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " outbox dead list", &out), 4) << out;
+
+  // A schema that exists but holds no txbox table.
+  pqxx::connection c(endpoints().pg);
+  pqxx::nontransaction(c).exec("CREATE SCHEMA " + schema);
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check", &out), 4) << out;
+  EXPECT_NE(out.find("no txbox tables"), std::string::npos) << out;
+}
+
+TEST(TxboxctlSchema, V1OnlySchemaNamesTheMissingFiles) {
+  const std::string schema = txbox::test::unique_name("v1only");
+  const std::string dir = "/tmp/" + schema;
+  std::string out;
+  ASSERT_EQ(
+      run_command(quote(txbox::test::source_dir() + "/migrations/render.sh") + " " + schema +
+                      " --out " + dir + " && psql -q -v ON_ERROR_STOP=1 " + quote(endpoints().pg) +
+                      " -f " + dir + "/V1__create_txbox_schema.sql && rm -r " + dir,
+                  &out),
+      0)
+      << out;
+
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check", &out), 4) << out;
+  EXPECT_NE(out.find("migrations/V2__relay_members_and_notify.sql"), std::string::npos) << out;
+  EXPECT_NE(out.find("migrations/V3__inbox_requeue.sql"), std::string::npos) << out;
+  EXPECT_NE(out.find("version 1"), std::string::npos) << out;
+  EXPECT_EQ(out.find("migrations/V1__"), std::string::npos) << out;
+
+  json j;
+  EXPECT_EQ(ctl_json(endpoints().pg, "--schema " + schema + " schema check", &j), 4);
+  EXPECT_EQ(j["version"], 1);
+  EXPECT_EQ(j["up_to_date"], false);
+  ASSERT_EQ(j["missing"].size(), 2u);
+  EXPECT_EQ(j["missing"][0]["file"], "migrations/V2__relay_members_and_notify.sql");
+
+  // --require 1 is satisfied; status needs V2; outbox dead letters work on V1.
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check --require 1", &out), 0)
+      << out;
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " status", &out), 4) << out;
+  EXPECT_NE(out.find("V2__relay_members_and_notify.sql"), std::string::npos) << out;
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " outbox dead list", &out), 0) << out;
+  // A version this build does not know is a usage error.
+  EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check --require 9", &out), 3)
+      << out;
+}
+
+// ---------------------------------------------------------------- outbox dead letters
+
+TEST_F(Txboxctl, OutboxDeadRequeueMovesTheRowBackWithItsMessageId) {
+  const std::string payload("bin\0ary\xff\x01", 9);
+  const std::string mid = txbox::uuid_v7().str();
+  const long id = add_outbox_dead(mid, "orders", "alpha", payload);
+  const long other = add_outbox_dead(txbox::uuid_v7().str(), "orders", std::nullopt, "{\"a\":1}");
+
+  // show: binary payload as base64, text as text, headers as JSON.
+  json j;
+  ASSERT_EQ(run_json("outbox dead show " + std::to_string(id), &j), 0);
+  EXPECT_EQ(j["message_id"], mid);
+  EXPECT_EQ(j["key"], "alpha");
+  EXPECT_EQ(j["payload_encoding"], "base64");
+  EXPECT_EQ(j["payload"], "YmluAGFyef8B");
+  EXPECT_EQ(j["payload_size"], 9);
+  EXPECT_EQ(j["headers"][0], json::array({"ce_type", "OrderPlaced"}));
+  ASSERT_EQ(run_json("outbox dead show " + std::to_string(other), &j), 0);
+  EXPECT_EQ(j["payload_encoding"], "utf-8");
+  EXPECT_EQ(j["payload"], "{\"a\":1}");
+  EXPECT_TRUE(j["key"].is_null());
+  std::string out;
+  ASSERT_EQ(run("outbox dead show " + std::to_string(id), &out), 0) << out;
+  EXPECT_NE(out.find("binary"), std::string::npos) << out;
+  EXPECT_NE(out.find("traceparent"), std::string::npos) << out;
+
+  ASSERT_EQ(run_json("outbox dead list", &j), 0);
+  EXPECT_EQ(j["total"], 2);
+  EXPECT_EQ(j["rows"][0]["id"], id);
+  EXPECT_EQ(j["rows"][0]["error"], "Broker: Message size too large");
+
+  ASSERT_EQ(run("outbox dead requeue " + std::to_string(id), &out), 0) << out;
+  EXPECT_NE(out.find("requeued 1 message"), std::string::npos) << out;
+
+  auto n = std::make_unique<pqxx::nontransaction>(*conn_);
+  const auto r = n->exec_params1(
+      "SELECT message_id::text, topic, key, payload, headers::text, "
+      "created_at = '2020-01-02T03:04:05Z', attempts, shard = hashtext('alpha') & 63 FROM " +
+      schema_ + ".outbox");
+  EXPECT_EQ(r[0].as<std::string>(), mid);
+  EXPECT_EQ(r[1].as<std::string>(), "orders");
+  EXPECT_EQ(r[2].as<std::string>(), "alpha");
+  EXPECT_EQ(pqxx::binarystring(r[3]).str(), payload);
+  EXPECT_EQ(json::parse(r[4].as<std::string>()),
+            json::parse(R"([["ce_type","OrderPlaced"],["traceparent","00-ab-cd-01"]])"));
+  EXPECT_TRUE(r[5].as<bool>()) << "created_at kept";
+  EXPECT_EQ(r[6].as<int>(), 0) << "a fresh start for the relay";
+  EXPECT_TRUE(r[7].as<bool>());
+  n.reset();
+  EXPECT_EQ(
+      count("SELECT count(*) FROM " + schema_ + ".outbox_dead WHERE id = " + std::to_string(id)),
+      0);
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 1);
+
+  // --all --topic moves only that topic, in batches.
+  add_outbox_dead(txbox::uuid_v7().str(), "payments", "p", "1");
+  add_outbox_dead(txbox::uuid_v7().str(), "payments", "p", "2");
+  ASSERT_EQ(run_json("outbox dead requeue --all --topic payments", &j), 0);
+  EXPECT_EQ(j["requeued"], 2);
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox WHERE topic = 'payments'"), 2);
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 1);
+  // Requeued in dead-letter order: the key's messages keep their order.
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox a, " + schema_ +
+                  ".outbox b WHERE a.payload = '1' AND b.payload = '2' AND a.id < b.id"),
+            1);
+  ASSERT_EQ(run_json("outbox dead requeue --all", &j), 0);
+  EXPECT_EQ(j["requeued"], 1);
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 0);
+  EXPECT_EQ(run("outbox dead requeue", &out), 3) << out;
+  EXPECT_EQ(run("outbox dead requeue 1 --all", &out), 3) << out;
+}
+
+TEST_F(Txboxctl, OutboxDeadRequeueOfAMissingIdFailsAndChangesNothing) {
+  const long a = add_outbox_dead(txbox::uuid_v7().str(), "orders", "k", "a");
+  const long b = add_outbox_dead(txbox::uuid_v7().str(), "orders", "k", "b");
+  std::string out;
+  EXPECT_EQ(
+      run("outbox dead requeue " + std::to_string(a) + " 987654321 " + std::to_string(b), &out), 1)
+      << out;
+  EXPECT_NE(out.find("987654321"), std::string::npos) << out;
+  EXPECT_NE(out.find("nothing was requeued"), std::string::npos) << out;
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox"), 0);
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 2);
+  EXPECT_EQ(run("outbox dead show 987654321", &out), 1) << out;
+  EXPECT_NE(out.find("987654321"), std::string::npos) << out;
+}
+
+TEST_F(Txboxctl, OutboxDeadRequeueWaitsForAWriterOfTheSameKey) {
+  const long id = add_outbox_dead(txbox::uuid_v7().str(), "orders", "busy-key", "dead");
+  // A writer's transaction holds the key's lock (enqueue took it) and has not committed yet.
+  pqxx::connection writer_conn(endpoints().pg);
+  auto writer = std::make_unique<pqxx::work>(writer_conn);
+  txbox::Outbox({.schema = schema_})
+      .enqueue(*writer, {.topic = "orders", .key = "busy-key", .payload = "live"});
+  txbox::test::Process requeue(
+      {txbox::test::program("txboxctl"), "--database-url", endpoints().pg, "--schema", schema_,
+       "outbox", "dead", "requeue", std::to_string(id)},
+      "/tmp/" + schema_ + "_requeue.log");
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  EXPECT_TRUE(requeue.running()) << "requeue should wait for the writer's key lock: "
+                                 << requeue.output();
+  writer->commit();
+  EXPECT_EQ(requeue.wait(std::chrono::seconds(20)), 0) << requeue.output();
+  // Commit order = id order for the key: the writer committed first, so its row comes first.
+  EXPECT_EQ(count("SELECT count(*) FROM " + schema_ + ".outbox a, " + schema_ +
+                  ".outbox b WHERE a.payload = 'live' AND b.payload = 'dead' AND a.id < b.id"),
+            1);
+  std::filesystem::remove("/tmp/" + schema_ + "_requeue.log");
+}
+
+// ---------------------------------------------------------------- inbox dead letters
+
+TEST_F(Txboxctl, InboxDeadRequeueSetsRequeuedAt) {
+  const long a1 = add_inbox_dead("projector", "m1", 10);
+  const long a2 = add_inbox_dead("projector", "m2", 11);
+  const long b1 = add_inbox_dead("audit", "m1", 10);
+  auto requeued = [&](long id) {
+    return count("SELECT count(*) FROM " + schema_ +
+                 ".inbox_dead WHERE requeued_at IS NOT NULL "
+                 "AND id = " +
+                 std::to_string(id)) == 1;
+  };
+  std::string out;
+  ASSERT_EQ(run("inbox dead requeue " + std::to_string(a1), &out), 0) << out;
+  EXPECT_NE(out.find("requeued 1 message"), std::string::npos) << out;
+  EXPECT_TRUE(requeued(a1));
+  EXPECT_FALSE(requeued(a2));
+  EXPECT_FALSE(requeued(b1));
+
+  // --all needs --consumer and takes only that consumer's rows.
+  EXPECT_EQ(run("inbox dead requeue --all", &out), 3) << out;
+  json j;
+  ASSERT_EQ(run_json("inbox dead requeue --all --consumer audit", &j), 0);
+  EXPECT_EQ(j["requeued"], 1);
+  EXPECT_TRUE(requeued(b1));
+  EXPECT_FALSE(requeued(a2));
+
+  // An id of another consumer, or a missing one, fails and changes nothing.
+  EXPECT_EQ(run("inbox dead requeue --consumer audit " + std::to_string(a2), &out), 1) << out;
+  EXPECT_NE(out.find(std::to_string(a2)), std::string::npos) << out;
+  EXPECT_EQ(run("inbox dead requeue " + std::to_string(a2) + " 987654321", &out), 1) << out;
+  EXPECT_NE(out.find("987654321"), std::string::npos) << out;
+  EXPECT_FALSE(requeued(a2));
+
+  ASSERT_EQ(run_json("inbox dead list --consumer projector", &j), 0);
+  EXPECT_EQ(j["total"], 2);
+  EXPECT_FALSE(j["rows"][0]["requeued_at"].is_null());
+  EXPECT_TRUE(j["rows"][1]["requeued_at"].is_null());
+  ASSERT_EQ(run_json("inbox dead show " + std::to_string(a2), &j), 0);
+  EXPECT_EQ(j["consumer"], "projector");
+  EXPECT_EQ(j["offset"], 11);
+  EXPECT_EQ(j["key"], "k");
+  EXPECT_EQ(j["payload"], "p");
+}
+
+// ---------------------------------------------------------------- errors and secrets
+
+TEST(TxboxctlErrors, APasswordIsNeverPrinted) {
+  const std::string secret = "S3cretPw-do-not-print";
+  std::string out;
+  // Unreachable (nothing listens on port 1): exit 2, the conninfo shown redacted.
+  EXPECT_EQ(ctl("postgresql://txbox_owner:" + secret + "@127.0.0.1:1/txbox", "status", &out), 2)
+      << out;
+  EXPECT_EQ(out.find(secret), std::string::npos) << out;
+  EXPECT_NE(out.find("postgresql://txbox_owner:***@127.0.0.1:1/txbox"), std::string::npos) << out;
+  EXPECT_EQ(ctl("host=127.0.0.1 port=1 user=x password=" + secret, "schema check", &out), 2) << out;
+  EXPECT_EQ(out.find(secret), std::string::npos) << out;
+  EXPECT_NE(out.find("password=***"), std::string::npos) << out;
+  // Malformed: libpq quotes the token it stumbled on, here the password.
+  EXPECT_EQ(ctl("host=127.0.0.1 password " + secret, "status", &out), 3) << out;
+  EXPECT_EQ(out.find(secret), std::string::npos) << out;
+  // Reachable, but the schema is missing (the server may ignore the password): exit 4.
+  EXPECT_EQ(
+      ctl(endpoints().pg + " password=" + secret, "--schema nowhere_at_all schema check", &out), 4)
+      << out;
+  EXPECT_EQ(out.find(secret), std::string::npos) << out;
+  // Usage and configuration errors: exit 3.
+  EXPECT_EQ(ctl(endpoints().pg, "--schema 'Bad-Name' status", &out), 3) << out;
+  EXPECT_EQ(ctl(endpoints().pg, "no-such-command", &out), 3) << out;
+  EXPECT_EQ(
+      run_command(
+          "env -u TXBOX_DATABASE_URL " + quote(txbox::test::program("txboxctl")) + " status", &out),
+      3)
+      << out;
+  EXPECT_NE(out.find("TXBOX_DATABASE_URL"), std::string::npos) << out;
+}
+
+}  // namespace
