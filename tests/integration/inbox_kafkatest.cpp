@@ -113,6 +113,9 @@ class InboxTest : public ::testing::Test {
     return false;
   }
 
+  // D3: partitions move between consumers while a handler outlives max.poll.interval.ms.
+  void moving_partitions_with_a_slow_handler(const std::string& strategy);
+
   std::string schema_, topic_;
 };
 
@@ -485,15 +488,14 @@ TEST_F(InboxTest, KillNineTwentyTimesGivesOneEffectPerMessage) {
   EXPECT_EQ(scalar("SELECT sum(next_offset) FROM " + schema_ + ".inbox_offsets"), produced);
 }
 
-// D3: partitions move between consumers while a handler outlives max.poll.interval.ms.
-TEST_F(InboxTest, SlowHandlerAndMovingPartitionsGiveNoDuplicateAndNoLoss) {
+void InboxTest::moving_partitions_with_a_slow_handler(const std::string& strategy) {
   constexpr int total = 1200;
   produce(topic_, numbered(total, 4));
   auto cfg = config();
   cfg.max_batch = 20;
   cfg.kafka["max.poll.interval.ms"] = "3000";
   cfg.kafka["session.timeout.ms"] = "3000";
-  cfg.kafka["partition.assignment.strategy"] = "cooperative-sticky";
+  cfg.kafka["partition.assignment.strategy"] = strategy;
   const std::string table = schema_ + ".effects";
   std::atomic<bool> stalled = false;
   auto handler = [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
@@ -524,6 +526,14 @@ TEST_F(InboxTest, SlowHandlerAndMovingPartitionsGiveNoDuplicateAndNoLoss) {
   EXPECT_TRUE(stalled);
   EXPECT_EQ(distinct_effects(), total);
   EXPECT_EQ(effects(), total) << "a message took effect twice";
+}
+
+TEST_F(InboxTest, SlowHandlerAndMovingPartitionsCooperative) {
+  moving_partitions_with_a_slow_handler("cooperative-sticky");
+}
+
+TEST_F(InboxTest, SlowHandlerAndMovingPartitionsEager) {
+  moving_partitions_with_a_slow_handler("range");
 }
 
 }  // namespace
