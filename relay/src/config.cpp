@@ -1,6 +1,7 @@
 // Relay configuration: TOML file, then TXBOX_* environment variables, then flags.
 #include <fmt/format.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <set>
 #include <toml.hpp>
@@ -24,6 +25,7 @@ const std::set<std::string> k_known = {"database.url",
                                        "relay.lease_ttl_ms",
                                        "relay.listen_notify",
                                        "relay.strict_durability",
+                                       "relay.durability_topics",
                                        "relay.retry_backoff_min_ms",
                                        "relay.retry_backoff_max_ms",
                                        "http.listen"};
@@ -42,6 +44,17 @@ void flatten(const toml::value& table, const std::string& prefix, flat_map& out)
     // [kafka] holds librdkafka's dotted keys, quoted or as nested tables.
     if (v.is_table()) {
       flatten(v, key, out);
+    } else if (v.is_array()) {
+      // A list of names (relay.durability_topics), kept comma-separated like its environment
+      // variable form.
+      std::string joined;
+      for (const auto& item : v.as_array()) {
+        if (!item.is_string()) {
+          throw config_error(fmt::format("config key '{}' must be a list of strings", key));
+        }
+        joined += (joined.empty() ? "" : ",") + item.as_string().str;
+      }
+      out[key] = joined;
     } else {
       out[key] = scalar_text(v, key);
     }
@@ -134,6 +147,17 @@ RelayConfig load_relay_config(const std::string& toml_path, const flat_map& over
       to_long(m, "relay.retry_backoff_max_ms", c.retry_backoff_max.count(), 1, 86'400'000));
   c.listen_notify = to_bool(m, "relay.listen_notify", c.listen_notify);
   c.strict_durability = to_bool(m, "relay.strict_durability", c.strict_durability);
+  if (auto it = m.find("relay.durability_topics"); it != m.end()) {
+    std::size_t start = 0;
+    while (start <= it->second.size()) {
+      const auto comma = std::min(it->second.find(',', start), it->second.size());
+      std::string name = it->second.substr(start, comma - start);
+      name.erase(0, name.find_first_not_of(" \t"));
+      name.erase(name.find_last_not_of(" \t") + 1);
+      if (!name.empty()) c.durability_topics.push_back(name);
+      start = comma + 1;
+    }
+  }
   validate_relay_config(c);
   return c;
 }
@@ -171,6 +195,13 @@ void validate_relay_config(const RelayConfig& c) {
       throw config_error(fmt::format("kafka.{} is managed by txbox-relay; remove it", forbidden));
     }
   }
+  for (const auto& topic : c.durability_topics) {
+    try {
+      check_topic_name(topic);
+    } catch (const message_rejected& e) {
+      throw config_error(fmt::format("relay.durability_topics: {}", e.what()));
+    }
+  }
   if (c.retry_backoff_min > c.retry_backoff_max) {
     throw config_error("relay.retry_backoff_min_ms must not exceed relay.retry_backoff_max_ms");
   }
@@ -184,10 +215,11 @@ std::string describe_relay_config(const RelayConfig& c) {
   std::string out = fmt::format(
       "database.url = {}\ndatabase.schema = {}\nrelay.name = {}\nrelay.batch_size = {}\n"
       "relay.poll_interval_ms = {}\nrelay.lease_ttl_ms = {}\nrelay.listen_notify = {}\n"
-      "relay.strict_durability = {}\nhttp.listen = {}\n",
+      "relay.strict_durability = {}\nrelay.durability_topics = [{}]\nhttp.listen = {}\n",
       redact_conninfo(c.database_url), c.schema, c.name.empty() ? "(host:pid)" : c.name,
       c.batch_size, c.poll_interval.count(), c.lease_ttl.count(), c.listen_notify,
-      c.strict_durability, c.http_listen.empty() ? "(off)" : c.http_listen);
+      c.strict_durability, fmt::join(c.durability_topics, ", "),
+      c.http_listen.empty() ? "(off)" : c.http_listen);
   for (const auto& [k, v] : c.kafka) {
     out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);
   }

@@ -20,9 +20,11 @@ extern "C" void on_signal(int) {
   g_stop.request_stop();
 }
 
-// Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config, 4 schema.
+// Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config, 4 schema, 5 a target
+// topic below the durability minimum under --strict-durability.
 constexpr int k_exit_config = 3;
 constexpr int k_exit_schema = 4;
+constexpr int k_exit_durability = 5;
 
 }  // namespace
 
@@ -41,7 +43,8 @@ int main(int argc, char** argv) {
   app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_flag("--strict-durability", strict,
-               "refuse topics with replication < 3, min.insync.replicas < 2 or unclean election");
+               "refuse topics with replication.factor < 3, min.insync.replicas < 2 or unclean "
+               "leader election: exit 5 at start, hold their messages later");
   app.add_flag("--no-notify", no_notify, "do not LISTEN; poll only (PgBouncer transaction mode)");
   app.add_flag("--check-config", check_config,
                "validate the config, print it (secrets hidden), exit");
@@ -130,6 +133,9 @@ int main(int argc, char** argv) {
   } catch (const txbox::schema_error& e) {
     spdlog::critical("{}", e.what());
     return k_exit_schema;
+  } catch (const txbox::durability_error& e) {
+    spdlog::critical("{}", e.what());
+    return k_exit_durability;
   } catch (const std::exception& e) {
     spdlog::critical("stopped by an unexpected error: {}", txbox::redact_conninfo(e.what()));
     return 1;

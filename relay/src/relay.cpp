@@ -9,10 +9,13 @@
 #include <cmath>
 #include <mutex>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <pqxx/pqxx>
 #include <random>
+#include <set>
 #include <thread>
 
+#include "durability.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/message.hpp"
@@ -46,7 +49,22 @@ struct Delivery {
   bool done = false;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::string error;
+  bool held = false;  // not produced: its topic failed the strict durability check
 };
+
+// A topic's durability, as last checked.
+struct TopicCheck {
+  enum class state { unknown, durable, weak } st = state::unknown;
+  clock::time_point recheck_at{};
+  std::string why;  // for outbox.last_error of a held row
+};
+
+// Under strict durability a weak topic is looked at again after this (an operator may have
+// fixed it); a topic whose check failed (broker unreachable), sooner.
+constexpr auto k_recheck_weak = 30s;
+constexpr auto k_recheck_unknown = 5s;
+// The admin requests at start: nothing waits on them yet.
+constexpr auto k_start_admin_timeout = 10s;
 
 // Errors that retrying cannot fix: the row goes to outbox_dead.
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -93,8 +111,10 @@ struct Relay::impl {
   std::unique_ptr<pqxx::connection> db;
   std::unique_ptr<notify_flag> listener;
   detail::kafka_ptr producer;
+  detail::kafka_ptr admin;             // durability checks (metadata, DescribeConfigs)
   std::vector<Delivery> deliveries;    // indexed by msg_opaque during one batch
   std::map<int, std::int64_t> leases;  // shard -> epoch
+  std::map<std::string, TopicCheck> topic_checks;
   clock::time_point lease_valid_until{};
   clock::time_point next_lease_tick{};
   std::mt19937_64 rng{std::random_device{}()};
@@ -165,15 +185,25 @@ struct Relay::impl {
   }
 
   // ---- kafka ----
+  static void log_rdkafka(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+    if (level <= 3) {
+      spdlog::error("librdkafka {}: {}", fac, buf);
+    } else if (level <= 4) {
+      spdlog::warn("librdkafka {}: {}", fac, buf);
+    }
+  }
+
+  static void set_conf(rd_kafka_conf_t* conf, const std::string& k, const std::string& v) {
+    char err[512];
+    if (rd_kafka_conf_set(conf, k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      throw config_error(fmt::format("kafka.{}: {}", k, err));
+    }
+  }
+
   void make_producer() {
     detail::conf_ptr conf(rd_kafka_conf_new());
     char err[512];
-    auto set = [&](const std::string& k, const std::string& v) {
-      if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) !=
-          RD_KAFKA_CONF_OK) {
-        throw config_error(fmt::format("kafka.{}: {}", k, err));
-      }
-    };
+    auto set = [&](const std::string& k, const std::string& v) { set_conf(conf.get(), k, v); };
     // Defaults a user may override, then the user's keys, then what txbox enforces.
     set("linger.ms", "5");
     set("message.timeout.ms", std::to_string(std::max<long>(1000, cfg.lease_ttl.count() / 2)));
@@ -192,17 +222,142 @@ struct Relay::impl {
                                   d.err = m->err;
                                   if (m->err) d.error = rd_kafka_message_errstr(m);
                                 });
-    rd_kafka_conf_set_log_cb(conf.get(),
-                             [](const rd_kafka_t*, int level, const char* fac, const char* buf) {
-                               if (level <= 3) {
-                                 spdlog::error("librdkafka {}: {}", fac, buf);
-                               } else if (level <= 4) {
-                                 spdlog::warn("librdkafka {}: {}", fac, buf);
-                               }
-                             });
+    rd_kafka_conf_set_log_cb(conf.get(), log_rdkafka);
     producer.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
     if (!producer) throw config_error(fmt::format("cannot create the Kafka producer: {}", err));
     conf.release();  // rd_kafka_new took ownership on success
+  }
+
+  // A second client, for the durability checks only: its metadata requests must not make
+  // the broker auto-create a missing topic (with the broker's possibly weak defaults).
+  void make_admin() {
+    detail::conf_ptr conf(rd_kafka_conf_new());
+    char err[512];
+    for (const auto& [k, v] : cfg.kafka) set_conf(conf.get(), k, v);
+    set_conf(conf.get(), "allow.auto.create.topics", "false");
+    rd_kafka_conf_set_log_cb(conf.get(), log_rdkafka);
+    admin.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
+    if (!admin) throw config_error(fmt::format("cannot create the Kafka admin client: {}", err));
+    conf.release();  // rd_kafka_new took ownership on success
+  }
+
+  // ---- durability of the target topics ----
+  // The admin requests for a claimed batch: the batch's leases wait on them.
+  std::chrono::milliseconds admin_timeout() const {
+    return std::clamp<std::chrono::milliseconds>(cfg.lease_ttl / 3, 2s, 10s);
+  }
+
+  // Describes `names` and records the outcome; one log line per topic whose state changed
+  // (weak topics are not logged when `quiet_weak`: the caller reports them).
+  std::vector<detail::TopicDurability> check_topics(const std::vector<std::string>& names,
+                                                    std::chrono::milliseconds timeout,
+                                                    bool quiet_weak = false) {
+    auto results = detail::describe_durability(admin.get(), names, timeout);
+    const auto now = clock::now();
+    for (const auto& d : results) {
+      auto [it, fresh] = topic_checks.try_emplace(d.topic);
+      TopicCheck& c = it->second;
+      const auto before = fresh ? std::optional<TopicCheck::state>() : c.st;
+      const auto problems = d.problems();
+      if (!d.checked) {
+        c.st = TopicCheck::state::unknown;
+        c.recheck_at = now + k_recheck_unknown;
+        c.why =
+            fmt::format("the durability of topic '{}' could not be checked: {}", d.topic, d.error);
+        if (before != c.st) {
+          spdlog::warn("durability: could not check topic '{}' ({}); {}", d.topic, d.error,
+                       cfg.strict_durability
+                           ? "its messages wait in the outbox until a check succeeds"
+                           : "publishing it anyway, checked again later");
+        }
+      } else if (problems.empty()) {
+        c.st = TopicCheck::state::durable;
+        if (before != c.st) {
+          spdlog::info(
+              "durability: topic '{}' ok (replication.factor={}, min.insync.replicas={}, "
+              "unclean.leader.election.enable={})",
+              d.topic, d.replication_factor, d.min_insync_replicas, d.unclean_leader_election);
+        }
+      } else {
+        c.st = TopicCheck::state::weak;
+        // Under strict durability an operator may fix the topic: look again now and then.
+        c.recheck_at = cfg.strict_durability ? now + k_recheck_weak : clock::time_point::max();
+        c.why = "held by strict durability: " + d.summary();
+        if (before != c.st && !quiet_weak) {
+          if (cfg.strict_durability) {
+            spdlog::error(
+                "durability: {}; its messages stay in the outbox (strict durability) and are "
+                "retried with backoff. Hint: {}",
+                d.summary(), d.hint());
+          } else {
+            spdlog::warn(
+                "durability: {}; a broker failure can lose messages Kafka acknowledged. "
+                "Hint: {}, or set relay.strict_durability to refuse such topics",
+                d.summary(), d.hint());
+          }
+        }
+      }
+    }
+    std::lock_guard lock(stats_mutex);
+    st.weak_topics.clear();
+    for (const auto& [t, c] : topic_checks) {
+      if (c.st == TopicCheck::state::weak) st.weak_topics.insert(t);
+    }
+    return results;
+  }
+
+  // At start: the topics already in the outbox and those in relay.durability_topics. Under
+  // strict durability a weak one refuses the start (durability_error names all of them).
+  void check_durability_at_start() {
+    std::set<std::string> names(cfg.durability_topics.begin(), cfg.durability_topics.end());
+    {
+      pqxx::nontransaction tx(*db);
+      for (const auto& row : tx.exec("SELECT DISTINCT topic FROM " + s + ".outbox")) {
+        names.insert(row[0].as<std::string>());
+      }
+    }
+    if (names.empty()) return;
+    const auto results = check_topics({names.begin(), names.end()}, k_start_admin_timeout,
+                                      /*quiet_weak=*/cfg.strict_durability);
+    std::vector<std::string> weak, hints;
+    for (const auto& d : results) {
+      if (d.problems().empty()) continue;
+      weak.push_back(d.summary());
+      hints.push_back(d.hint());
+    }
+    if (cfg.strict_durability && !weak.empty()) {
+      throw durability_error(fmt::format(
+          "refusing to start (strict durability): {}. A broker failure could lose messages "
+          "Kafka acknowledged. Hint: {}; or turn off --strict-durability "
+          "(relay.strict_durability)",
+          fmt::join(weak, "; "), fmt::join(hints, "; ")));
+    }
+  }
+
+  // Checks the topics of a claimed batch that were never checked, or are due for another look.
+  void check_batch_topics(const std::vector<Row>& rows) {
+    const auto now = clock::now();
+    std::set<std::string> due;
+    for (const auto& row : rows) {
+      const auto it = topic_checks.find(row.topic);
+      if (it == topic_checks.end() ||
+          (it->second.st != TopicCheck::state::durable && now >= it->second.recheck_at)) {
+        due.insert(row.topic);
+      }
+    }
+    if (!due.empty()) check_topics({due.begin(), due.end()}, admin_timeout());
+  }
+
+  // Under strict durability a row is published only when its topic was checked and passed;
+  // else the reason it is held.
+  std::optional<std::string> hold_reason(const std::string& topic) const {
+    if (!cfg.strict_durability) return std::nullopt;
+    const auto it = topic_checks.find(topic);
+    if (it == topic_checks.end()) {
+      return fmt::format("held by strict durability: topic '{}' not checked yet", topic);
+    }
+    if (it->second.st == TopicCheck::state::durable) return std::nullopt;
+    return it->second.why;
   }
 
   // ---- leases ----
@@ -352,9 +507,21 @@ struct Relay::impl {
   }
 
   void produce(const std::vector<Row>& rows) {
+    check_batch_topics(rows);
     deliveries.assign(rows.size(), Delivery{});
+    int held_shard = -1;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
+      // After a held row its shard's later rows wait too (settle leaves them untouched).
+      if (row.shard == held_shard) {
+        deliveries[i] = {true, RD_KAFKA_RESP_ERR__STATE, "waits behind a held row", true};
+        continue;
+      }
+      if (auto why = hold_reason(row.topic)) {
+        deliveries[i] = {true, RD_KAFKA_RESP_ERR__STATE, std::move(*why), true};
+        held_shard = row.shard;
+        continue;
+      }
       detail::headers_ptr hdrs(rd_kafka_headers_new(8));
       rd_kafka_header_add(hdrs.get(), headers::id, -1, row.message_id.data(),
                           static_cast<ssize_t>(row.message_id.size()));
@@ -416,6 +583,8 @@ struct Relay::impl {
     std::vector<std::int64_t> done_ids, dead_ids;
     std::vector<std::string> dead_errors;
     std::vector<std::pair<const Row*, const Delivery*>> retry;
+    std::size_t transient = 0;
+    std::map<std::string, std::uint64_t> held;
     int blocked_shard = -1;
     std::string first_transient;
     std::map<std::string, std::uint64_t> published;
@@ -430,12 +599,18 @@ struct Relay::impl {
         done_ids.push_back(row.id);
         ++published[row.topic];
         latencies.push_back(now_epoch - row.created_epoch);
+      } else if (d.held) {
+        // Strict durability: like a transient failure (retry with backoff), never dead.
+        blocked_shard = row.shard;
+        retry.emplace_back(&row, &d);
+        ++held[row.topic];
       } else if (is_permanent(d.err)) {
         dead_ids.push_back(row.id);
         dead_errors.push_back(d.error);
       } else {
         blocked_shard = row.shard;
         retry.emplace_back(&row, &d);
+        ++transient;
         if (first_transient.empty()) first_transient = d.error;
       }
     }
@@ -486,13 +661,16 @@ struct Relay::impl {
       spdlog::error("{} message(s) moved to {}.outbox_dead; first error: {}", dead_ids.size(),
                     cfg.schema, dead_errors.front());
     }
-    set_broker_ok(retry.empty() || !done_ids.empty(), first_transient);
-    if (!retry.empty() && !done_ids.empty()) set_broker_ok(true);
+    // Rows held by strict durability say nothing about the broker.
+    if (transient > 0 || !done_ids.empty() || !dead_ids.empty()) {
+      set_broker_ok(transient == 0 || !done_ids.empty(), first_transient);
+    }
 
     std::lock_guard lock(stats_mutex);
     for (const auto& [t, n] : published) st.published_by_topic[t] += n;
+    for (const auto& [t, n] : held) st.held_by_topic[t] += n;
     st.dead += dead_ids.size();
-    st.failed += retry.size();
+    st.failed += transient;
     for (double l : latencies) {
       for (std::size_t b = 0; b < k_buckets.size(); ++b) {
         if (l <= k_buckets[b]) st.ack_latency_counts[b]++;
@@ -541,8 +719,10 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>()) {
   m.st.ack_latency_buckets = k_buckets;
   m.st.ack_latency_counts.assign(k_buckets.size(), 0);
   m.make_producer();
+  m.make_admin();
   try {
     m.connect();
+    m.check_durability_at_start();
   } catch (const pqxx::broken_connection& e) {
     throw transient_error(fmt::format("cannot connect to the database ({}): {}",
                                       redact_conninfo(m.cfg.database_url),
@@ -643,6 +823,17 @@ std::string Relay::metrics_text() const {
          std::to_string(st.producer_queue));
   metric("txbox_relay_ready", "gauge", "1 when the database and Kafka are reachable.",
          st.ready ? "1" : "0");
+  header("txbox_relay_topic_weak", "gauge",
+         "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or unclean "
+         "leader election.");
+  for (const auto& t : st.weak_topics) {
+    out += fmt::format("txbox_relay_topic_weak{{topic=\"{}\"}} 1\n", t);
+  }
+  header("txbox_relay_durability_held_total", "counter",
+         "Rows kept in the outbox because their topic failed strict durability (per attempt).");
+  for (const auto& [t, n] : st.held_by_topic) {
+    out += fmt::format("txbox_relay_durability_held_total{{topic=\"{}\"}} {}\n", t, n);
+  }
   header("txbox_relay_commit_to_ack_seconds", "histogram", "Time from outbox insert to Kafka ack.");
   for (std::size_t b = 0; b < st.ack_latency_buckets.size(); ++b) {
     out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"{}\"}} {}\n",

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <map>
 #include <memory>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -28,7 +29,11 @@ struct RelayConfig {
   std::chrono::milliseconds poll_interval{500};  ///< fallback when no NOTIFY arrives
   std::chrono::milliseconds lease_ttl{10'000};   ///< a dead relay's shards move after this
   bool listen_notify = true;                     ///< LISTEN for the writers' NOTIFY
-  bool strict_durability = false;  ///< refuse topics with RF < 3, min.insync < 2, unclean
+  /// Refuse topics with replication factor < 3, min.insync.replicas < 2 or unclean leader
+  /// election: at start (exit), and for a topic first seen later (its rows wait in the outbox).
+  bool strict_durability = false;
+  /// Topics whose durability is checked at start besides those already in the outbox.
+  std::vector<std::string> durability_topics;
   std::chrono::milliseconds retry_backoff_min{200};
   std::chrono::milliseconds retry_backoff_max{30'000};
   std::string http_listen;  ///< "host:port" for /metrics, /healthz, /readyz; empty: off
@@ -49,6 +54,15 @@ struct RelayStats {
   std::uint64_t ack_latency_count = 0;
   double ack_latency_sum = 0;
   std::int64_t producer_queue = 0;
+  std::set<std::string> weak_topics;  ///< checked topics below the durability minimum
+  std::map<std::string, std::uint64_t> held_by_topic;  ///< rows held back by strict durability
+};
+
+/// A target topic is below the durability minimum and strict_durability is on. Fix the topic
+/// (the message names the setting, its value and the command), or turn strict_durability off.
+class durability_error : public error {
+ public:
+  using error::error;
 };
 
 /// Publishes the outbox until stopped. Example:
@@ -58,7 +72,10 @@ class Relay {
  public:
   /// Throws config_error on invalid or unsafe settings (e.g. acks other than all,
   /// enable.idempotence=false), schema_error when the schema is missing or too old,
-  /// transient_error when the database cannot be reached.
+  /// transient_error when the database cannot be reached, durability_error when
+  /// strict_durability is on and a topic in the outbox or in durability_topics is weak.
+  /// Checks the durability of those topics (blocks up to a few seconds when Kafka is down:
+  /// then they are checked again before their first message is published).
   explicit Relay(RelayConfig config);
   ~Relay();  // may block briefly: releases leases and flushes the producer
   Relay(const Relay&) = delete;
