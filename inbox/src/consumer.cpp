@@ -13,6 +13,7 @@
 #include <thread>
 
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/prometheus.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/detail/schema_check.hpp"
 #include "txbox/inbox.hpp"
@@ -557,8 +558,8 @@ struct Consumer::impl {
                        "decode($6, 'hex'), $7, $8::jsonb, $9, $10) "
                        "ON CONFLICT (consumer, message_id) DO NOTHING",
                    cfg.name, m.id, m.topic, m.partition, m.offset,
-                   m.key ? key_hex.c_str() : nullptr, payload,
-                   headers_json(m.headers), item.dead_error, item.dead_attempts);
+                   m.key ? key_hex.c_str() : nullptr, payload, headers_json(m.headers),
+                   item.dead_error, item.dead_attempts);
   }
 
   void upsert_offsets(pqxx::work& tx, const std::map<TopicPartition, std::int64_t>& next) {
@@ -910,55 +911,32 @@ std::size_t Consumer::poll_once(std::chrono::milliseconds timeout) {
 
 std::string Consumer::metrics_text() const {
   const ConsumerStats st = stats();
-  std::string name;  // label value: escape \, " and newline
-  for (char c : m_impl->cfg.name) {
-    if (c == '\\' || c == '"') name += '\\';
-    name += c == '\n' ? 'n' : c;
-  }
-  std::string out;
-  const auto header = [&out](const char* metric, const char* type, const char* help) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", metric, help, metric, type);
+  const std::string consumer = "consumer=\"" + detail::prom_label(m_impl->cfg.name) + "\"";
+  detail::PromText p;
+  const auto counter = [&](const char* name, const char* help, std::uint64_t v) {
+    p.metric(name, "counter", help, consumer, std::to_string(v));
   };
-  const auto metric = [&](const char* metric_name, const char* type, const char* help,
-                          const std::string& value) {
-    header(metric_name, type, help);
-    out += fmt::format("{}{{consumer=\"{}\"}} {}\n", metric_name, name, value);
-  };
-  metric("txbox_inbox_processed_total", "counter", "Messages whose handler committed.",
-         std::to_string(st.processed));
-  metric("txbox_inbox_duplicates_total", "counter", "Messages skipped: already in the inbox.",
-         std::to_string(st.duplicates));
-  metric("txbox_inbox_dead_total", "counter", "Messages moved to inbox_dead.",
-         std::to_string(st.dead));
-  metric("txbox_inbox_handler_failures_total", "counter", "Handler runs that threw.",
-         std::to_string(st.failures));
-  metric("txbox_inbox_requeued_total", "counter", "Dead messages processed after a requeue.",
-         std::to_string(st.requeued));
-  metric("txbox_inbox_rebalances_total", "counter", "Partition assignments and revocations.",
-         std::to_string(st.rebalances));
-  metric("txbox_inbox_retention_deleted_total", "counter", "Inbox rows removed by retention.",
-         std::to_string(st.cleaned));
-  metric("txbox_inbox_ready", "gauge", "1 when the database and Kafka are reachable.",
-         st.ready ? "1" : "0");
-  header("txbox_inbox_lag_messages", "gauge", "Messages behind the partition's end.");
+  counter("txbox_inbox_processed_total", "Messages whose handler committed.", st.processed);
+  counter("txbox_inbox_duplicates_total", "Messages skipped: already in the inbox.", st.duplicates);
+  counter("txbox_inbox_dead_total", "Messages moved to inbox_dead.", st.dead);
+  counter("txbox_inbox_handler_failures_total", "Handler runs that threw.", st.failures);
+  counter("txbox_inbox_requeued_total", "Dead messages processed after a requeue.", st.requeued);
+  counter("txbox_inbox_rebalances_total", "Partition assignments and revocations.", st.rebalances);
+  counter("txbox_inbox_retention_deleted_total", "Inbox rows removed by retention.", st.cleaned);
+  p.metric("txbox_inbox_ready", "gauge", "1 when the database and Kafka are reachable.", consumer,
+           st.ready ? "1" : "0");
+  p.header("txbox_inbox_lag_messages", "gauge", "Messages behind the partition's end.");
   for (const auto& [tp, lag] : st.lag) {
     const auto slash = tp.rfind('/');
-    out += fmt::format(
-        "txbox_inbox_lag_messages{{consumer=\"{}\",topic=\"{}\",partition=\"{}\"}} {}\n", name,
-        tp.substr(0, slash), tp.substr(slash + 1), lag);
+    p.sample("txbox_inbox_lag_messages",
+             fmt::format("{},topic=\"{}\",partition=\"{}\"", consumer, tp.substr(0, slash),
+                         tp.substr(slash + 1)),
+             std::to_string(lag));
   }
-  header("txbox_inbox_handler_seconds", "histogram", "Handler run time.");
-  for (std::size_t b = 0; b < st.handler_latency_buckets.size(); ++b) {
-    out += fmt::format("txbox_inbox_handler_seconds_bucket{{consumer=\"{}\",le=\"{}\"}} {}\n", name,
-                       st.handler_latency_buckets[b], st.handler_latency_counts[b]);
-  }
-  out += fmt::format("txbox_inbox_handler_seconds_bucket{{consumer=\"{}\",le=\"+Inf\"}} {}\n", name,
-                     st.handler_latency_count);
-  out += fmt::format("txbox_inbox_handler_seconds_sum{{consumer=\"{}\"}} {:.6f}\n", name,
-                     st.handler_latency_sum);
-  out += fmt::format("txbox_inbox_handler_seconds_count{{consumer=\"{}\"}} {}\n", name,
-                     st.handler_latency_count);
-  return out;
+  p.histogram("txbox_inbox_handler_seconds", "Handler run time.", consumer,
+              st.handler_latency_buckets, st.handler_latency_counts, st.handler_latency_count,
+              st.handler_latency_sum);
+  return p.str();
 }
 
 ConsumerStats Consumer::stats() const {
