@@ -158,6 +158,23 @@ TEST_F(InboxTest, MessagesWithoutIdDedupeOnTopicPartitionOffset) {
   EXPECT_EQ(effects(), 2);
 }
 
+// D2: a consumer closed (unsubscribed) mid-stream and started again applies every message once.
+TEST_F(InboxTest, CloseMidStreamAndRestartGivesNoDuplicate) {
+  constexpr int total = 600;
+  produce(topic_, numbered(total, 4));
+  auto cfg = config();
+  cfg.max_batch = 25;
+  for (int round = 0; round < 3; ++round) {
+    txbox::Consumer c(cfg, record_effect());
+    ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 100; }));
+  }  // destroyed mid-stream: leaves the group with messages fetched but not processed
+  ASSERT_LT(effects(), total - 100) << "the stream ended before the last restart";
+  txbox::Consumer last(cfg, record_effect());
+  ASSERT_TRUE(poll_until(last, [&] { return distinct_effects() >= total; }));
+  EXPECT_EQ(last.stats().duplicates, 0u);
+  EXPECT_EQ(effects(), total);
+}
+
 TEST_F(InboxTest, HandlerExceptionLeavesNoneOfItsWrites) {
   produce(topic_, numbered(20, 1));
   std::map<std::string, int> calls;
