@@ -7,6 +7,7 @@
 #
 # endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
 # TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
+# TXBOX_TEST_KAFKA_PARTITIONS (default 1) sets the partitions of auto-created topics.
 # If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
 # them, so the tests can run against servers you point them at.
 set -euo pipefail
@@ -114,7 +115,7 @@ controller.listener.names=CONTROLLER
 listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
 log.dirs=$dir/kafka/data
-num.partitions=1
+num.partitions=${TXBOX_TEST_KAFKA_PARTITIONS:-1}
 offsets.topic.replication.factor=1
 offsets.topic.num.partitions=4
 transaction.state.log.replication.factor=1

@@ -1,23 +1,100 @@
 #!/usr/bin/env bash
-# Installs the build into a fresh prefix, builds examples/order_service against it with
-# find_package(txbox) as a user would, and runs it against the test database.
+# Installs the build into a fresh prefix and builds examples/order_service and
+# examples/projector against it with find_package(txbox), as a user would (warnings as
+# errors). Then runs them end to end on the test servers, in a txbox schema, a topic and a
+# consumer of their own: order_service places 25 orders, the installed txbox-relay publishes
+# them, the projector applies each exactly once through txbox::inbox.
+#   tests/install/check.sh BUILD_DIR SOURCE_DIR     (TXBOX_TEST_ENV_FILE: the servers)
 set -euo pipefail
 build=$1
 src=$2
 work=$(mktemp -d)
-trap 'rm -rf "$work"' EXIT
-cmake --install "$build" --prefix "$work/prefix" >/dev/null
-test -f "$work/prefix/lib/cmake/txbox/txboxConfig.cmake"
-test -f "$work/prefix/include/txbox/outbox.hpp"
-test -f "$work/prefix/share/txbox/migrations/V1__create_txbox_schema.sql"
-cmake -S "$src/examples/order_service" -B "$work/build" -DCMAKE_PREFIX_PATH="$work/prefix" \
-  -DCMAKE_BUILD_TYPE=Release >/dev/null
-cmake --build "$work/build" -j2 >/dev/null
-# The writer links no librdkafka.
-if ldd "$work/build/order_service" | grep -q rdkafka; then
-  echo "order_service links librdkafka: txbox::outbox must not pull it in" >&2
+pids=()
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "install check: $*" >&2
+  local f
+  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
   exit 1
+}
+wait_for() {  # wait_for WHAT CMD...: until CMD succeeds, at most 60 s
+  local what=$1 _
+  shift
+  for _ in $(seq 1 300); do "$@" && return 0; sleep 0.2; done
+  fail "timed out waiting for $what"
+}
+
+prefix=$work/prefix
+cmake --install "$build" --prefix "$prefix" >/dev/null
+for f in lib/cmake/txbox/txboxConfig.cmake include/txbox/outbox.hpp include/txbox/inbox.hpp \
+  share/txbox/migrations/V1__create_txbox_schema.sql bin/txbox-relay; do
+  test -f "$prefix/$f" || fail "$f is not installed"
+done
+
+for example in order_service projector; do
+  cmake -S "$src/examples/$example" -B "$work/$example" -DCMAKE_PREFIX_PATH="$prefix" \
+    -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Wall -Wextra -Werror" \
+    >"$work/cmake-$example.log" 2>&1 || fail "find_package(txbox) failed for $example"
+  cmake --build "$work/$example" -j2 >"$work/build-$example.log" 2>&1 \
+    || fail "$example does not build against the installed package"
+done
+# The writer links no librdkafka; the consumer gets it through txbox::inbox.
+if ldd "$work/order_service/order_service" | grep -q rdkafka; then
+  fail "order_service links librdkafka: txbox::outbox must not pull it in"
 fi
-set -a; . "$TXBOX_TEST_ENV_FILE"; set +a
-"$work/build/order_service" --db "$TXBOX_TEST_PG" --orders 25 | tee "$work/out.txt"
-grep -q "25 orders placed" "$work/out.txt"
+ldd "$work/projector/projector" | grep -q rdkafka || fail "projector does not link librdkafka"
+
+set -a
+# shellcheck disable=SC1090
+. "$TXBOX_TEST_ENV_FILE"
+set +a
+db=$TXBOX_TEST_PG
+run=install_check_$$_$RANDOM
+schema=$run
+topic=${run//_/-}
+consumer=$topic
+sql() { psql "$db" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+# (bash: the installed render.sh has no execute bit)
+bash "$prefix/share/txbox/migrations/render.sh" "$schema" \
+  | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
+trap 'sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; cleanup' EXIT
+
+"$work/order_service/order_service" --db "$db" --orders 25 --customers 5 --writers 2 \
+  --schema "$schema" --topic "$topic" | tee "$work/order_service.log"
+grep -q "25 orders placed" "$work/order_service.log" || fail "order_service did not place 25 orders"
+
+"$prefix/bin/txbox-relay" --database-url "$db" --schema "$schema" --name "$run" \
+  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" >"$work/relay.log" 2>&1 &
+relay=$!
+pids+=("$relay")
+outbox_empty() { [[ $(sql -c "SELECT count(*) FROM $schema.outbox") == 0 ]]; }
+wait_for "the relay to publish the outbox" outbox_empty
+
+# Started once the relay has created the topic, so it is assigned its partition at once.
+"$work/projector/projector" --config "$src/examples/projector/projector.toml" \
+  database.url="$db" database.schema="$schema" consumer.name="$consumer" \
+  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
+  >"$work/projector.log" 2>&1 &
+projector=$!
+pids+=("$projector")
+applied() {
+  [[ $(sql -c "SELECT count(*) FROM $schema.inbox i JOIN shop_view.applied a USING (message_id)
+               WHERE i.consumer = '$consumer'") -ge 25 ]]
+}
+wait_for "the projector to apply 25 orders" applied
+kill -TERM "$projector"
+wait "$projector" || fail "the projector exited with status $? on SIGTERM"
+pids=("$relay")
+grep -q "25 processed, 0 duplicates skipped, 0 dead" "$work/projector.log" \
+  || fail "the projector's counts are wrong"
+read -r runs distinct < <(sql -F ' ' -c "SELECT count(*), count(DISTINCT a.message_id)
+  FROM shop_view.applied a JOIN $schema.inbox i USING (message_id) WHERE i.consumer = '$consumer'")
+[[ $runs == 25 && $distinct == 25 ]] || fail "applied $runs times for $distinct messages"
+echo "install check: both examples built against the installed package; 25 orders placed," \
+  "published by the installed relay and applied once each by the projector"
