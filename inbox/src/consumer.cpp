@@ -147,6 +147,7 @@ struct Consumer::impl {
   detail::kafka_ptr rk;
   std::map<TopicPartition, PartitionState> parts;  // the current assignment
   std::set<TopicPartition> offsets_unknown;        // assigned while the database was down
+  std::set<std::string> missing_topics;            // reported once each
   std::vector<detail::message_ptr> collected;
   std::mt19937_64 rng{std::random_device{}()};
   bool db_up = false;
@@ -156,6 +157,7 @@ struct Consumer::impl {
   std::chrono::milliseconds reconnect_backoff{0};
   clock::time_point next_cleanup{};
   clock::time_point next_requeue{};
+  clock::time_point next_kafka_check{};
 
   mutable std::mutex stats_mutex;
   ConsumerStats st;
@@ -241,6 +243,10 @@ struct Consumer::impl {
     set("enable.auto.offset.store", "false");
     set("enable.partition.eof", "false");
     set("auto.offset.reset", cfg.start_from_earliest ? "earliest" : "latest");
+    // A topic that does not exist yet is looked for again every 10 s, not every 5 minutes.
+    if (!cfg.kafka.contains("topic.metadata.refresh.interval.ms")) {
+      set("topic.metadata.refresh.interval.ms", "10000");
+    }
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_rebalance_cb(conf.get(), &rebalance_trampoline);
     rd_kafka_conf_set_error_cb(conf.get(), &error_trampoline);
@@ -265,7 +271,7 @@ struct Consumer::impl {
       spdlog::error("inbox {}: fatal Kafka error: {}", cfg.name, reason);
       return;
     }
-    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN || err == RD_KAFKA_RESP_ERR__TRANSPORT) {
+    if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN) {
       if (!kafka_down) {
         kafka_down = true;
         spdlog::warn("inbox {}: Kafka unreachable, retrying: {}", cfg.name, reason);
@@ -473,7 +479,14 @@ struct Consumer::impl {
   // ---- collect ----
   void accept(detail::message_ptr m) {
     if (m->err) {
-      if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+          m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        const std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+        if (missing_topics.insert(topic).second) {
+          spdlog::warn("inbox {}: topic {} does not exist (yet); consuming it once it does",
+                       cfg.name, topic);
+        }
+      } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
         spdlog::debug("inbox {}: consume error: {}", cfg.name, rd_kafka_message_errstr(m.get()));
       }
       return;
@@ -852,8 +865,26 @@ struct Consumer::impl {
     st.lag = std::move(lag);
   }
 
+  // While every broker is down, a cheap metadata request every few seconds tells when one is
+  // back (an idle consumer sees no message that would say so).
+  void check_kafka() {
+    if (!kafka_down || clock::now() < next_kafka_check) return;
+    next_kafka_check = clock::now() + 3s;
+    const rd_kafka_metadata_t* md = nullptr;
+    if (rd_kafka_metadata(rk.get(), 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      detail::metadata_ptr owned(md);
+      kafka_reachable();
+    }
+  }
+
   std::size_t poll_once(std::chrono::milliseconds timeout) {
     if (closed) throw error("txbox::Consumer::poll_once called after the consumer was closed");
+    char reason[512];
+    if (rd_kafka_fatal_error(rk.get(), reason, sizeof reason) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw error(fmt::format("inbox {}: fatal Kafka error, the consumer must be recreated: {}",
+                              cfg.name, reason));
+    }
+    check_kafka();
     try_reconnect();
     std::size_t handled = 0;
     try {

@@ -175,6 +175,20 @@ TEST_F(InboxTest, CloseMidStreamAndRestartGivesNoDuplicate) {
   EXPECT_EQ(effects(), total);
 }
 
+// A consumer may start before its topic exists (a fresh deployment): it picks the topic up
+// once it is created, within seconds rather than librdkafka's default five minutes.
+TEST_F(InboxTest, ConsumerStartedBeforeItsTopicExistsConsumesItLater) {
+  auto cfg = config();
+  cfg.topics = {txbox::test::unique_name("late_topic")};
+  txbox::Consumer c(cfg, record_effect());
+  for (int i = 0; i < 10; ++i) c.poll_once(100ms);
+  txbox::test::create_topic(cfg.topics[0], 2);
+  produce(cfg.topics[0], numbered(5, 2));
+  ASSERT_TRUE(poll_until(
+      c, [&] { return c.stats().processed >= 5; }, 45s));
+  EXPECT_EQ(effects(), 5);
+}
+
 TEST_F(InboxTest, HandlerExceptionLeavesNoneOfItsWrites) {
   produce(topic_, numbered(20, 1));
   std::map<std::string, int> calls;
