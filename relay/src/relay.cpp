@@ -257,14 +257,17 @@ struct Relay::impl {
     for (const auto& d : results) {
       auto [it, fresh] = topic_checks.try_emplace(d.topic);
       TopicCheck& c = it->second;
-      const auto before = fresh ? std::optional<TopicCheck::state>() : c.st;
+      // An int, not std::optional<state>: g++ 12 -O2 warns (falsely) that the optional
+      // may be used uninitialised.
+      const int before = fresh ? -1 : static_cast<int>(c.st);
+      const auto changed = [&] { return before != static_cast<int>(c.st); };
       const auto problems = d.problems();
       if (!d.checked) {
         c.st = TopicCheck::state::unknown;
         c.recheck_at = now + k_recheck_unknown;
         c.why =
             fmt::format("the durability of topic '{}' could not be checked: {}", d.topic, d.error);
-        if (before != c.st) {
+        if (changed()) {
           spdlog::warn("durability: could not check topic '{}' ({}); {}", d.topic, d.error,
                        cfg.strict_durability
                            ? "its messages wait in the outbox until a check succeeds"
@@ -272,7 +275,7 @@ struct Relay::impl {
         }
       } else if (problems.empty()) {
         c.st = TopicCheck::state::durable;
-        if (before != c.st) {
+        if (changed()) {
           spdlog::info(
               "durability: topic '{}' ok (replication.factor={}, min.insync.replicas={}, "
               "unclean.leader.election.enable={})",
@@ -283,7 +286,7 @@ struct Relay::impl {
         // Under strict durability an operator may fix the topic: look again now and then.
         c.recheck_at = cfg.strict_durability ? now + k_recheck_weak : clock::time_point::max();
         c.why = "held by strict durability: " + d.summary();
-        if (before != c.st && !quiet_weak) {
+        if (changed() && !quiet_weak) {
           if (cfg.strict_durability) {
             spdlog::error(
                 "durability: {}; its messages stay in the outbox (strict durability) and are "
