@@ -195,6 +195,16 @@ void validate_relay_config(const RelayConfig& c) {
       throw config_error(fmt::format("kafka.{} is managed by txbox-relay; remove it", forbidden));
     }
   }
+  for (const char* timeout : {"message.timeout.ms", "delivery.timeout.ms"}) {
+    if (c.kafka.contains(timeout)) {
+      throw config_error(fmt::format(
+          "kafka.{} is managed by txbox-relay, which never gives up on a message it handed "
+          "to Kafka: librdkafka times messages out one by one, so a key's message could fail "
+          "while a later one of the same key went out, and the key's order would break. "
+          "Remove it",
+          timeout));
+    }
+  }
   for (const auto& topic : c.durability_topics) {
     try {
       check_topic_name(topic);

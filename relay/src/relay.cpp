@@ -49,7 +49,8 @@ struct Delivery {
   bool done = false;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
   std::string error;
-  bool held = false;  // not produced: its topic failed the strict durability check
+  bool held = false;     // not produced: its topic failed the strict durability check
+  bool skipped = false;  // not produced: the leases would expire before its ack could come
 };
 
 // A topic's durability, as last checked.
@@ -65,6 +66,8 @@ constexpr auto k_recheck_weak = 30s;
 constexpr auto k_recheck_unknown = 5s;
 // The admin requests at start: nothing waits on them yet.
 constexpr auto k_start_admin_timeout = 10s;
+// On stop, unacknowledged messages get this long before they are given up.
+constexpr auto k_stop_grace = 5s;
 
 // Errors that retrying cannot fix: the row goes to outbox_dead.
 bool is_permanent(rd_kafka_resp_err_t err) {
@@ -153,6 +156,12 @@ struct Relay::impl {
   // ---- database ----
   void connect() {
     db = std::make_unique<pqxx::connection>(cfg.database_url);
+    // A relay stalled inside a transaction (SIGSTOP, a pause past its lease) must not keep
+    // row locks that block the new owner's delete, nor commit that delete late: the server
+    // ends such a session, the transaction rolls back and the relay reconnects.
+    pqxx::nontransaction(*db).exec_params(
+        "SELECT set_config('idle_in_transaction_session_timeout', $1, false)",
+        std::to_string(std::max<long>(500, cfg.lease_ttl.count() / 2)));
     check_schema();
     if (cfg.listen_notify) listener = std::make_unique<notify_flag>(*db, cfg.schema + ".outbox");
     set_db_up(true);
@@ -206,11 +215,20 @@ struct Relay::impl {
     auto set = [&](const std::string& k, const std::string& v) { set_conf(conf.get(), k, v); };
     // Defaults a user may override, then the user's keys, then what txbox enforces.
     set("linger.ms", "5");
-    set("message.timeout.ms", std::to_string(std::max<long>(1000, cfg.lease_ttl.count() / 2)));
     set("statistics.interval.ms", "0");
+    // A topic that does not exist (and may not be auto-created) fails its messages after this
+    // rather than holding the whole batch for librdkafka's default 30 s.
+    set("topic.metadata.propagation.max.ms",
+        std::to_string(std::max<long>(1000, delivery_budget().count())));
     for (const auto& [k, v] : cfg.kafka) set(k, v);
     set("acks", "all");
     set("enable.idempotence", "true");
+    // Never give up on a message once handed over (0: no timeout). librdkafka times queued
+    // messages out one by one: a key's message could fail while a later one of the same key
+    // still went out (a documented gap), and its retry would then land behind it. Without
+    // timeouts each batch reaches Kafka gapless and in order; a stale copy (a relay resumed
+    // after a stall) is an exact re-send that cannot overtake anything.
+    set("message.timeout.ms", "0");
     rd_kafka_conf_set_opaque(conf.get(), this);
     rd_kafka_conf_set_dr_msg_cb(conf.get(),
                                 [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -220,7 +238,9 @@ struct Relay::impl {
                                   Delivery& d = self->deliveries[idx];
                                   d.done = true;
                                   d.err = m->err;
-                                  if (m->err) d.error = rd_kafka_message_errstr(m);
+                                  // Not rd_kafka_message_errstr: for a producer message it returns
+                                  // the payload.
+                                  if (m->err) d.error = rd_kafka_err2str(m->err);
                                 });
     rd_kafka_conf_set_log_cb(conf.get(), log_rdkafka);
     producer.reset(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
@@ -364,6 +384,13 @@ struct Relay::impl {
   }
 
   // ---- leases ----
+  // A message is handed to Kafka only while the leases hold for this much longer: time for
+  // its acknowledgement and the fenced delete before another relay may take the shard.
+  std::chrono::milliseconds delivery_budget() const { return cfg.lease_ttl / 3; }
+  bool lease_time_for_batch() const {
+    return clock::now() + delivery_budget() <= lease_valid_until;
+  }
+
   std::string interval(std::chrono::milliseconds ms) const {
     return std::to_string(ms.count()) + " milliseconds";
   }
@@ -509,20 +536,23 @@ struct Relay::impl {
     return rows;
   }
 
+  // Hands the rows to librdkafka, in id order per shard.
   void produce(const std::vector<Row>& rows) {
     check_batch_topics(rows);
     deliveries.assign(rows.size(), Delivery{});
-    int held_shard = -1;
+    int stopped_shard = -1;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
-      // After a held row its shard's later rows wait too (settle leaves them untouched).
-      if (row.shard == held_shard) {
-        deliveries[i] = {true, RD_KAFKA_RESP_ERR__STATE, "waits behind a held row", true};
+      // After a held row or a local transient failure its shard's later rows are not sent:
+      // they would overtake it (settle leaves them untouched for the next round).
+      if (row.shard == stopped_shard) {
+        deliveries[i] = {true, RD_KAFKA_RESP_ERR__STATE, "waits behind its shard's head", false,
+                         true};
         continue;
       }
       if (auto why = hold_reason(row.topic)) {
         deliveries[i] = {true, RD_KAFKA_RESP_ERR__STATE, std::move(*why), true};
-        held_shard = row.shard;
+        stopped_shard = row.shard;
         continue;
       }
       detail::headers_ptr hdrs(rd_kafka_headers_new(8));
@@ -545,7 +575,14 @@ struct Relay::impl {
       const void* key = row.key ? row.key->data() : nullptr;
       const std::size_t key_len = row.key ? row.key->size() : 0;
       rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+      bool lease_short = false;
       while (true) {
+        // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
+        // since the claim may have lost the shard and must not publish after the new owner.
+        if (!lease_time_for_batch()) {
+          lease_short = true;
+          break;
+        }
         code = rd_kafka_producev(
             producer.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()), RD_KAFKA_V_KEY(key, key_len),
             RD_KAFKA_V_VALUE(const_cast<char*>(row.payload.data()), row.payload.size()),
@@ -555,21 +592,59 @@ struct Relay::impl {
         if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
         rd_kafka_poll(producer.get(), 10);  // wait for room in the local queue
       }
+      if (lease_short) {
+        for (std::size_t j = i; j < rows.size(); ++j) {
+          deliveries[j] = {true, RD_KAFKA_RESP_ERR__STATE, "lease about to expire", false, true};
+        }
+        spdlog::warn(
+            "leases: {} claimed row(s) not sent: the leases would expire before Kafka could "
+            "acknowledge them (the relay stalled, or Kafka was slow to take them); they go out "
+            "in a later round",
+            rows.size() - i);
+        next_lease_tick = clock::now();
+        break;
+      }
       if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
         hdrs.release();  // rd_kafka_producev took the headers on success
       } else {
         deliveries[i] = {true, code, rd_kafka_err2str(code)};
+        if (!is_permanent(code)) stopped_shard = row.shard;
       }
     }
   }
 
-  void await_deliveries() {
+  // Waits for every delivery report: librdkafka retries until Kafka acknowledges or refuses
+  // a message for good. Only a stop gives up, after a grace period: what is purged then may
+  // still have reached Kafka (re-sent by the next owner) but nothing of this relay follows it.
+  void await_deliveries(const std::stop_token& stop) {
     const auto all_done = [&] {
       return std::all_of(deliveries.begin(), deliveries.end(),
                          [](const Delivery& d) { return d.done; });
     };
-    // message.timeout.ms bounds every delivery; this loop ends when librdkafka reported all.
-    while (!all_done()) rd_kafka_poll(producer.get(), 50);
+    const auto started = clock::now();
+    std::optional<clock::time_point> stop_seen;
+    bool slow = false, purged = false;
+    while (!all_done()) {
+      rd_kafka_poll(producer.get(), 50);
+      const auto now = clock::now();
+      if (!slow && now - started > cfg.lease_ttl) {
+        slow = true;
+        set_broker_ok(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
+                                         "slow); waiting for it",
+                                         cfg.lease_ttl.count()));
+      }
+      if (stop.stop_requested() && !purged) {
+        if (!stop_seen) stop_seen = now;
+        if (now - *stop_seen >= k_stop_grace) {
+          spdlog::warn("stopping: giving up on {} unacknowledged message(s) after {} s",
+                       std::count_if(deliveries.begin(), deliveries.end(),
+                                     [](const Delivery& d) { return !d.done; }),
+                       std::chrono::duration_cast<std::chrono::seconds>(k_stop_grace).count());
+          rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+          purged = true;
+        }
+      }
+    }
   }
 
   std::chrono::milliseconds backoff(int attempts) {
@@ -597,7 +672,7 @@ struct Relay::impl {
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
       const Delivery& d = deliveries[i];
-      if (row.shard == blocked_shard) continue;
+      if (row.shard == blocked_shard || d.skipped) continue;
       if (d.err == RD_KAFKA_RESP_ERR_NO_ERROR) {
         done_ids.push_back(row.id);
         ++published[row.topic];
@@ -748,12 +823,15 @@ void Relay::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     try {
       if (!m.db || !m.db->is_open()) m.connect();
-      if (clock::now() >= m.next_lease_tick) m.lease_tick();
+      // Renew early when the leases no longer cover a batch's delivery budget.
+      if (clock::now() >= m.next_lease_tick || (!m.leases.empty() && !m.lease_time_for_batch())) {
+        m.lease_tick();
+      }
       if (clock::now() >= next_backlog) {
         m.refresh_backlog();
         next_backlog = clock::now() + 1s;
       }
-      if (m.leases.empty() || clock::now() >= m.lease_valid_until) {
+      if (m.leases.empty() || !m.lease_time_for_batch()) {
         m.wait_for_work(
             stop, std::min<std::chrono::milliseconds>(m.cfg.poll_interval, m.cfg.lease_ttl / 3));
         continue;
@@ -767,7 +845,7 @@ void Relay::run(std::stop_token stop) {
         continue;
       }
       m.produce(rows);
-      m.await_deliveries();
+      m.await_deliveries(stop);
       m.settle(rows);
       reconnect_delay = m.cfg.retry_backoff_min;
     } catch (const pqxx::failure& e) {

@@ -45,7 +45,7 @@ class RelayTest : public ::testing::Test {
     const std::string path = "/tmp/" + txbox::test::unique_name("relay") + ".toml";
     std::ofstream f(path);
     f << "[database]\nurl = \"" << (url.empty() ? endpoints().pg : url) << "\"\nschema = \""
-      << schema_ << "\"\n[relay]\nlease_ttl_ms = 3000\npoll_interval_ms = 200\n"
+      << schema_ << "\"\n[relay]\nlease_ttl_ms = " << lease_ttl_ms_ << "\npoll_interval_ms = 200\n"
       << extra << "\n[kafka]\n\"bootstrap.servers\" = \"" << endpoints().kafka << "\"\n"
       << kafka_extra;
     return path;
@@ -120,6 +120,7 @@ class RelayTest : public ::testing::Test {
 
   std::string schema_;
   std::string topic_;
+  int lease_ttl_ms_ = 3000;
 };
 
 TEST_F(RelayTest, ThreeRelaysKeepPerKeyOrderOverTenThousandMessages) {
@@ -172,6 +173,140 @@ TEST_F(RelayTest, KillNineMidStreamLosesNothingAndKeepsOrder) {
   const auto records = read_whole_topic(topic_);
   const int dups = check_stream(records, 6'000);
   std::cout << "duplicates after kill -9 (exact re-sends): " << dups << "\n";
+}
+
+// A relay paused past its lease (SIGSTOP: a GC-like stall, a frozen VM) while another relay
+// takes its shards over produces nothing and deletes nothing once it runs again; the stream
+// keeps every key's order.
+TEST_F(RelayTest, SigstopPastTheLeaseThenSigcontPublishesAndDeletesNothingStale) {
+  lease_ttl_ms_ = 6000;  // B keeps the shards >= 4 s after taking them: the window below
+  const auto cfg = config();
+  // A backlog keeps both relays busy claiming, producing and deleting big batches, so the
+  // stop most likely lands between a claim and its acks.
+  constexpr int total = 40'000;
+  enqueue(total, 100, 500);
+  auto a = start_relay("a", cfg);
+  auto b = start_relay("b", cfg);
+  ASSERT_TRUE(txbox::test::wait_until([&] { return topic_size(topic_) >= 2'000; }, 60s))
+      << a->output();
+  a->signal(SIGSTOP);
+
+  // B takes every shard once A's leases expired, and keeps them all once A no longer counts
+  // as a live relay (its heartbeat older than the lease ttl).
+  pqxx::connection conn(endpoints().pg);
+  const auto owned_by_b = [&] {
+    return pqxx::nontransaction(conn)
+        .exec1("SELECT count(*) FROM " + schema_ +
+               ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
+        .as<int>();
+  };
+  const auto a_is_live = [&] {
+    return pqxx::nontransaction(conn)
+               .exec1("SELECT count(*) FROM " + schema_ +
+                      ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '6 s'")[0]
+               .as<int>() == 1;
+  };
+  ASSERT_TRUE(txbox::test::wait_until([&] { return !a_is_live() && owned_by_b() == 64; }, 60s))
+      << b->output();
+  // B stalls too, holding valid leases: whatever A does now is visible, as nobody else may
+  // publish or delete. 500 ms for the broker to finish B's last request.
+  b->signal(SIGSTOP);
+  std::this_thread::sleep_for(500ms);
+  const auto outbox_ids = [&] {
+    std::set<long> ids;
+    for (const auto& row :
+         pqxx::nontransaction(conn).exec("SELECT id FROM " + schema_ + ".outbox")) {
+      ids.insert(row[0].as<long>());
+    }
+    return ids;
+  };
+  const auto rows_before = outbox_ids();
+  const auto ends_before = txbox::test::partition_ends(topic_);
+
+  const auto resumed_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                              std::chrono::system_clock::now().time_since_epoch())
+                              .count();
+  a->signal(SIGCONT);
+  // A resumes where it stopped (claim, produce, acks, delete) and then ticks its leases:
+  // wait for that tick (its heartbeat was >= 6 s old), then give the broker 300 ms for
+  // anything A's producer might still have sent.
+  ASSERT_TRUE(txbox::test::wait_until(
+      [&] {
+        return pqxx::nontransaction(conn)
+                   .exec1("SELECT count(*) FROM " + schema_ +
+                          ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '1 s'")[0]
+                   .as<int>() == 1;
+      },
+      3s))
+      << a->output();
+  std::this_thread::sleep_for(300ms);
+  EXPECT_EQ(outbox_ids(), rows_before) << "A deleted rows after losing its leases\n" << a->output();
+  // Messages A had handed to its Kafka client before the stop may still reach the broker
+  // (Kafka cannot fence a non-transactional producer); A must hand over nothing new, except
+  // the one message whose hand-over the stop may have interrupted right after its check.
+  const auto late =
+      txbox::test::record_timestamps(topic_, ends_before, txbox::test::partition_ends(topic_));
+  const auto produced_after = std::count_if(
+      late.begin(), late.end(), [&](std::int64_t stamp) { return stamp >= resumed_ms; });
+  EXPECT_LE(produced_after, 1) << "A produced after it resumed without its leases\n" << a->output();
+  std::cout << "records that reached Kafka after A resumed: " << late.size()
+            << ", produced after it resumed: " << produced_after << "\n";
+  // The window was real: B's leases were still valid, so A owned nothing all along.
+  ASSERT_EQ(pqxx::nontransaction(conn)
+                .exec1("SELECT count(*) FROM " + schema_ +
+                       ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
+                .as<int>(),
+            64)
+      << "B's leases expired during the check: the machine is too slow for this window";
+  EXPECT_TRUE(a->running());
+
+  b->signal(SIGCONT);
+  ASSERT_TRUE(wait_drained(120s)) << a->output() << b->output();
+  const auto records = read_whole_topic(topic_);
+  const int dups = check_stream(records, total);
+  std::cout << "duplicates after SIGSTOP/SIGCONT (exact re-sends): " << dups << "\n";
+  for (auto* p : {a.get(), b.get()}) p->signal(SIGTERM);
+  for (auto* p : {a.get(), b.get()}) EXPECT_EQ(p->wait(20s), 0) << p->output();
+}
+
+// Kafka cannot take the rows yet (their topic does not exist and the relay may not have it
+// auto-created): they stay in the outbox and are retried, with Kafka's error as last_error
+// and in one log line (never a payload), and arrive in order once the topic exists.
+TEST_F(RelayTest, RowsKafkaCannotTakeStayUntilAcknowledgedThenArriveInOrder) {
+  topic_ = txbox::test::unique_name("later_topic");
+  enqueue(20, 2, 20);  // payloads "key-0/0", "key-1/0", ...
+  auto r = start_relay("later", config("", "", "\"allow.auto.create.topics\" = false\n"));
+  pqxx::connection conn(endpoints().pg);
+  const auto query_long = [&](const std::string& sql) {
+    return pqxx::nontransaction(conn).exec1(sql)[0].as<long>();
+  };
+  ASSERT_TRUE(txbox::test::wait_until(
+      [&] {
+        return query_long("SELECT coalesce(max(attempts), -1) FROM " + schema_ + ".outbox") >= 2;
+      },
+      60s))
+      << r->output();
+  EXPECT_EQ(pending(), 20);
+  EXPECT_EQ(query_long("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 0);
+  EXPECT_FALSE(txbox::test::topic_exists(topic_));
+  const auto errors = pqxx::nontransaction(conn).exec("SELECT DISTINCT last_error FROM " + schema_ +
+                                                      ".outbox WHERE last_error IS NOT NULL");
+  ASSERT_FALSE(errors.empty());
+  for (const auto& e : errors) {
+    EXPECT_EQ(e[0].as<std::string>().find("key-"), std::string::npos)
+        << "a payload as the error: " << e[0].as<std::string>();
+  }
+
+  txbox::test::create_topic(topic_, 2);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  check_stream(read_whole_topic(topic_), 20);
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(20s), 0) << r->output();
+  const std::string log = r->output();
+  EXPECT_EQ(txbox::test::occurrences(log, "kafka: deliveries failing"), 1) << log;
+  EXPECT_NE(log.find("kafka: deliveries succeed again"), std::string::npos) << log;
+  EXPECT_EQ(log.find("key-"), std::string::npos) << "a payload in the log\n" << log;
+  EXPECT_EQ(log.find("database: unreachable"), std::string::npos) << log;
 }
 
 TEST_F(RelayTest, OversizeMessageGoesToDeadLettersAndTheShardGoesOn) {
@@ -229,6 +364,12 @@ TEST_F(RelayTest, WeakAcksAreRefusedWithTheReason) {
   EXPECT_EQ(r->wait(20s), 3);
   EXPECT_NE(r->output().find("enable.idempotence = false is refused"), std::string::npos)
       << r->output();
+  // A librdkafka message timeout longer than the lease would let a stalled relay publish late.
+  auto t = start_relay("timeout", config("", "", "\"message.timeout.ms\" = 300000\n"));
+  EXPECT_EQ(t->wait(20s), 3);
+  EXPECT_NE(t->output().find("kafka.message.timeout.ms is managed by txbox-relay"),
+            std::string::npos)
+      << t->output();
 }
 
 TEST_F(RelayTest, UnmigratedOrOlderSchemaExitsNamingTheMigration) {

@@ -9,9 +9,11 @@
 #include <chrono>
 #include <cstdint>
 #include <functional>
+#include <map>
 #include <stdexcept>
 #include <string>
 #include <thread>
+#include <vector>
 
 #include "harness.hpp"
 #include "txbox/detail/rdkafka.hpp"
@@ -31,10 +33,9 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
-/// Records written to `topic` so far: the sum of its partitions' high watermarks (a test's
-/// topic is new, so every log starts at offset 0). Retries for up to 30 s on a loaded machine;
-/// throws std::runtime_error if the broker never answers.
-inline std::size_t topic_size(const std::string& topic) {
+/// The high watermark of each partition of `topic`. Retries for up to 30 s on a loaded
+/// machine; throws std::runtime_error if the broker never answers.
+inline std::map<int, std::int64_t> partition_ends(const std::string& topic) {
   using namespace std::chrono_literals;
   detail::conf_ptr conf(rd_kafka_conf_new());
   char err[512];
@@ -52,13 +53,13 @@ inline std::size_t topic_size(const std::string& topic) {
     rd_kafka_topic_destroy(t);
     const detail::metadata_ptr owned(md);
     if (code == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1 && md->topics[0].err == 0) {
-      std::size_t total = 0;
+      std::map<int, std::int64_t> ends;
       for (int p = 0; p < md->topics[0].partition_cnt && code == 0; ++p) {
         std::int64_t low = 0, high = 0;
         code = rd_kafka_query_watermark_offsets(rk.get(), topic.c_str(), p, &low, &high, 5000);
-        total += static_cast<std::size_t>(high);
+        ends[p] = high;
       }
-      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) return total;
+      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) return ends;
     } else if (code == RD_KAFKA_RESP_ERR_NO_ERROR && md->topic_cnt == 1) {
       code = md->topics[0].err;
     }
@@ -66,6 +67,52 @@ inline std::size_t topic_size(const std::string& topic) {
     std::this_thread::sleep_for(100ms);
   }
   throw std::runtime_error("no metadata or watermarks for " + topic + ": " + why);
+}
+
+/// Records written to `topic` so far: the sum of its partitions' high watermarks (a test's
+/// topic is new, so every log starts at offset 0).
+inline std::size_t topic_size(const std::string& topic) {
+  std::size_t total = 0;
+  for (const auto& [p, end] : partition_ends(topic)) total += static_cast<std::size_t>(end);
+  return total;
+}
+
+/// The producer timestamps (CreateTime, ms since the epoch) of the records of `topic` from
+/// offset `from[p]` up to `to[p]` in each partition. Throws if they do not arrive in 30 s.
+inline std::vector<std::int64_t> record_timestamps(const std::string& topic,
+                                                   const std::map<int, std::int64_t>& from,
+                                                   const std::map<int, std::int64_t>& to) {
+  using namespace std::chrono_literals;
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  rd_kafka_conf_set(conf.get(), "bootstrap.servers", endpoints().kafka.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "group.id", unique_name("stamps").c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "enable.auto.commit", "false", err, sizeof err);
+  detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk) throw std::runtime_error(err);
+  conf.release();  // rd_kafka_new took the conf on success
+  rd_kafka_poll_set_consumer(rk.get());
+  detail::partition_list_ptr parts(rd_kafka_topic_partition_list_new(static_cast<int>(to.size())));
+  std::size_t expected = 0;
+  for (const auto& [p, end] : to) {
+    const std::int64_t start = from.contains(p) ? from.at(p) : 0;
+    if (end <= start) continue;
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p)->offset = start;
+    expected += static_cast<std::size_t>(end - start);
+  }
+  std::vector<std::int64_t> out;
+  if (expected == 0) return out;
+  rd_kafka_assign(rk.get(), parts.get());
+  const auto until = std::chrono::steady_clock::now() + 30s;
+  while (out.size() < expected && std::chrono::steady_clock::now() < until) {
+    detail::message_ptr m(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!m || m->err || m->offset >= to.at(m->partition)) continue;
+    rd_kafka_timestamp_type_t type;
+    out.push_back(rd_kafka_message_timestamp(m.get(), &type));
+  }
+  rd_kafka_consumer_close(rk.get());
+  if (out.size() < expected) throw std::runtime_error("could not read back " + topic);
+  return out;
 }
 
 /// True if `topic` exists on the broker (asked without letting the broker auto-create it).
