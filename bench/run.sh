@@ -1,16 +1,70 @@
 #!/usr/bin/env bash
-# Benchmarks txbox-relay and txbox::inbox against this machine's limits, in one run on
-# throwaway servers.
-#   bench/run.sh [MESSAGES]     (default 100000)
+# Benchmarks txbox against this machine's limits (and, with --peers, against peer outbox
+# relays), in one run on throwaway servers. Progress on stderr; the tables on stdout and in
+# build-bench/results/ (results.md, relay.tsv for bench/plot.sh).
+#   bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B,...]
+#     MESSAGES    messages per throughput run (default 100000)
+#     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder; Go)
+#     --10m       add 10,000,000 pending rows to the backlog runs (10k and 1M by default)
+#     --plots     write the PNG plots into docs/ (bench/plot.sh; Python venv with matplotlib)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
+messages=100000 peers=0 plots=0 backlogs=10000,1000000
+while (($#)); do
+  case $1 in
+    --peers) peers=1 ;;
+    --10m) backlogs=$backlogs,10000000 ;;
+    --plots) plots=1 ;;
+    --backlogs) backlogs=$2; shift ;;
+    [0-9]*) messages=$1 ;;
+    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
+  esac
+  shift
+done
+say() { echo "[run.sh $(date +%H:%M:%S)] $*" >&2; }
+
 scripts/install-deps.sh
+say "building (Release, build-bench)"
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench --target relay_bench inbox_bench txbox-relay | tail -1
+if ((peers)); then bench/peers/watermill/build.sh; fi
+
+out=build-bench/results
+mkdir -p "$out"
 servers=$(mktemp -d /tmp/txbox-bench.XXXXXX)
 trap 'scripts/servers.sh stop "$servers"; rm -rf "$servers"' EXIT
 env -u TXBOX_TEST_PG -u TXBOX_TEST_KAFKA scripts/servers.sh start "$servers"
 set -a; . "$servers/endpoints.env"; set +a
-build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/relay/txbox-relay "${1:-100000}"
-build-bench/bench/inbox_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "${1:-100000}"
+
+{
+  echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores; load average at start:" \
+    "$(cut -d' ' -f1-3 /proc/loadavg); $messages messages; backlogs $backlogs"
+  echo
+} > "$out/results.md"
+
+say "inbox benchmark"
+build-bench/bench/inbox_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages" | tee "$out/inbox.md"
+# The inbox's ratio at max_batch 500 (the default), for the summary table.
+inbox_ratio=$(awk -F'|' '/max_batch 500 \(/ {gsub(/ /, "", $4); print $4}' "$out/inbox.md")
+
+peer_args=()
+if ((peers)); then
+  say "peer: Watermill SQL->Kafka forwarder"
+  rate=$(bench/peers/watermill/run.sh "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages")
+  peer_args+=(--peer "watermill-sql forwarder=$rate")
+fi
+
+say "relay benchmark"
+build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/relay/txbox-relay \
+  --messages "$messages" --backlogs "$backlogs" --out "$out/relay.tsv" \
+  ${inbox_ratio:+--inbox-ratio "$inbox_ratio"} "${peer_args[@]}" | tee "$out/relay.md"
+{
+  cat "$out/relay.md"
+  echo
+  cat "$out/inbox.md"
+  echo
+  echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
+} >> "$out/results.md"
+if ((plots)); then bench/plot.sh "$out/relay.tsv" docs; fi
+say "done: $out/results.md"
