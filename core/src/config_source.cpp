@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdlib>
 #include <toml.hpp>
@@ -21,10 +22,12 @@ std::string scalar_text(const toml::value& v, const std::string& key) {
   if (v.is_boolean()) return v.as_boolean() ? "true" : "false";
   if (v.is_floating()) return fmt::format("{}", v.as_floating());
   if (v.is_array()) {
-    // A list of strings (e.g. topics) becomes one comma-separated value.
+    // A list of names (topics) becomes one comma-separated value, like its environment form.
     std::string out;
     for (const auto& e : v.as_array()) {
-      if (!e.is_string()) break;
+      if (!e.is_string()) {
+        throw config_error(fmt::format("config key '{}' must be a list of strings", key));
+      }
       out += (out.empty() ? "" : ",") + e.as_string().str;
     }
     return out;
@@ -119,6 +122,23 @@ bool config_bool(const config_map& m, const std::string& key, bool def) {
 std::string config_string(const config_map& m, const std::string& key, std::string def) {
   const auto it = m.find(key);
   return it == m.end() ? def : it->second;
+}
+
+std::vector<std::string> config_list(const config_map& m, const std::string& key) {
+  std::vector<std::string> out;
+  const auto it = m.find(key);
+  if (it == m.end()) return out;
+  const std::string& text = it->second;
+  std::size_t start = 0;
+  while (start <= text.size()) {
+    const auto comma = std::min(text.find(',', start), text.size());
+    std::string item = text.substr(start, comma - start);
+    item.erase(0, item.find_first_not_of(" \t"));
+    item.erase(item.find_last_not_of(" \t") + 1);
+    if (!item.empty()) out.push_back(item);
+    start = comma + 1;
+  }
+  return out;
 }
 
 }  // namespace txbox

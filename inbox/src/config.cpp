@@ -24,22 +24,6 @@ const std::set<std::string> k_known = {"database.url",
                                        "consumer.cleanup_interval_ms",
                                        "consumer.requeue_interval_ms"};
 
-std::vector<std::string> split_list(const std::string& text) {
-  std::vector<std::string> out;
-  std::size_t from = 0;
-  while (from <= text.size()) {
-    const auto comma = text.find(',', from);
-    std::string item =
-        text.substr(from, comma == std::string::npos ? std::string::npos : comma - from);
-    item.erase(0, item.find_first_not_of(' '));
-    item.erase(item.find_last_not_of(' ') + 1);
-    if (!item.empty()) out.push_back(item);
-    if (comma == std::string::npos) break;
-    from = comma + 1;
-  }
-  return out;
-}
-
 }  // namespace
 
 ConsumerConfig load_consumer_config(const std::string& toml_path, const config_map& overrides) {
@@ -52,7 +36,7 @@ ConsumerConfig load_consumer_config(const std::string& toml_path, const config_m
   c.database_url = config_string(m, "database.url", c.database_url);
   c.schema = config_string(m, "database.schema", c.schema);
   c.name = config_string(m, "consumer.name", c.name);
-  c.topics = split_list(config_string(m, "consumer.topics", ""));
+  c.topics = config_list(m, "consumer.topics");
   const std::string start = config_string(m, "consumer.start_from", "earliest");
   if (start != "earliest" && start != "latest") {
     throw config_error("consumer.start_from = '" + start +

@@ -5,6 +5,7 @@
 #include <map>
 #include <set>
 #include <string>
+#include <vector>
 
 namespace txbox {
 
@@ -30,5 +31,9 @@ bool config_bool(const config_map& m, const std::string& key, bool def);
 
 /// The value of `key`, or `def` when absent.
 std::string config_string(const config_map& m, const std::string& key, std::string def);
+
+/// The comma-separated items of `key` (a TOML list arrives in that form), trimmed, empty
+/// items dropped; empty when absent.
+std::vector<std::string> config_list(const config_map& m, const std::string& key);
 
 }  // namespace txbox
