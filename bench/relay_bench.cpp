@@ -680,6 +680,7 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
+  for (const auto& [name, rate] : peers) record("peer_" + name, rate);
   pqxx::connection c(g_pg);
   const auto pid = ::getpid();
   const std::string topic = fmt::format("bench_{}", pid);

@@ -52,7 +52,7 @@ peer_args=()
 if ((peers)); then
   say "peer: Watermill SQL->Kafka forwarder"
   rate=$(bench/peers/watermill/run.sh "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages")
-  peer_args+=(--peer "watermill-sql forwarder=$rate")
+  peer_args+=(--peer "watermill_forwarder=$rate")
 fi
 
 say "relay benchmark"
