@@ -12,7 +12,7 @@ packages=(
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
   iproute2 procps
-  clang-format clang-tidy
+  clang-format clang-tidy clang-14 libclang-rt-14-dev
 )
 
 missing=()

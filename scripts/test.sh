@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Builds txbox and runs the whole test suite: unit tests, integration tests on a throwaway
 # PostgreSQL 15 and Apache Kafka broker (started and stopped by ctest's fixtures), the
-# out-of-tree find_package(txbox) build, and the unit tests again under ASan+UBSan.
+# out-of-tree find_package(txbox) build, the unit tests again under ASan+UBSan, and each
+# libFuzzer target briefly (clang).
 #   scripts/test.sh            (BUILD_DIR=build by default)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
@@ -25,4 +26,12 @@ cmake -S . -B "$build-asan" -G Ninja -DCMAKE_BUILD_TYPE=Debug -DTXBOX_WERROR=ON 
 cmake --build "$build-asan" -j "$jobs" --target txbox_unit_tests
 ctest --test-dir "$build-asan" -L unit -j "$jobs" --output-on-failure
 t3=$(date +%s)
-echo "[test] done: build $((t1 - t0)) s, tests $((t2 - t1)) s, sanitizer build+tests $((t3 - t2)) s" >&2
+
+echo "[test] fuzz targets (libFuzzer, clang), ${TXBOX_FUZZ_SECONDS:-15} s each" >&2
+cmake -S . -B "$build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
+  -DTXBOX_FUZZ=ON -DTXBOX_BUILD_TESTS=OFF -DTXBOX_FUZZ_SECONDS="${TXBOX_FUZZ_SECONDS:-15}" >/dev/null
+cmake --build "$build-fuzz" -j "$jobs" --target fuzz_all
+ctest --test-dir "$build-fuzz" -L fuzz --output-on-failure
+t4=$(date +%s)
+echo "[test] done: build $((t1 - t0)) s, tests $((t2 - t1)) s, sanitizer build+tests $((t3 - t2)) s," \
+  "fuzzing $((t4 - t3)) s" >&2

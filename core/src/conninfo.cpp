@@ -13,31 +13,72 @@ std::string lower(std::string_view s) {
   return out;
 }
 
+// Whether text mentions a secret anywhere (a key, or a key swallowed into a value).
+bool looks_secret(std::string_view text) {
+  const std::string t = lower(text);
+  for (const char* word : {"password", "secret", "token", "sasl", "passfile", "ssl.key"}) {
+    if (t.find(word) != std::string::npos) return true;
+  }
+  return false;
+}
+
+std::string percent_decoded(std::string_view text) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '%' && i + 2 < text.size() &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 1])) &&
+        std::isxdigit(static_cast<unsigned char>(text[i + 2]))) {
+      out += static_cast<char>(std::stoi(std::string(text.substr(i + 1, 2)), nullptr, 16));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
 // URI form: postgresql://user:secret@host/db?password=secret
 std::string redact_uri(std::string_view uri) {
   std::string out(uri);
-  const auto scheme_end = out.find("://");
-  const auto auth_start = scheme_end + 3;
+  const auto auth_start = out.find("://") + 3;
   const auto auth_end = out.find_first_of("/?#", auth_start);
   const auto at = out.rfind('@', auth_end == std::string::npos ? out.size() : auth_end);
-  if (at != std::string::npos && at > auth_start) {
+  std::size_t tail = auth_start;  // where host, path and query begin
+  if (at != std::string::npos && at >= auth_start) {
     const auto colon = out.find(':', auth_start);
-    if (colon != std::string::npos && colon < at) out.replace(colon + 1, at - colon - 1, "***");
-  }
-  // Query parameters named password (or anything secret).
-  auto q = out.find('?');
-  while (q != std::string::npos && q < out.size()) {
-    const auto start = q + 1;
-    const auto eq = out.find('=', start);
-    auto end = out.find('&', start);
-    if (eq == std::string::npos) break;
-    if (end == std::string::npos) end = out.size();
-    if (eq < end && is_secret_key(out.substr(start, eq - start))) {
-      out.replace(eq + 1, end - eq - 1, "***");
-      end = eq + 4;
+    if (colon != std::string::npos && colon < at) {
+      out.replace(colon + 1, at - colon - 1, "***");
+      tail = colon + 5;  // after "***@"
+    } else {
+      tail = at + 1;
     }
-    q = end < out.size() ? end : std::string::npos;
   }
+  // Host and path, then each query parameter (?password=...&sslpassword=...). libpq
+  // percent-decodes them, so a secret can hide in many spellings, or in a malformed part
+  // that swallowed a later parameter: a part that mentions a secret is not shown.
+  const auto q = out.find('?', tail);
+  std::string result = out.substr(0, tail);
+  const std::string hostpath = out.substr(tail, q == std::string::npos ? q : q - tail);
+  result += looks_secret(percent_decoded(hostpath)) ? "***" : hostpath;
+  if (q != std::string::npos) {
+    result += '?';
+    std::size_t start = q + 1;
+    while (start <= out.size()) {
+      const auto amp = std::min(out.find('&', start), out.size());
+      const std::string param = out.substr(start, amp - start);
+      const auto eq = param.find('=');
+      if (eq == std::string::npos) {
+        result += looks_secret(percent_decoded(param)) ? "***" : param;
+      } else {
+        const std::string key = percent_decoded(param.substr(0, eq));
+        const bool hide = is_secret_key(key) || looks_secret(percent_decoded(param.substr(eq + 1)));
+        result += hide ? param.substr(0, eq + 1) + "***" : param;
+      }
+      if (amp < out.size()) result += '&';
+      start = amp + 1;
+    }
+  }
+  out = result;
   return out;
 }
 
@@ -64,13 +105,20 @@ std::string redact_keywords(std::string_view s) {
     if (i < s.size() && s[i] == '\'') {
       ++i;
       while (i < s.size() && s[i] != '\'') i += (s[i] == '\\' && i + 1 < s.size()) ? 2 : 1;
-      if (i < s.size()) ++i;
+      if (i >= s.size()) {
+        // Unterminated quote: libpq refuses the string, and the rest may hide a password.
+        out.append(looks_secret(s.substr(vstart)) ? "***" : std::string(s.substr(vstart)));
+        break;
+      }
+      ++i;
     } else {
       while (i < s.size() && !std::isspace(static_cast<unsigned char>(s[i]))) {
         i += (s[i] == '\\' && i + 1 < s.size()) ? 2 : 1;
       }
     }
-    if (is_secret_key(key)) {
+    // A value that mentions a secret (an escaped space can make "password=..." part of
+    // another key's value) is hidden too.
+    if (is_secret_key(key) || looks_secret(s.substr(vstart, std::min(i, s.size()) - vstart))) {
       out.append("***");
     } else {
       out.append(s.substr(vstart, std::min(i, s.size()) - vstart));

@@ -12,6 +12,7 @@
 #include <set>
 #include <thread>
 
+#include "headers_codec.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/prometheus.hpp"
 #include "txbox/detail/rdkafka.hpp"
@@ -56,38 +57,6 @@ struct PartitionState {
   int attempts = 0;                  // failed runs of that message
   bool blocked = false;              // logged as blocked (policy block)
 };
-
-// Header values are stored as JSON [name, value]; values that are not UTF-8 as
-// [name, hex, "hex"], so nothing is lost on the way to inbox_dead and back.
-std::string headers_json(const std::vector<Header>& headers) {
-  auto arr = nlohmann::json::array();
-  for (const auto& h : headers) {
-    if (is_valid_utf8(h.name) && is_valid_utf8(h.value)) {
-      arr.push_back({h.name, h.value});
-    } else {
-      std::string hex;
-      for (unsigned char c : h.value) hex += fmt::format("{:02x}", c);
-      arr.push_back({is_valid_utf8(h.name) ? h.name : std::string("?"), hex, "hex"});
-    }
-  }
-  return arr.dump();
-}
-
-std::vector<Header> headers_from_json(const std::string& text) {
-  std::vector<Header> out;
-  for (const auto& e : nlohmann::json::parse(text)) {
-    Header h{e.at(0).get<std::string>(), e.at(1).get<std::string>()};
-    if (e.size() > 2 && e.at(2) == "hex") {
-      std::string bytes;
-      for (std::size_t i = 0; i + 1 < h.value.size(); i += 2) {
-        bytes += static_cast<char>(std::stoi(h.value.substr(i, 2), nullptr, 16));
-      }
-      h.value = bytes;
-    }
-    out.push_back(std::move(h));
-  }
-  return out;
-}
 
 ReceivedMessage to_received(const rd_kafka_message_t* m) {
   ReceivedMessage r;
@@ -571,7 +540,7 @@ struct Consumer::impl {
                        "decode($6, 'hex'), $7, $8::jsonb, $9, $10) "
                        "ON CONFLICT (consumer, message_id) DO NOTHING",
                    cfg.name, m.id, m.topic, m.partition, m.offset,
-                   m.key ? key_hex.c_str() : nullptr, payload, headers_json(m.headers),
+                   m.key ? key_hex.c_str() : nullptr, payload, detail::headers_to_json(m.headers),
                    item.dead_error, item.dead_attempts);
   }
 
@@ -800,7 +769,7 @@ struct Consumer::impl {
       m.offset = row[4].as<std::int64_t>();
       if (!row[5].is_null()) m.key = pqxx::binarystring(row[5]).str();
       m.payload = pqxx::binarystring(row[6]).str();
-      m.headers = headers_from_json(row[7].as<std::string>());
+      m.headers = detail::headers_from_json(row[7].as<std::string>());
       m.attempt = row[8].as<int>() + 1;
       tx.exec0("SAVEPOINT txbox_requeue");
       try {

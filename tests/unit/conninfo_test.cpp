@@ -30,6 +30,23 @@ TEST(RedactConninfo, NeverReturnsTheSecret) {
   }
 }
 
+// Malformed strings that libpq refuses still end up in error messages: found by
+// fuzz/conninfo_fuzz.cpp, each hid a password from the first redaction.
+TEST(RedactConninfo, HidesPasswordsInMalformedStrings) {
+  for (const std::string s : {
+           "postgresql://u:pw@h:5432/db?sslmode=require password=S3cr3t-p4ss",  // URI + keyword
+           "postgresql://u:pw@h:5432gresql://u:pw@quire password=S3cr3t-p4ss",  // path swallows
+           "postgresql://h/db?pass%77ord=S3cr3t-p4ss",                          // encoded key
+           "host=h application_name=a\\ password=S3cr3t-p4ss",                  // escaped space
+           "host=h sslmode='require password=S3cr3t-p4ss",                      // open quote
+       }) {
+    EXPECT_EQ(txbox::redact_conninfo(s).find(k_secret), std::string::npos) << s;
+  }
+  // What is not secret stays readable.
+  EXPECT_EQ(txbox::redact_conninfo("postgresql://app@db:5432/orders?sslmode=require"),
+            "postgresql://app@db:5432/orders?sslmode=require");
+}
+
 TEST(SecretKeys, AreRecognised) {
   EXPECT_TRUE(txbox::is_secret_key("sasl.password"));
   EXPECT_TRUE(txbox::is_secret_key("sasl.oauthbearer.client.secret"));
