@@ -4,6 +4,11 @@
 #   scripts/servers.sh start DIR [pg|kafka|all]  start servers; writes DIR/endpoints.env
 #   scripts/servers.sh stop DIR                  stop exactly the processes started in DIR
 #   scripts/servers.sh kafka-jars                resolve and cache the broker's jars only
+# For fault injection (tests/chaos), on servers that `start DIR` started:
+#   scripts/servers.sh stop-kafka DIR [SIGNAL]   kill the broker (SIGKILL: a crash); data stays
+#   scripts/servers.sh start-kafka DIR           run it again: same config, ports and data
+#   scripts/servers.sh stop-pg DIR [MODE]        pg_ctl stop -m MODE (default immediate)
+#   scripts/servers.sh start-pg DIR              start it again: same data directory and port
 #
 # endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
 # TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
@@ -74,8 +79,11 @@ start_pg() {
   as_pg "$bindir/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 --no-locale >"$pgdir/initdb.log" 2>&1 \
     || die "initdb failed: $(tail -5 "$pgdir/initdb.log")"
   log "PostgreSQL: starting on 127.0.0.1:$port"
+  # Kept for start-pg, which starts the cluster again with the same options.
+  echo "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=200 -c fsync=off -c synchronous_commit=on" \
+    > "$dir/pg.opts"
   as_pg "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 start \
-    -o "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=200 -c fsync=off -c synchronous_commit=on" >/dev/null \
+    -o "$(cat "$dir/pg.opts")" >/dev/null \
     || die "PostgreSQL did not start: $(tail -5 "$pgdir/server.log")"
   head -1 "$pgdir/data/postmaster.pid" > "$dir/pg.pid"
   echo "$bindir" > "$dir/pg.bindir"
@@ -139,20 +147,82 @@ PROPS
   "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/kafka/server.properties" \
     >"$dir/kafka/format.log" 2>&1 || die "formatting Kafka storage failed: $(tail -5 "$dir/kafka/format.log")"
   log "Kafka $KAFKA_VERSION: starting on 127.0.0.1:$port"
-  setsid "${jvm[@]}" kafka.Kafka "$dir/kafka/server.properties" >"$dir/kafka/stdout.log" 2>&1 < /dev/null &
-  echo $! > "$dir/kafka.pid"
-  local i
-  for i in $(seq 1 240); do
-    if grep -q "Kafka Server started" "$dir/kafka/server.log" 2>/dev/null; then break; fi
-    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || die "Kafka exited at start: $(tail -5 "$dir/kafka/stdout.log" "$dir/kafka/server.log" 2>/dev/null)"
-    sleep 0.25
-  done
-  grep -q "Kafka Server started" "$dir/kafka/server.log" || die "Kafka did not start within 60 s"
+  launch_kafka "$dir"
   {
     echo "TXBOX_TEST_KAFKA='127.0.0.1:$port'"
     echo "TXBOX_TEST_KAFKA_DIR='$dir/kafka'"
     echo "TXBOX_TEST_KAFKA_JARS='$jars'"
   } >> "$dir/endpoints.env"
+}
+
+# Runs the broker configured in DIR/kafka in the background (its own session) and waits until
+# it logs a new "Kafka Server started" line (the log is appended to across restarts).
+launch_kafka() {
+  local dir=$1 before i
+  local jvm=(java -Xms256m -Xmx1g -Dlog4j.configuration="file:$dir/kafka/log4j.properties" -cp "$jars/*")
+  before=$(grep -c "Kafka Server started" "$dir/kafka/server.log" 2>/dev/null || true)
+  setsid "${jvm[@]}" kafka.Kafka "$dir/kafka/server.properties" >>"$dir/kafka/stdout.log" 2>&1 < /dev/null &
+  echo $! > "$dir/kafka.pid"
+  for i in $(seq 1 240); do
+    if (( $(grep -c "Kafka Server started" "$dir/kafka/server.log" 2>/dev/null || true) > ${before:-0} )); then
+      return 0
+    fi
+    kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || die "Kafka exited at start: $(tail -5 "$dir/kafka/stdout.log" "$dir/kafka/server.log" 2>/dev/null)"
+    sleep 0.25
+  done
+  die "Kafka did not start within 60 s"
+}
+
+# True while pid $1 runs (a zombie does not count: nobody may be reaping it yet).
+running() {
+  local st
+  st=$(ps -o stat= -p "$1" 2>/dev/null) || return 1
+  [[ $st != Z* ]]
+}
+
+# The value of NAME ($2) in DIR/endpoints.env.
+env_value() {
+  sed -n "s/^$2='\(.*\)'\$/\1/p" "$1/endpoints.env" | tail -1
+}
+
+stop_kafka() {
+  local dir=$1 sig=${2:-KILL} pid i
+  [[ -f $dir/kafka.pid ]] || die "no Kafka broker of $dir is running (no $dir/kafka.pid)"
+  pid=$(cat "$dir/kafka.pid")
+  kill -"$sig" "$pid" 2>/dev/null || true
+  for i in $(seq 1 240); do running "$pid" || break; sleep 0.1; done
+  running "$pid" && die "Kafka (pid $pid) did not stop on SIG$sig within 24 s"
+  rm -f "$dir/kafka.pid"
+}
+
+start_kafka_again() {
+  local dir=$1
+  [[ -f $dir/kafka/server.properties ]] || die "no Kafka broker was set up in $dir (start it first)"
+  [[ -f $dir/kafka.pid ]] && running "$(cat "$dir/kafka.pid")" && die "Kafka of $dir is running"
+  kafka_jars
+  launch_kafka "$dir"
+}
+
+stop_pg() {
+  local dir=$1 mode=${2:-immediate}
+  [[ -f $dir/pg.dir && -f $dir/pg.bindir ]] || die "no PostgreSQL cluster was set up in $dir"
+  pg_user=$(env_value "$dir" TXBOX_TEST_PG_USER)
+  as_pg "$(cat "$dir/pg.bindir")/pg_ctl" -D "$(cat "$dir/pg.dir")/data" -m "$mode" -w -t 60 stop \
+    >/dev/null || die "pg_ctl stop -m $mode failed"
+  rm -f "$dir/pg.pid"
+}
+
+start_pg_again() {
+  local dir=$1 pgdir bindir
+  [[ -f $dir/pg.dir && -f $dir/pg.bindir && -f $dir/pg.opts ]] \
+    || die "no PostgreSQL cluster was set up in $dir (start it first)"
+  pgdir=$(cat "$dir/pg.dir")
+  bindir=$(cat "$dir/pg.bindir")
+  pg_user=$(env_value "$dir" TXBOX_TEST_PG_USER)
+  as_pg "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 300 start \
+    -o "$(cat "$dir/pg.opts")" >/dev/null \
+    || die "PostgreSQL did not start again: $(tail -5 "$pgdir/server.log")"
+  head -1 "$pgdir/data/postmaster.pid" > "$dir/pg.pid"
 }
 
 stop_all() {
@@ -216,8 +286,21 @@ case $cmd in
   kafka-jars)
     kafka_jars
     ;;
+  stop-kafka)
+    stop_kafka "${2:?usage: servers.sh stop-kafka DIR [SIGNAL]}" "${3:-KILL}"
+    ;;
+  start-kafka)
+    start_kafka_again "${2:?usage: servers.sh start-kafka DIR}"
+    ;;
+  stop-pg)
+    stop_pg "${2:?usage: servers.sh stop-pg DIR [immediate|fast|smart]}" "${3:-immediate}"
+    ;;
+  start-pg)
+    start_pg_again "${2:?usage: servers.sh start-pg DIR}"
+    ;;
   *)
-    echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars" >&2
+    echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars |" \
+      "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR" >&2
     exit 2
     ;;
 esac
