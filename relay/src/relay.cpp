@@ -64,6 +64,9 @@ struct TopicCheck {
 // fixed it); a topic whose check failed (broker unreachable), sooner.
 constexpr auto k_recheck_weak = 30s;
 constexpr auto k_recheck_unknown = 5s;
+// Without strict durability a failed check only delays a warning: the publish loop, which
+// waits for each check, asks again rarely.
+constexpr auto k_recheck_relaxed = 5min;
 // The admin requests at start: nothing waits on them yet.
 constexpr auto k_start_admin_timeout = 10s;
 // On stop, unacknowledged messages get this long before they are given up.
@@ -284,7 +287,7 @@ struct Relay::impl {
       const auto problems = d.problems();
       if (!d.checked) {
         c.st = TopicCheck::state::unknown;
-        c.recheck_at = now + k_recheck_unknown;
+        c.recheck_at = now + (cfg.strict_durability ? k_recheck_unknown : k_recheck_relaxed);
         c.why =
             fmt::format("the durability of topic '{}' could not be checked: {}", d.topic, d.error);
         if (changed()) {
@@ -541,6 +544,7 @@ struct Relay::impl {
     check_batch_topics(rows);
     deliveries.assign(rows.size(), Delivery{});
     int stopped_shard = -1;
+    std::set<std::string> unknown_topics;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       const Row& row = rows[i];
       // After a held row or a local transient failure its shard's later rows are not sent:
@@ -609,8 +613,25 @@ struct Relay::impl {
       } else {
         deliveries[i] = {true, code, rd_kafka_err2str(code)};
         if (!is_permanent(code)) stopped_shard = row.shard;
+        if (code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+            code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+          unknown_topics.insert(row.topic);
+        }
       }
     }
+    // librdkafka remembers that a topic does not exist and refuses it locally until its next
+    // periodic metadata refresh (5 min): ask now, so a topic created meanwhile is used at the
+    // rows' next attempt.
+    for (const auto& topic : unknown_topics) refresh_metadata(topic);
+  }
+
+  void refresh_metadata(const std::string& topic) {
+    rd_kafka_topic_t* t = rd_kafka_topic_new(producer.get(), topic.c_str(), nullptr);
+    if (!t) return;
+    const rd_kafka_metadata_t* md = nullptr;
+    rd_kafka_metadata(producer.get(), 0, t, &md, static_cast<int>(admin_timeout().count()));
+    rd_kafka_topic_destroy(t);
+    const detail::metadata_ptr owned(md);  // set only on success
   }
 
   // Waits for every delivery report: librdkafka retries until Kafka acknowledges or refuses
