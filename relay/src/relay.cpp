@@ -123,6 +123,7 @@ struct Relay::impl {
   std::map<std::string, TopicCheck> topic_checks;
   clock::time_point lease_valid_until{};
   clock::time_point next_lease_tick{};
+  bool joined = false;  // heartbeat registered once (start-up waits one round before taking)
   std::mt19937_64 rng{std::random_device{}()};
 
   mutable std::mutex stats_mutex;
@@ -405,6 +406,17 @@ struct Relay::impl {
                        ".outbox_relays (name, seen_at) VALUES ($1, now()) "
                        "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
                    name);
+    if (!joined) {
+      // Start-up: be counted first, take shards one heartbeat round later. Relays started
+      // together then all see each other, and the first does not grab all 64 shards only to
+      // hand most of them back a round later.
+      tx.commit();
+      joined = true;
+      next_lease_tick = clock::now() + cfg.lease_ttl / 3;
+      spdlog::info("leases: joined; taking a fair share of the shards in {} ms",
+                   (cfg.lease_ttl / 3).count());
+      return;
+    }
     const int live = tx.exec_params1("SELECT count(*) FROM " + s +
                                          ".outbox_relays WHERE seen_at > now() - $1::interval",
                                      interval(cfg.lease_ttl))[0]
@@ -654,6 +666,12 @@ struct Relay::impl {
                                          "slow); waiting for it",
                                          cfg.lease_ttl.count()));
       }
+      // After a fatal error librdkafka delivers nothing more: fail what is left at once (it
+      // is retried by a new producer, see replace_failed_producer).
+      if (!purged && producer_fatal()) {
+        rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+        purged = true;
+      }
       if (stop.stop_requested() && !purged) {
         if (!stop_seen) stop_seen = now;
         if (now - *stop_seen >= k_stop_grace) {
@@ -666,6 +684,34 @@ struct Relay::impl {
         }
       }
     }
+  }
+
+  // The producer's fatal error, if it raised one (the idempotent producer lost its
+  // guarantees, e.g. its sequence numbers no longer match the broker's).
+  std::optional<std::string> producer_fatal() const {
+    char reason[512];
+    if (rd_kafka_fatal_error(producer.get(), reason, sizeof reason) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      return std::nullopt;
+    }
+    return std::string(reason);
+  }
+
+  // A producer with a fatal error can never produce again: replace it. Called between
+  // batches, when none of its messages is outstanding; their rows were settled as transient
+  // failures and go out again through the new producer, from each shard's head.
+  void replace_failed_producer() {
+    const auto reason = producer_fatal();
+    if (!reason) return;
+    spdlog::error(
+        "kafka: the producer hit a fatal error ({}); replacing it with a new one, "
+        "unacknowledged messages are sent again",
+        *reason);
+    rd_kafka_purge(producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+    rd_kafka_poll(producer.get(), 0);  // serve what the purge reported (no row waits on it)
+    producer.reset();                  // may block briefly while its threads stop
+    make_producer();
+    std::lock_guard lock(stats_mutex);
+    ++st.producer_restarts;
   }
 
   std::chrono::milliseconds backoff(int attempts) {
@@ -848,6 +894,7 @@ void Relay::run(std::stop_token stop) {
       if (clock::now() >= m.next_lease_tick || (!m.leases.empty() && !m.lease_time_for_batch())) {
         m.lease_tick();
       }
+      m.replace_failed_producer();
       if (clock::now() >= next_backlog) {
         m.refresh_backlog();
         next_backlog = clock::now() + 1s;
@@ -925,6 +972,8 @@ std::string Relay::metrics_text() const {
          std::to_string(st.producer_queue));
   metric("txbox_relay_ready", "gauge", "1 when the database and Kafka are reachable.",
          st.ready ? "1" : "0");
+  metric("txbox_relay_producer_restarts_total", "counter",
+         "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
   header("txbox_relay_topic_weak", "gauge",
          "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or unclean "
          "leader election.");

@@ -3,6 +3,9 @@
 #include <httplib.h>
 #include <signal.h>
 
+#include <librdkafka/rdkafka.h>
+#include <librdkafka/rdkafka_mock.h>
+
 #include <fstream>
 #include <pqxx/pqxx>
 #include <regex>
@@ -11,6 +14,7 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/rdkafka.hpp"
 #include "txbox/outbox.hpp"
 
 namespace {
@@ -46,7 +50,8 @@ class RelayTest : public ::testing::Test {
     std::ofstream f(path);
     f << "[database]\nurl = \"" << (url.empty() ? endpoints().pg : url) << "\"\nschema = \""
       << schema_ << "\"\n[relay]\nlease_ttl_ms = " << lease_ttl_ms_ << "\npoll_interval_ms = 200\n"
-      << extra << "\n[kafka]\n\"bootstrap.servers\" = \"" << endpoints().kafka << "\"\n"
+      << extra << "\n[kafka]\n\"bootstrap.servers\" = \""
+      << (bootstrap_.empty() ? endpoints().kafka : bootstrap_) << "\"\n"
       << kafka_extra;
     return path;
   }
@@ -121,6 +126,7 @@ class RelayTest : public ::testing::Test {
   std::string schema_;
   std::string topic_;
   int lease_ttl_ms_ = 3000;
+  std::string bootstrap_;  // Kafka for config(); empty: the test broker
 };
 
 TEST_F(RelayTest, ThreeRelaysKeepPerKeyOrderOverTenThousandMessages) {
@@ -152,6 +158,42 @@ TEST_F(RelayTest, ThreeRelaysKeepPerKeyOrderOverTenThousandMessages) {
   ASSERT_FALSE(records.empty());
   EXPECT_EQ(records[0].headers.at("ce_specversion"), "1.0");
   EXPECT_EQ(records[0].headers.at("ce_id").size(), 36u);
+}
+
+// Relays started together share the shards from the start: a relay registers its heartbeat
+// first and takes ceil(64 / live relays) one heartbeat round later, instead of grabbing all
+// 64 and handing most back a round later.
+TEST_F(RelayTest, ARelayStartingBesideOthersTakesOnlyItsShareFromTheStart) {
+  auto a = start_relay("a", config());
+  pqxx::connection conn(endpoints().pg);
+  const auto count = [&](const std::string& sql) {
+    return pqxx::nontransaction(conn).exec1(sql)[0].as<int>();
+  };
+  ASSERT_TRUE(txbox::test::wait_until(
+      [&] {
+        return count("SELECT count(*) FROM " + schema_ + ".outbox_relays WHERE name = 'a'") == 1;
+      },
+      20s))
+      << a->output();
+  // Two relays that came up at the same moment (their heartbeats, written here).
+  {
+    pqxx::work tx(conn);
+    for (const char* peer : {"x", "y"}) {
+      tx.exec_params("INSERT INTO " + schema_ +
+                         ".outbox_relays (name, seen_at) VALUES ($1, now()) "
+                         "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
+                     peer);
+    }
+    tx.commit();
+  }
+  const std::string owned_by_a =
+      "SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'a'";
+  ASSERT_TRUE(txbox::test::wait_until([&] { return count(owned_by_a) > 0; }, 20s)) << a->output();
+  EXPECT_LE(count(owned_by_a), 22) << a->output();  // ceil(64 / 3)
+  EXPECT_NE(a->output().find("leases: 22 of 64 shards owned (3 live relay(s))"), std::string::npos)
+      << a->output();
+  a->signal(SIGTERM);
+  EXPECT_EQ(a->wait(20s), 0) << a->output();
 }
 
 TEST_F(RelayTest, KillNineMidStreamLosesNothingAndKeepsOrder) {
@@ -307,6 +349,45 @@ TEST_F(RelayTest, RowsKafkaCannotTakeStayUntilAcknowledgedThenArriveInOrder) {
   EXPECT_NE(log.find("kafka: deliveries succeed again"), std::string::npos) << log;
   EXPECT_EQ(log.find("key-"), std::string::npos) << "a payload in the log\n" << log;
   EXPECT_EQ(log.find("database: unreachable"), std::string::npos) << log;
+}
+
+// The idempotent producer raises a fatal error (here: the broker answers a ProduceRequest
+// with OUT_OF_ORDER_SEQUENCE_NUMBER, which librdkafka cannot reconcile). The relay replaces
+// the producer; the unacknowledged rows go out again from each shard's head: nothing lost,
+// every key in order. Against librdkafka's mock cluster, which can script that answer.
+TEST_F(RelayTest, FatalProducerErrorReplacesTheProducerAndLosesNothing) {
+  txbox::detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  txbox::detail::kafka_ptr owner(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
+  ASSERT_TRUE(owner) << err;
+  conf.release();  // rd_kafka_new took the conf on success
+  // Destroyed (at the end of the test) before its owner.
+  std::unique_ptr<rd_kafka_mock_cluster_t, decltype(&rd_kafka_mock_cluster_destroy)> mock(
+      rd_kafka_mock_cluster_new(owner.get(), 1), &rd_kafka_mock_cluster_destroy);
+  ASSERT_TRUE(mock);
+  ASSERT_EQ(rd_kafka_mock_topic_create(mock.get(), topic_.c_str(), 2, 1),
+            RD_KAFKA_RESP_ERR_NO_ERROR);
+  bootstrap_ = rd_kafka_mock_cluster_bootstraps(mock.get());
+
+  auto r = start_relay("fatal", config());
+  enqueue(200, 10, 50);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  constexpr std::int16_t produce_api = 0;  // ApiKey of ProduceRequest
+  rd_kafka_mock_push_request_errors(mock.get(), produce_api, 1,
+                                    RD_KAFKA_RESP_ERR_OUT_OF_ORDER_SEQUENCE_NUMBER);
+  enqueue(200, 10, 50, 200);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  std::size_t total = 0;  // duplicates included
+  for (const auto& [p, end] : txbox::test::partition_ends(topic_, bootstrap_)) {
+    total += static_cast<std::size_t>(end);
+  }
+  const auto records = txbox::test::read_records(bootstrap_, topic_, total, 30s);
+  ASSERT_EQ(records.size(), total);
+  check_stream(records, 400);
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(20s), 0) << r->output();
+  const std::string log = r->output();
+  EXPECT_EQ(txbox::test::occurrences(log, "kafka: the producer hit a fatal error"), 1) << log;
 }
 
 TEST_F(RelayTest, OversizeMessageGoesToDeadLettersAndTheShardGoesOn) {

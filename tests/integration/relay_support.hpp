@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <functional>
@@ -33,13 +34,16 @@ inline int free_port() {
   return ntohs(a.sin_port);
 }
 
-/// The high watermark of each partition of `topic`. Retries for up to 30 s on a loaded
-/// machine; throws std::runtime_error if the broker never answers.
-inline std::map<int, std::int64_t> partition_ends(const std::string& topic) {
+/// The high watermark of each partition of `topic` (at `bootstrap`, default the test broker).
+/// Retries for up to 30 s on a loaded machine; throws std::runtime_error if the broker never
+/// answers.
+inline std::map<int, std::int64_t> partition_ends(const std::string& topic,
+                                                  const std::string& bootstrap = "") {
   using namespace std::chrono_literals;
   detail::conf_ptr conf(rd_kafka_conf_new());
   char err[512];
-  rd_kafka_conf_set(conf.get(), "bootstrap.servers", endpoints().kafka.c_str(), err, sizeof err);
+  const std::string servers = bootstrap.empty() ? endpoints().kafka : bootstrap;
+  rd_kafka_conf_set(conf.get(), "bootstrap.servers", servers.c_str(), err, sizeof err);
   rd_kafka_conf_set(conf.get(), "allow.auto.create.topics", "false", err, sizeof err);
   detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
   if (!rk) throw std::runtime_error(err);
@@ -112,6 +116,52 @@ inline std::vector<std::int64_t> record_timestamps(const std::string& topic,
   }
   rd_kafka_consumer_close(rk.get());
   if (out.size() < expected) throw std::runtime_error("could not read back " + topic);
+  return out;
+}
+
+/// Every record of `topic` at `bootstrap` (any Kafka, e.g. a mock cluster), until `count`
+/// arrived or `timeout` passed; in partition order, then offset order.
+inline std::vector<Record> read_records(const std::string& bootstrap, const std::string& topic,
+                                        std::size_t count, std::chrono::milliseconds timeout) {
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  rd_kafka_conf_set(conf.get(), "bootstrap.servers", bootstrap.c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "group.id", unique_name("records").c_str(), err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "enable.auto.commit", "false", err, sizeof err);
+  rd_kafka_conf_set(conf.get(), "auto.offset.reset", "earliest", err, sizeof err);
+  detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk) throw std::runtime_error(err);
+  conf.release();  // rd_kafka_new took the conf on success
+  rd_kafka_poll_set_consumer(rk.get());
+  detail::partition_list_ptr topics(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
+  rd_kafka_subscribe(rk.get(), topics.get());
+  std::vector<Record> out;
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  while (out.size() < count && std::chrono::steady_clock::now() < until) {
+    detail::message_ptr m(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!m || m->err) continue;
+    Record r;
+    r.topic = topic;
+    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+    r.partition = m->partition;
+    r.offset = m->offset;
+    rd_kafka_headers_t* h = nullptr;
+    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const char* name = nullptr;
+      const void* val = nullptr;
+      std::size_t len = 0;
+      for (std::size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; ++i) {
+        r.headers[name] = std::string(static_cast<const char*>(val), len);
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  rd_kafka_consumer_close(rk.get());
+  std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
+    return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
+  });
   return out;
 }
 

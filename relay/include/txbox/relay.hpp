@@ -54,7 +54,8 @@ struct RelayStats {
   std::uint64_t ack_latency_count = 0;
   double ack_latency_sum = 0;
   std::int64_t producer_queue = 0;
-  std::set<std::string> weak_topics;  ///< checked topics below the durability minimum
+  std::uint64_t producer_restarts = 0;  ///< producers replaced after a fatal error
+  std::set<std::string> weak_topics;    ///< checked topics below the durability minimum
   std::map<std::string, std::uint64_t> held_by_topic;  ///< rows held back by strict durability
 };
 
