@@ -42,6 +42,7 @@
 #include <pqxx/pqxx>
 #include <queue>
 #include <random>
+#include <set>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -269,7 +270,8 @@ class Driver {
   std::priority_queue<Event, std::vector<Event>, std::greater<>> m_events;
   std::array<int, k_fault_kinds> m_fault_counts{};
   int m_faults_done = 0;
-  int m_postponed = 0;
+  int m_postponed = 0;             // faults that waited for an eligible target
+  std::set<std::size_t> m_waited;  // their plan indices
   ServerState m_broker = ServerState::up, m_pg = ServerState::up;
   std::thread m_server_thread_kafka, m_server_thread_pg;
   std::atomic<int> m_kafka_result{-1}, m_pg_result{-1};  // -1 running, 0 ok, 1 failed
@@ -409,7 +411,7 @@ void Driver::inject(std::size_t i) {
     return Clock::now() + std::chrono::milliseconds(static_cast<long>(s * 1000));
   };
   const auto postpone = [&] {
-    ++m_postponed;
+    if (m_waited.insert(i).second) ++m_postponed;
     m_events.push({Clock::now() + 500ms, Action::fault, i});
   };
   const std::string n = fmt::format("fault {}/{}: ", m_faults_done + 1, m_plan.size());
