@@ -291,7 +291,13 @@ struct Consumer::impl {
         for (int i = 0; i < list->cnt; ++i) list->elems[i].offset = RD_KAFKA_OFFSET_INVALID;
       }
       assign(list, true);
-      if (!known) pause(tps);
+      // librdkafka keeps a partition's pause flag across unassign/assign: clear it, or a
+      // partition paused before a revoke and assigned back would never be fetched again.
+      if (known) {
+        resume(tps);
+      } else {
+        pause(tps);
+      }
       spdlog::info("inbox {}: assigned {} partition(s): {}", cfg.name, tps.size(), describe(tps));
     } else {
       if (err != RD_KAFKA_RESP_ERR__REVOKE_PARTITIONS) {
@@ -305,6 +311,7 @@ struct Consumer::impl {
         return std::find(tps.begin(), tps.end(),
                          TopicPartition{rd_kafka_topic_name(m->rkt), m->partition}) != tps.end();
       });
+      resume(tps);  // do not leave a pause flag behind for a later assignment
       assign(list, false);
       spdlog::info("inbox {}: revoked {} partition(s): {}", cfg.name, tps.size(), describe(tps));
     }

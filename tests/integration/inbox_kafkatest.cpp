@@ -189,6 +189,38 @@ TEST_F(InboxTest, ConsumerStartedBeforeItsTopicExistsConsumesItLater) {
   EXPECT_EQ(effects(), 5);
 }
 
+// Found by the chaos suite: librdkafka keeps a partition's pause flag across a revoke and a
+// new assignment, so a partition paused for a retry backoff and assigned back stayed paused.
+TEST_F(InboxTest, APartitionPausedForARetryIsConsumedAfterARebalance) {
+  auto cfg = config();
+  cfg.topics = {txbox::test::unique_name("paused_topic")};
+  txbox::test::create_topic(cfg.topics[0], 1);
+  produce(cfg.topics[0], numbered(3, 1));
+  cfg.max_attempts = 2;
+  cfg.retry_backoff_min = 4s;
+  cfg.retry_backoff_max = 4s;
+  cfg.kafka["session.timeout.ms"] = "3000";
+  const auto effect = record_effect();
+  auto handler = [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    if (m.id == "m0") throw std::runtime_error("poison");
+    effect(tx, m);
+  };
+  txbox::Consumer a(cfg, handler);
+  ASSERT_TRUE(poll_until(a, [&] { return a.stats().failures >= 1; }));
+  {
+    // Another member joins and leaves while the partition waits for its retry.
+    txbox::Consumer b(cfg, handler);
+    for (int i = 0; i < 20; ++i) {
+      a.poll_once(50ms);
+      b.poll_once(50ms);
+    }
+  }
+  ASSERT_TRUE(poll_until(
+      a, [&] { return effects() >= 2; }, 40s))
+      << "the partition was never consumed again";
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".inbox_dead"), 1);
+}
+
 TEST_F(InboxTest, HandlerExceptionLeavesNoneOfItsWrites) {
   produce(topic_, numbered(20, 1));
   std::map<std::string, int> calls;
