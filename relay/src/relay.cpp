@@ -777,13 +777,16 @@ struct Relay::impl {
                          int_array(done_ids), int_array(shards), int_array(epochs), name)
               .affected_rows();
     }
+    std::size_t moved_dead = 0;  // the fence may leave some to the shard's new owner
     for (std::size_t i = 0; i < dead_ids.size(); ++i) {
-      tx.exec_params("WITH d AS (DELETE FROM " + s + ".outbox o WHERE o.id = $1" + fence +
-                         " RETURNING *) INSERT INTO " + s +
-                         ".outbox_dead (message_id, topic, key, payload, headers, created_at, "
-                         "attempts, error) SELECT message_id, topic, key, payload, headers, "
-                         "created_at, attempts + 1, $5 FROM d",
-                     dead_ids[i], int_array(shards), int_array(epochs), name, dead_errors[i]);
+      moved_dead +=
+          tx.exec_params("WITH d AS (DELETE FROM " + s + ".outbox o WHERE o.id = $1" + fence +
+                             " RETURNING *) INSERT INTO " + s +
+                             ".outbox_dead (message_id, topic, key, payload, headers, created_at, "
+                             "attempts, error) SELECT message_id, topic, key, payload, headers, "
+                             "created_at, attempts + 1, $5 FROM d",
+                         dead_ids[i], int_array(shards), int_array(epochs), name, dead_errors[i])
+              .affected_rows();
     }
     for (const auto& [row, d] : retry) {
       tx.exec_params("UPDATE " + s +
@@ -802,8 +805,8 @@ struct Relay::impl {
           done_ids.size() - deleted);
       next_lease_tick = clock::now();
     }
-    if (!dead_ids.empty()) {
-      spdlog::error("{} message(s) moved to {}.outbox_dead; first error: {}", dead_ids.size(),
+    if (moved_dead > 0) {
+      spdlog::error("{} message(s) moved to {}.outbox_dead; first error: {}", moved_dead,
                     cfg.schema, dead_errors.front());
     }
     // Rows held by strict durability say nothing about the broker.
@@ -814,7 +817,7 @@ struct Relay::impl {
     std::lock_guard lock(stats_mutex);
     for (const auto& [t, n] : published) st.published_by_topic[t] += n;
     for (const auto& [t, n] : held) st.held_by_topic[t] += n;
-    st.dead += dead_ids.size();
+    st.dead += moved_dead;
     st.failed += transient;
     for (double l : latencies) {
       for (std::size_t b = 0; b < k_buckets.size(); ++b) {
