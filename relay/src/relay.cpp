@@ -17,6 +17,7 @@
 
 #include "durability.hpp"
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/prometheus.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/message.hpp"
 
@@ -945,20 +946,15 @@ RelayStats Relay::stats() const {
 
 std::string Relay::metrics_text() const {
   const RelayStats st = stats();
-  std::string out;
-  const auto header = [&out](const char* name, const char* type, const char* help) {
-    out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
-  };
-  header("txbox_relay_published_total", "counter",
-         "Messages acknowledged by Kafka and removed from the outbox.");
+  detail::PromText p;
+  const auto topic = [](const std::string& t) { return "topic=\"" + detail::prom_label(t) + "\""; };
+  p.header("txbox_relay_published_total", "counter",
+           "Messages acknowledged by Kafka and removed from the outbox.");
   for (const auto& [t, n] : st.published_by_topic) {
-    out += fmt::format("txbox_relay_published_total{{topic=\"{}\"}} {}\n", t, n);
+    p.sample("txbox_relay_published_total", topic(t), std::to_string(n));
   }
-  const auto metric = [&](const char* name, const char* type, const char* help,
-                          const std::string& value) {
-    header(name, type, help);
-    out += fmt::format("{} {}\n", name, value);
-  };
+  const auto metric = [&p](const char* name, const char* type, const char* help,
+                           const std::string& value) { p.metric(name, type, help, "", value); };
   metric("txbox_relay_failed_total", "counter", "Transient delivery failures (retried).",
          std::to_string(st.failed));
   metric("txbox_relay_dead_total", "counter", "Messages moved to outbox_dead.",
@@ -977,27 +973,19 @@ std::string Relay::metrics_text() const {
          st.ready ? "1" : "0");
   metric("txbox_relay_producer_restarts_total", "counter",
          "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
-  header("txbox_relay_topic_weak", "gauge",
-         "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or unclean "
-         "leader election.");
-  for (const auto& t : st.weak_topics) {
-    out += fmt::format("txbox_relay_topic_weak{{topic=\"{}\"}} 1\n", t);
-  }
-  header("txbox_relay_durability_held_total", "counter",
-         "Rows kept in the outbox because their topic failed strict durability (per attempt).");
+  p.header("txbox_relay_topic_weak", "gauge",
+           "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or "
+           "unclean leader election.");
+  for (const auto& t : st.weak_topics) p.sample("txbox_relay_topic_weak", topic(t), "1");
+  p.header("txbox_relay_durability_held_total", "counter",
+           "Rows kept in the outbox because their topic failed strict durability (per attempt).");
   for (const auto& [t, n] : st.held_by_topic) {
-    out += fmt::format("txbox_relay_durability_held_total{{topic=\"{}\"}} {}\n", t, n);
+    p.sample("txbox_relay_durability_held_total", topic(t), std::to_string(n));
   }
-  header("txbox_relay_commit_to_ack_seconds", "histogram", "Time from outbox insert to Kafka ack.");
-  for (std::size_t b = 0; b < st.ack_latency_buckets.size(); ++b) {
-    out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"{}\"}} {}\n",
-                       st.ack_latency_buckets[b], st.ack_latency_counts[b]);
-  }
-  out += fmt::format("txbox_relay_commit_to_ack_seconds_bucket{{le=\"+Inf\"}} {}\n",
-                     st.ack_latency_count);
-  out += fmt::format("txbox_relay_commit_to_ack_seconds_sum {:.6f}\n", st.ack_latency_sum);
-  out += fmt::format("txbox_relay_commit_to_ack_seconds_count {}\n", st.ack_latency_count);
-  return out;
+  p.histogram("txbox_relay_commit_to_ack_seconds", "Time from outbox insert to Kafka ack.", "",
+              st.ack_latency_buckets, st.ack_latency_counts, st.ack_latency_count,
+              st.ack_latency_sum);
+  return p.str();
 }
 
 }  // namespace txbox
