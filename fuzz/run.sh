@@ -8,6 +8,6 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
 scripts/install-deps.sh
 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
-  -DTXBOX_FUZZ=ON -DTXBOX_BUILD_TESTS=OFF -DTXBOX_FUZZ_SECONDS="${1:-600}" >/dev/null
+  -DTXBOX_FUZZ=ON -DTXBOX_BUILD_TESTS=OFF -DTXBOX_FUZZ_SECONDS="${1:-600}" -DTXBOX_FUZZ_RUNS=-1 >/dev/null
 cmake --build build-fuzz --target fuzz_all
 ctest --test-dir build-fuzz -L fuzz --output-on-failure

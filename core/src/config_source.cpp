@@ -7,9 +7,13 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <sstream>
 #include <toml.hpp>
 
 #include "txbox/error.hpp"
+#include "txbox/validate.hpp"
 
 extern char** environ;
 
@@ -73,8 +77,23 @@ config_map read_config(const std::string& toml_path, const std::set<std::string>
                        const config_map& overrides) {
   config_map m;
   if (!toml_path.empty()) {
+    std::ifstream file(toml_path, std::ios::binary);
+    if (!file) {
+      throw config_error(
+          fmt::format("cannot read config file {}: {}", toml_path, std::strerror(errno)));
+    }
+    std::string text((std::istreambuf_iterator<char>(file)), std::istreambuf_iterator<char>());
+    // TOML is UTF-8 by definition; checking first also keeps bytes that are not from the
+    // parser (Debian's toml11 reads past the end of an unterminated string holding them;
+    // found by fuzz/config_fuzz.cpp).
+    if (!is_valid_utf8(text)) {
+      throw config_error(fmt::format(
+          "config file {} is not UTF-8 text. Hint: TOML files must be UTF-8", toml_path));
+    }
+    text += '\n';
     try {
-      flatten(toml::parse(toml_path), "", m);
+      std::istringstream in(text);
+      flatten(toml::parse(in, toml_path), "", m);
     } catch (const config_error&) {
       throw;
     } catch (const std::exception& e) {

@@ -78,4 +78,17 @@ TEST(InboxConfig, BadInputIsNamed) {
   EXPECT_NE(error_of(m).find("consumer.start_from"), std::string::npos);
 }
 
+// Found by fuzz/config_fuzz.cpp: an unterminated string of non-UTF-8 bytes made toml11 read
+// past its buffer. Such a file is refused before it reaches the parser.
+TEST(InboxConfig, AFileThatIsNotUtf8IsRefused) {
+  const std::string path = testing::TempDir() + "not_utf8.toml";
+  std::ofstream(path) << "[consumer]\nname = '\xff\xff\xff";
+  try {
+    (void)txbox::load_consumer_config(path);
+    FAIL() << "expected config_error";
+  } catch (const txbox::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("not UTF-8"), std::string::npos) << e.what();
+  }
+}
+
 }  // namespace
