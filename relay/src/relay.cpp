@@ -19,6 +19,7 @@
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/prometheus.hpp"
 #include "txbox/detail/rdkafka.hpp"
+#include "txbox/detail/schema_check.hpp"
 #include "txbox/message.hpp"
 
 namespace txbox {
@@ -173,29 +174,8 @@ struct Relay::impl {
   }
 
   void check_schema() {
-    pqxx::nontransaction tx(*db);
-    int version = 0;
-    try {
-      version =
-          tx.exec("SELECT coalesce(max(version), 0) FROM " + s + ".schema_version")[0][0].as<int>();
-    } catch (const pqxx::undefined_table&) {
-      throw schema_error(fmt::format(
-          "schema '{}' has no txbox tables. Hint: apply migrations/V1__create_txbox_schema.sql "
-          "and every later file (see docs/migrations.md), or set database.schema",
-          cfg.schema));
-    } catch (const pqxx::insufficient_privilege&) {
-      throw schema_error(fmt::format(
-          "the database user may not read {}.schema_version. Hint: GRANT txbox_relay TO the "
-          "relay's user",
-          cfg.schema));
-    }
-    if (version < relay_schema_version) {
-      throw schema_error(
-          fmt::format("schema '{}' is at version {}, txbox-relay needs {}. Hint: apply "
-                      "migrations/V{}__*.sql{} (docs/migrations.md)",
-                      cfg.schema, version, relay_schema_version, version + 1,
-                      version + 1 < relay_schema_version ? " and the files after it" : ""));
-    }
+    detail::check_schema_version(*db, cfg.schema, relay_schema_version, "txbox_relay",
+                                 "txbox-relay");
   }
 
   // ---- kafka ----
