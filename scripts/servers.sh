@@ -13,6 +13,7 @@
 # endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
 # TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
 # TXBOX_TEST_KAFKA_PARTITIONS (default 1) sets the partitions of auto-created topics.
+# TXBOX_TEST_PG_OPTS adds postgres server options (e.g. "-c wal_level=logical" for Debezium).
 # If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
 # them, so the tests can run against servers you point them at.
 set -euo pipefail
@@ -80,7 +81,7 @@ start_pg() {
     || die "initdb failed: $(tail -5 "$pgdir/initdb.log")"
   log "PostgreSQL: starting on 127.0.0.1:$port"
   # Kept for start-pg, which starts the cluster again with the same options.
-  echo "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=200 -c fsync=off -c synchronous_commit=on" \
+  echo "-c listen_addresses=127.0.0.1 -p $port -k $pgdir -c max_connections=200 -c fsync=off -c synchronous_commit=on ${TXBOX_TEST_PG_OPTS:-}" \
     > "$dir/pg.opts"
   as_pg "$bindir/pg_ctl" -D "$pgdir/data" -l "$pgdir/server.log" -w -t 60 start \
     -o "$(cat "$dir/pg.opts")" >/dev/null \
