@@ -2,7 +2,9 @@
 
 #include <fmt/format.h>
 #include <chrono>
+#include <cstdint>
 #include <ctime>
+#include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 
@@ -110,7 +112,25 @@ std::string insert_sql(const std::string& table, std::size_t rows) {
       values, k_lock_namespace, table);
 }
 
+// Stable (FNV-1a, 64 bits) hash of the table name: prepared statement names are per
+// connection, and two Outboxes on one connection with different schemas need different names.
+std::uint64_t fnv1a(const std::string& s) {
+  std::uint64_t h = 14695981039346656037ull;
+  for (const unsigned char c : s) {
+    h ^= c;
+    h *= 1099511628211ull;
+  }
+  return h;
+}
+
 }  // namespace
+
+// The prepared statements' names and texts for 1..k_prepared_rows rows, built once per
+// Outbox (copies share them).
+struct Outbox::statements {
+  std::vector<std::string> names;  // [rows - 1]
+  std::vector<std::string> sql;    // [rows - 1]
+};
 
 Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
   check_sql_identifier(m_config.schema, "outbox schema (OutboxConfig::schema)");
@@ -121,6 +141,15 @@ Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
     throw config_error("OutboxConfig::source must be non-empty UTF-8 (it is sent as ce_source)");
   }
   m_table = "\"" + m_config.schema + "\".outbox";
+  if (m_config.prepare_statements) {
+    auto st = std::make_shared<statements>();
+    const std::uint64_t h = fnv1a(m_table);
+    for (std::size_t rows = 1; rows <= k_prepared_rows; ++rows) {
+      st->names.push_back(fmt::format("txbox_enqueue_{:016x}_{}", h, rows));
+      st->sql.push_back(insert_sql(m_table, rows));
+    }
+    m_statements = std::move(st);
+  }
 }
 
 Uuid Outbox::enqueue(pqxx::transaction_base& tx, const Message& message) const {
@@ -153,9 +182,20 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
     }
     using pqxx::prepare::make_dynamic_params;
     try {
-      tx.exec_params(insert_sql(m_table, chunk.size()), make_dynamic_params(id_text),
-                     make_dynamic_params(topics), make_dynamic_params(keys),
-                     make_dynamic_params(payloads), make_dynamic_params(json));
+      if (m_statements && chunk.size() <= k_prepared_rows) {
+        // Parsed and planned once per connection: libpqxx sends the PREPARE at the first
+        // execution on a connection (again after a reconnect); defining it again with the
+        // same text is a no-op.
+        const std::string& name = m_statements->names[chunk.size() - 1];
+        tx.conn().prepare(name, m_statements->sql[chunk.size() - 1]);
+        tx.exec_prepared(name, make_dynamic_params(id_text), make_dynamic_params(topics),
+                         make_dynamic_params(keys), make_dynamic_params(payloads),
+                         make_dynamic_params(json));
+      } else {
+        tx.exec_params(insert_sql(m_table, chunk.size()), make_dynamic_params(id_text),
+                       make_dynamic_params(topics), make_dynamic_params(keys),
+                       make_dynamic_params(payloads), make_dynamic_params(json));
+      }
     } catch (const pqxx::undefined_table&) {
       throw schema_error(fmt::format(
           "table {} does not exist. Hint: apply txbox's migrations (migrations/V*.sql) to this "

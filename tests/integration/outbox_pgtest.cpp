@@ -170,15 +170,105 @@ TEST_F(OutboxTest, InvalidSchemaNameIsAConfigError) {
 
 TEST_F(OutboxTest, UnmigratedSchemaIsASchemaErrorNamingTheFix) {
   pqxx::connection c(endpoints().pg);
-  pqxx::work tx(c);
-  const txbox::Outbox ob({.schema = "no_such_schema"});
-  try {
-    ob.enqueue(tx, {.topic = "t", .payload = "x"});
-    FAIL() << "no exception";
-  } catch (const txbox::schema_error& e) {
-    EXPECT_NE(std::string(e.what()).find("apply txbox's migrations"), std::string::npos)
-        << e.what();
+  // With prepared statements the error comes from the PREPARE at the first execution.
+  for (const bool prepare : {true, false}) {
+    for (const std::size_t rows : {std::size_t{1}, std::size_t{3}, std::size_t{40}}) {
+      pqxx::work tx(c);
+      const txbox::Outbox ob({.schema = "no_such_schema", .prepare_statements = prepare});
+      const std::vector<txbox::Message> batch(rows, txbox::Message{.topic = "t", .payload = "x"});
+      try {
+        ob.enqueue(tx, batch);
+        ADD_FAILURE() << "no exception (prepare " << prepare << ", rows " << rows << ")";
+      } catch (const txbox::schema_error& e) {
+        EXPECT_NE(std::string(e.what()).find("apply txbox's migrations"), std::string::npos)
+            << e.what();
+      }
+    }
   }
+}
+
+long prepared_statements(pqxx::connection& c) {
+  pqxx::nontransaction n(c);
+  return n.exec1("SELECT count(*) FROM pg_prepared_statements WHERE name LIKE 'txbox_enqueue_%'")[0]
+      .as<long>();
+}
+
+// Statement names are per connection: two outboxes in different schemas on one connection
+// each get their own (and a second Outbox of the same schema reuses them).
+TEST_F(OutboxTest, PreparedStatementsOfTwoSchemasOnOneConnectionDoNotCollide) {
+  const std::string other = txbox::test::unique_name("ob2");
+  txbox::test::create_schema(other);
+  pqxx::connection c(endpoints().pg);
+  const txbox::Outbox a = outbox(), a2 = outbox();
+  const txbox::Outbox b({.schema = other});
+  for (int round = 0; round < 3; ++round) {
+    pqxx::work tx(c);
+    a.enqueue(tx, {.topic = "t", .key = "k", .payload = "a"});
+    b.enqueue(tx, {.topic = "t", .key = "k", .payload = "b"});
+    a2.enqueue(tx, {.topic = "t", .key = "k", .payload = "a"});
+    const std::vector<txbox::Message> two(2, txbox::Message{.topic = "t", .payload = "b"});
+    b.enqueue(tx, two);
+    tx.commit();
+  }
+  EXPECT_EQ(prepared_statements(c), 3);  // a: 1 row; b: 1 and 2 rows
+  pqxx::nontransaction n(c);
+  EXPECT_EQ(n.exec1("SELECT count(*) FILTER (WHERE payload = 'a') FROM " + schema_ + ".outbox")[0]
+                .as<long>(),
+            6);
+  EXPECT_EQ(n.exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0].as<long>(), 6);
+  EXPECT_EQ(n.exec1("SELECT count(*) FILTER (WHERE payload = 'b') FROM " + other + ".outbox")[0]
+                .as<long>(),
+            9);
+  EXPECT_EQ(n.exec1("SELECT count(*) FROM " + other + ".outbox")[0].as<long>(), 9);
+}
+
+// libpqxx prepares again on the new session after its connection was lost and restored.
+TEST_F(OutboxTest, EnqueueWorksAfterTheConnectionWasReset) {
+  pqxx::connection c(endpoints().pg);
+  const txbox::Outbox ob = outbox();
+  {
+    pqxx::work tx(c);
+    ob.enqueue(tx, {.topic = "t", .key = "k", .payload = "before"});
+    tx.commit();
+  }
+  const int pid = c.backendpid();
+  {
+    pqxx::connection killer(endpoints().pg);
+    pqxx::nontransaction(killer).exec_params("SELECT pg_terminate_backend($1)", pid);
+  }
+  // libpqxx notices the loss at the next use and reconnects at a later one (in 6.4 the
+  // first attempt may fail too).
+  bool back = false;
+  for (int attempt = 0; attempt < 10 && !back; ++attempt) {
+    try {
+      pqxx::work tx(c);
+      tx.exec("SELECT 1");
+      back = true;
+    } catch (const pqxx::broken_connection&) {
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+  }
+  ASSERT_TRUE(back) << "libpqxx did not reconnect";
+  {
+    pqxx::work tx(c);
+    ob.enqueue(tx, {.topic = "t", .key = "k", .payload = "after"});
+    tx.commit();
+  }
+  EXPECT_NE(c.backendpid(), pid);
+  EXPECT_EQ(prepared_statements(c), 1);
+  EXPECT_EQ(count(c), 2);
+}
+
+TEST_F(OutboxTest, WithoutPreparedStatementsNothingIsPrepared) {
+  pqxx::connection c(endpoints().pg);
+  const txbox::Outbox ob({.schema = schema_, .prepare_statements = false});
+  for (const std::size_t rows : {std::size_t{1}, std::size_t{5}}) {
+    pqxx::work tx(c);
+    ob.enqueue(tx, std::vector<txbox::Message>(rows, {.topic = "t", .key = "k", .payload = "x"}));
+    tx.commit();
+  }
+  EXPECT_EQ(prepared_statements(c), 0);
+  EXPECT_EQ(count(c), 6);
 }
 
 TEST_F(OutboxTest, ValuesAreBoundNotSpliced) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <memory>
 #include <span>
 #include <string>
 #include <vector>
@@ -22,6 +23,13 @@ struct OutboxConfig {
   std::size_t max_payload_bytes = 1'048'576;  ///< Broker's default message.max.bytes.
   std::size_t max_headers = 64;               ///< Caller headers per message.
   std::string source = "txbox";               ///< CloudEvents ce_source of every message.
+  /// Insert through prepared statements (for batches of up to Outbox::k_prepared_rows rows):
+  /// the statement is parsed and planned once per connection instead of at every enqueue.
+  /// Turn off behind a pooler that cannot keep prepared statements across transactions
+  /// (PgBouncer in transaction or statement mode before 1.21, or with
+  /// max_prepared_statements = 0), and when the application runs DISCARD ALL or
+  /// DEALLOCATE ALL on the connection: libpqxx would still believe them prepared.
+  bool prepare_statements = true;
 };
 
 /// Writes messages into `<schema>.outbox` as part of the caller's transaction: they are
@@ -50,9 +58,15 @@ class Outbox {
 
   [[nodiscard]] const OutboxConfig& config() const { return m_config; }
 
+  /// Batches of up to this many rows use a prepared statement (one per batch size, named
+  /// txbox_enqueue_<hash of the table>_<rows>); larger ones are parsed at every call.
+  static constexpr std::size_t k_prepared_rows = 16;
+
  private:
+  struct statements;
   OutboxConfig m_config;
-  std::string m_table;  // quoted, schema-qualified outbox table
+  std::string m_table;                             // quoted, schema-qualified outbox table
+  std::shared_ptr<const statements> m_statements;  // null: prepare_statements is off
 };
 
 /// Inserts one message with the default OutboxConfig (schema "txbox"). Throws as
