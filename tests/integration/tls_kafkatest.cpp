@@ -3,6 +3,7 @@
 // started with TXBOX_TEST_TLS=1 (scripts/servers.sh generates the certificates with openssl).
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <stdlib.h>
 
 #include <fstream>
 #include <pqxx/pqxx>
@@ -66,13 +67,18 @@ class TlsTest : public ::testing::Test {
             {"ssl.key.password", key_password_}};
   }
 
-  // A relay config file: the database over `url`, Kafka over TLS with `ca`.
-  std::string relay_config(const std::string& url, const std::string& ca = "ca.pem") const {
+  // A relay config file: the database over `url`, Kafka over TLS with `ca`. Without
+  // `key_password_in_file`, the key's password is left to TXBOX_KAFKA_SSL_KEY_PASSWORD.
+  std::string relay_config(const std::string& url, const std::string& ca = "ca.pem",
+                           bool key_password_in_file = true) const {
     const std::string path = "/tmp/" + txbox::test::unique_name("tls_relay") + ".toml";
     std::ofstream f(path);
     f << "[database]\nurl = \"" << url << "\"\nschema = \"" << schema_
       << "\"\n[relay]\nlease_ttl_ms = 3000\npoll_interval_ms = 200\n[kafka]\n";
-    for (const auto& [k, v] : kafka_tls(ca)) f << '"' << k << "\" = \"" << v << "\"\n";
+    for (const auto& [k, v] : kafka_tls(ca)) {
+      if (k != "ssl.key.password" || key_password_in_file)
+        f << '"' << k << "\" = \"" << v << "\"\n";
+    }
     return path;
   }
 
@@ -108,7 +114,10 @@ TEST_F(TlsTest, RelayAndInboxOverVerifiedTlsDeliverEveryMessageOnce) {
   enqueue(300);
   // application_name lets the test find the relay's backend in pg_stat_ssl.
   const std::string app = txbox::test::unique_name("tls_app");
-  auto relay = start_relay(relay_config(pg_tls_ + " application_name=" + app));
+  // The key's password as operators pass secrets: in the environment, not the file.
+  ::setenv("TXBOX_KAFKA_SSL_KEY_PASSWORD", key_password_.c_str(), 1);
+  auto relay = start_relay(relay_config(pg_tls_ + " application_name=" + app, "ca.pem", false));
+  ::unsetenv("TXBOX_KAFKA_SSL_KEY_PASSWORD");
   ASSERT_TRUE(txbox::test::wait_until([&] { return pending() == 0; }, 60s)) << relay->output();
   EXPECT_EQ(scalar("SELECT count(*) FROM pg_stat_activity a JOIN pg_stat_ssl s USING (pid) "
                    "WHERE a.application_name = '" +
