@@ -116,7 +116,7 @@ start_pg() {
   if [[ ${TXBOX_TEST_TLS:-0} == 1 ]]; then
     # The server key must belong to the server's user and be private to it.
     cp "$dir/tls/server.pem" "$dir/tls/server.key" "$pgdir/"
-    [[ -n $pg_user ]] && chown "$pg_user" "$pgdir/server.pem" "$pgdir/server.key"
+    if [[ -n $pg_user ]]; then chown "$pg_user" "$pgdir/server.pem" "$pgdir/server.key"; fi
     chmod 600 "$pgdir/server.key"
     ssl_opts=" -c ssl=on -c ssl_cert_file=$pgdir/server.pem -c ssl_key_file=$pgdir/server.key"
   fi
@@ -213,7 +213,7 @@ PROPS
     echo "TXBOX_TEST_KAFKA='127.0.0.1:$port'"
     echo "TXBOX_TEST_KAFKA_DIR='$dir/kafka'"
     echo "TXBOX_TEST_KAFKA_JARS='$jars'"
-    [[ -n $sport ]] && echo "TXBOX_TEST_KAFKA_TLS='localhost:$sport'"
+    if [[ -n $sport ]]; then echo "TXBOX_TEST_KAFKA_TLS='localhost:$sport'"; fi
   } >> "$dir/endpoints.env"
 }
 
