@@ -1,7 +1,13 @@
 #include "txbox/conninfo.hpp"
 
+#include <fmt/format.h>
+#include <libpq-fe.h>
+
 #include <algorithm>
 #include <cctype>
+#include <memory>
+
+#include "txbox/error.hpp"
 
 namespace txbox {
 namespace {
@@ -143,6 +149,51 @@ std::string redact_conninfo(std::string_view conninfo) {
     return redact_uri(conninfo);
   }
   return redact_keywords(conninfo);
+}
+
+std::string libpq_error_text(std::string_view message, std::string_view conninfo) {
+  std::string out(message);
+  // libpq quotes a malformed URI whole in its message: show it redacted.
+  if (!conninfo.empty()) {
+    const std::string safe = redact_conninfo(conninfo);
+    for (auto pos = out.find(conninfo); pos != std::string::npos;
+         pos = out.find(conninfo, pos + safe.size())) {
+      out.replace(pos, conninfo.size(), safe);
+    }
+  }
+  // And any password libpq could parse out of the string, wherever it appears.
+  const std::string copy(conninfo);
+  char* err = nullptr;
+  const std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(
+      PQconninfoParse(copy.c_str(), &err), &PQconninfoFree);
+  if (err) PQfreemem(err);
+  for (const PQconninfoOption* o = opts.get(); o && o->keyword; ++o) {
+    if (!o->val || !*o->val || !is_secret_key(o->keyword)) continue;
+    const std::string secret(o->val);
+    for (auto pos = out.find(secret); pos != std::string::npos; pos = out.find(secret, pos + 3)) {
+      out.replace(pos, secret.size(), "***");
+    }
+  }
+  for (char& c : out) {
+    if (c == '\n' || c == '\r') c = ' ';
+  }
+  while (!out.empty() && (out.back() == ' ' || out.back() == '.')) out.pop_back();
+  return out;
+}
+
+void check_conninfo(std::string_view conninfo, std::string_view setting) {
+  const std::string copy(conninfo);
+  char* err = nullptr;
+  const std::unique_ptr<PQconninfoOption, decltype(&PQconninfoFree)> opts(
+      PQconninfoParse(copy.c_str(), &err), &PQconninfoFree);
+  if (opts) return;
+  const std::string why = err ? libpq_error_text(err, conninfo) : "out of memory";
+  if (err) PQfreemem(err);
+  throw config_error(
+      fmt::format("{} is not a valid connection string ({}): {}. Hint: use a libpq URI "
+                  "(postgresql://user@host:5432/dbname?sslmode=verify-full) or keyword=value pairs "
+                  "(host=... port=... dbname=... user=...)",
+                  setting, redact_conninfo(conninfo), why));
 }
 
 }  // namespace txbox

@@ -3,6 +3,7 @@
 #include <fmt/ranges.h>
 
 #include "txbox/config_source.hpp"
+#include "txbox/conninfo.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/validate.hpp"
 
@@ -91,6 +92,7 @@ void validate_consumer_config(const ConsumerConfig& c) {
         "database.url is not set. Hint: set it in the config file or as TXBOX_DATABASE_URL "
         "(libpq URI or keyword=value form)");
   }
+  check_conninfo(c.database_url, "database.url");
   check_sql_identifier(c.schema, "database.schema");
   const auto bs = c.kafka.find("bootstrap.servers");
   if (bs == c.kafka.end() || bs->second.empty()) {

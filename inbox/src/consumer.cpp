@@ -58,6 +58,45 @@ struct PartitionState {
   bool blocked = false;              // logged as blocked (policy block)
 };
 
+// Longest id stored as the inbox key (a btree entry must stay well under PostgreSQL's ~2.7 kB).
+constexpr std::size_t k_max_id_bytes = 512;
+
+// The inbox key of a record: its ce_id as is when it is text PostgreSQL can store (UTF-8, no
+// NUL); other bytes hex-encoded ("ce_id-hex:..."), so the same bytes always give the same key;
+// a missing or empty ce_id, or one longer than k_max_id_bytes, gives the record's position
+// ("kafka:<topic>/<partition>/<offset>"), which still dedupes redeliveries of that record.
+std::string dedupe_id(const ReceivedMessage& r) {
+  const std::string* id = r.header(headers::id);
+  std::string key;
+  if (id && !id->empty()) {
+    if (is_valid_utf8(*id) && id->find('\0') == std::string::npos) {
+      key = *id;
+    } else {
+      key = "ce_id-hex:";
+      for (unsigned char c : *id) key += fmt::format("{:02x}", c);
+    }
+  }
+  if (key.empty() || key.size() > k_max_id_bytes) {
+    key = fmt::format("kafka:{}/{}/{}", r.topic, r.partition, r.offset);
+  }
+  return key;
+}
+
+// A handler's error text as PostgreSQL text can hold it: bytes that are not UTF-8 (and NUL)
+// become \xNN.
+std::string storable_text(std::string_view text) {
+  if (is_valid_utf8(text) && text.find('\0') == std::string_view::npos) return std::string(text);
+  std::string out;
+  for (unsigned char c : text) {
+    if (c == 0 || c >= 0x80) {
+      out += fmt::format("\\x{:02x}", c);
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  return out;
+}
+
 ReceivedMessage to_received(const rd_kafka_message_t* m) {
   ReceivedMessage r;
   r.topic = rd_kafka_topic_name(m->rkt);
@@ -80,8 +119,7 @@ ReceivedMessage to_received(const rd_kafka_message_t* m) {
           {name, value ? std::string(static_cast<const char*>(value), size) : std::string()});
     }
   }
-  const std::string* id = r.header(headers::id);
-  r.id = id && !id->empty() ? *id : fmt::format("kafka:{}/{}/{}", r.topic, r.partition, r.offset);
+  r.id = dedupe_id(r);
   return r;
 }
 
@@ -140,10 +178,10 @@ struct Consumer::impl {
     try {
       connect();
     } catch (const pqxx::broken_connection& e) {
-      throw transient_error(
-          fmt::format("cannot connect to the database ({}): {}. Hint: check database.url and that "
-                      "PostgreSQL is running",
-                      redact_conninfo(cfg.database_url), e.what()));
+      throw transient_error(fmt::format(
+          "cannot connect to the database ({}): {}. Hint: check database.url and that "
+          "PostgreSQL is running",
+          redact_conninfo(cfg.database_url), libpq_error_text(e.what(), cfg.database_url)));
     }
     make_consumer();
     next_cleanup = clock::now() + std::min<std::chrono::milliseconds>(cfg.cleanup_interval, 10s);
@@ -392,7 +430,8 @@ struct Consumer::impl {
   }
 
   // ---- database outage ----
-  void lost_database(const std::string& why) {
+  void lost_database(const std::string& libpq_message) {
+    const std::string why = libpq_error_text(libpq_message, cfg.database_url);
     db.reset();
     set_db_up(false, why);
     reconnect_backoff = std::clamp(reconnect_backoff * 2, cfg.retry_backoff_min,
@@ -610,7 +649,8 @@ struct Consumer::impl {
         } catch (const pqxx::broken_connection&) {
           throw;
         } catch (const std::exception& e) {
-          res.failure = HandlerFailure{static_cast<std::size_t>(&item - items.data()), e.what()};
+          res.failure = HandlerFailure{static_cast<std::size_t>(&item - items.data()),
+                                       storable_text(e.what())};
           return res;  // tx rolls back
         } catch (...) {
           res.failure = HandlerFailure{static_cast<std::size_t>(&item - items.data()),

@@ -3,6 +3,7 @@
 #include <spdlog/spdlog.h>
 
 #include <CLI/CLI.hpp>
+#include <atomic>
 #include <csignal>
 #include <cstdio>
 #include <iostream>
@@ -25,6 +26,29 @@ extern "C" void on_signal(int) {
 constexpr int k_exit_config = 3;
 constexpr int k_exit_schema = 4;
 constexpr int k_exit_durability = 5;
+
+// The /metrics, /healthz, /readyz server on its own thread; stopped and joined when destroyed.
+struct HttpServer {
+  httplib::Server server;
+  std::thread thread;
+  bool listen(const std::string& address) {
+    const auto colon = address.rfind(':');
+    if (!server.bind_to_port(address.substr(0, colon), std::stoi(address.substr(colon + 1)))) {
+      return false;
+    }
+    thread = std::thread([this] { server.listen_after_bind(); });
+    return true;
+  }
+  void stop() {
+    if (!thread.joinable()) return;
+    server.stop();
+    thread.join();
+  }
+  HttpServer() = default;
+  HttpServer(const HttpServer&) = delete;
+  HttpServer& operator=(const HttpServer&) = delete;
+  ~HttpServer() { stop(); }
+};
 
 }  // namespace
 
@@ -67,6 +91,7 @@ int main(int argc, char** argv) {
   txbox::RelayConfig cfg;
   try {
     cfg = txbox::load_relay_config(config_path, overrides);
+    txbox::check_conninfo(cfg.database_url, "database.url");
   } catch (const txbox::config_error& e) {
     spdlog::critical("invalid configuration: {}", e.what());
     return k_exit_config;
@@ -81,7 +106,33 @@ int main(int argc, char** argv) {
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
+    // Set once the relay is up; the HTTP handlers read it (not ready until then).
+    std::atomic<txbox::Relay*> live{nullptr};
     std::unique_ptr<txbox::Relay> relay;
+    HttpServer http;
+    if (!cfg.http_listen.empty()) {
+      http.server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
+        txbox::Relay* r = live.load();
+        res.set_content(r ? r->metrics_text()
+                          : "# HELP txbox_relay_ready 1 when the database and Kafka are "
+                            "reachable.\n# TYPE txbox_relay_ready gauge\ntxbox_relay_ready 0\n",
+                        "text/plain; version=0.0.4");
+      });
+      http.server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+        res.set_content("ok\n", "text/plain");
+      });
+      http.server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
+        txbox::Relay* r = live.load();
+        const bool ready = r && r->stats().ready;
+        res.status = ready ? 200 : 503;
+        res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+      });
+      if (!http.listen(cfg.http_listen)) {
+        spdlog::critical("cannot listen on {} (http.listen)", cfg.http_listen);
+        return k_exit_config;
+      }
+      spdlog::info("http: serving /metrics, /healthz, /readyz on {}", cfg.http_listen);
+    }
     // Start-up: wait for the database with backoff (a config or schema problem exits).
     auto delay = std::chrono::milliseconds(200);
     bool warned = false;
@@ -89,43 +140,20 @@ int main(int argc, char** argv) {
       try {
         relay = std::make_unique<txbox::Relay>(cfg);
       } catch (const txbox::transient_error& e) {
-        if (!warned) spdlog::warn("{}; retrying with backoff", e.what());
+        if (!warned) {
+          spdlog::warn("{}; retrying with backoff",
+                       txbox::libpq_error_text(e.what(), cfg.database_url));
+        }
         warned = true;
         std::this_thread::sleep_for(delay);
         delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
       }
     }
     if (!relay) return 0;
-
-    httplib::Server http;
-    std::thread http_thread;
-    if (!cfg.http_listen.empty()) {
-      const auto colon = cfg.http_listen.rfind(':');
-      const std::string host = cfg.http_listen.substr(0, colon);
-      const int port = std::stoi(cfg.http_listen.substr(colon + 1));
-      http.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-        res.set_content(relay->metrics_text(), "text/plain; version=0.0.4");
-      });
-      http.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content("ok\n", "text/plain");
-      });
-      http.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
-        const bool ready = relay->stats().ready;
-        res.status = ready ? 200 : 503;
-        res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
-      });
-      if (!http.bind_to_port(host, port)) {
-        spdlog::critical("cannot listen on {} (http.listen)", cfg.http_listen);
-        return k_exit_config;
-      }
-      http_thread = std::thread([&] { http.listen_after_bind(); });
-      spdlog::info("http: serving /metrics, /healthz, /readyz on {}", cfg.http_listen);
-    }
+    live = relay.get();
     relay->run(g_stop.get_token());
-    if (http_thread.joinable()) {
-      http.stop();
-      http_thread.join();
-    }
+    live = nullptr;
+    http.stop();
     return 0;
   } catch (const txbox::config_error& e) {
     spdlog::critical("invalid configuration: {}", e.what());

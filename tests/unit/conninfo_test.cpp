@@ -1,4 +1,5 @@
 #include "txbox/conninfo.hpp"
+#include "txbox/error.hpp"
 
 #include <gtest/gtest.h>
 
@@ -54,6 +55,35 @@ TEST(SecretKeys, AreRecognised) {
   EXPECT_TRUE(txbox::is_secret_key("PASSWORD"));
   EXPECT_FALSE(txbox::is_secret_key("bootstrap.servers"));
   EXPECT_FALSE(txbox::is_secret_key("acks"));
+}
+
+TEST(CheckConninfo, RefusesWhatLibpqCannotParseWithoutThePassword) {
+  for (const std::string& s : {"postgresql://u:" + std::string(k_secret) + "@[::1/db",
+                               "host=h password=" + std::string(k_secret) + " 'open",
+                               "not a conninfo password=" + std::string(k_secret)}) {
+    try {
+      txbox::check_conninfo(s, "database.url");
+      ADD_FAILURE() << "accepted: " << s;
+    } catch (const txbox::config_error& e) {
+      const std::string what = e.what();
+      EXPECT_NE(what.find("database.url is not a valid connection string"), std::string::npos)
+          << what;
+      EXPECT_EQ(what.find(k_secret), std::string::npos) << what;
+    }
+  }
+  EXPECT_NO_THROW(txbox::check_conninfo("postgresql://app@db:5432/orders", "database.url"));
+  EXPECT_NO_THROW(txbox::check_conninfo("host=db dbname=orders sslmode=verify-full", "x"));
+}
+
+TEST(LibpqErrorText, IsOneLineAndHidesTheConnectionsPassword) {
+  const std::string url = "host=db password=" + std::string(k_secret);
+  const std::string text =
+      txbox::libpq_error_text("connection to server failed: password authentication failed, sent " +
+                                  std::string(k_secret) + "\n",
+                              url);
+  EXPECT_EQ(text.find(k_secret), std::string::npos) << text;
+  EXPECT_EQ(text.find('\n'), std::string::npos) << text;
+  EXPECT_EQ(txbox::libpq_error_text("a\nb.\n", ""), "a b");
 }
 
 }  // namespace
