@@ -4,7 +4,9 @@
 # build-bench/results/ (results.md, relay.tsv for bench/plot.sh).
 #   bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B,...]
 #     MESSAGES    messages per throughput run (default 100000)
-#     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder; Go)
+#     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder, Go;
+#                 Debezium embedded + outbox router, Java; pg-transactional-outbox, Node.js);
+#                 PostgreSQL then runs with wal_level=logical for the two that decode the WAL
 #     --10m       add 10,000,000 pending rows to the backlog runs (10k and 1M by default)
 #     --plots     write the PNG plots into docs/ (bench/plot.sh; Python venv with matplotlib)
 set -euo pipefail
@@ -28,7 +30,14 @@ scripts/install-deps.sh
 say "building (Release, build-bench)"
 cmake -S . -B build-bench -G Ninja -DCMAKE_BUILD_TYPE=Release >/dev/null
 cmake --build build-bench --target relay_bench inbox_bench txbox-relay | tail -1
-if ((peers)); then bench/peers/watermill/build.sh; fi
+if ((peers)); then
+  bench/peers/watermill/build.sh
+  bench/peers/debezium/build.sh >&2
+  if [[ -x bench/peers/pg-transactional-outbox/build.sh ]]; then
+    bench/peers/pg-transactional-outbox/build.sh >&2
+  fi
+  export TXBOX_TEST_PG_OPTS="-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
+fi
 
 out=build-bench/results
 mkdir -p "$out"
@@ -53,6 +62,14 @@ if ((peers)); then
   say "peer: Watermill SQL->Kafka forwarder"
   rate=$(bench/peers/watermill/run.sh "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages")
   peer_args+=(--peer "watermill_forwarder=$rate")
+  say "peer: Debezium embedded PostgreSQL connector + outbox event router (backlog mode)"
+  rate=$(DBZ_BENCH_MODE=backlog bench/peers/debezium/run.sh "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages")
+  peer_args+=(--peer "debezium_outbox=$rate")
+  if [[ -x bench/peers/pg-transactional-outbox/run.sh ]]; then
+    say "peer: pg-transactional-outbox (npm)"
+    rate=$(bench/peers/pg-transactional-outbox/run.sh "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages")
+    peer_args+=(--peer "pg_transactional_outbox=$rate")
+  fi
 fi
 
 say "relay benchmark"
