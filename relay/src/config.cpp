@@ -19,6 +19,7 @@ const std::set<std::string> k_known = {"database.url",
                                        "database.schema",
                                        "relay.name",
                                        "relay.batch_size",
+                                       "relay.max_batch_bytes",
                                        "relay.poll_interval_ms",
                                        "relay.lease_ttl_ms",
                                        "relay.listen_notify",
@@ -42,6 +43,8 @@ RelayConfig load_relay_config(const std::string& toml_path, const flat_map& over
   if (auto it = m.find("relay.name"); it != m.end()) c.name = it->second;
   if (auto it = m.find("http.listen"); it != m.end()) c.http_listen = it->second;
   c.batch_size = static_cast<int>(config_long(m, "relay.batch_size", c.batch_size, 1, 10'000));
+  c.max_batch_bytes = static_cast<std::size_t>(config_long(
+      m, "relay.max_batch_bytes", static_cast<long>(c.max_batch_bytes), 1L << 20, 1L << 32));
   c.poll_interval = std::chrono::milliseconds(
       config_long(m, "relay.poll_interval_ms", c.poll_interval.count(), 10, 3'600'000));
   c.lease_ttl = std::chrono::milliseconds(
@@ -107,6 +110,11 @@ void validate_relay_config(const RelayConfig& c) {
       throw config_error(fmt::format("relay.durability_topics: {}", e.what()));
     }
   }
+  if (c.max_batch_bytes < (1u << 20)) {
+    throw config_error(
+        fmt::format("relay.max_batch_bytes = {} is too small: the minimum is 1048576 (1 MiB)",
+                    c.max_batch_bytes));
+  }
   if (c.retry_backoff_min > c.retry_backoff_max) {
     throw config_error("relay.retry_backoff_min_ms must not exceed relay.retry_backoff_max_ms");
   }
@@ -119,11 +127,12 @@ void validate_relay_config(const RelayConfig& c) {
 std::string describe_relay_config(const RelayConfig& c) {
   std::string out = fmt::format(
       "database.url = {}\ndatabase.schema = {}\nrelay.name = {}\nrelay.batch_size = {}\n"
+      "relay.max_batch_bytes = {}\n"
       "relay.poll_interval_ms = {}\nrelay.lease_ttl_ms = {}\nrelay.listen_notify = {}\n"
       "relay.strict_durability = {}\nrelay.durability_topics = [{}]\nhttp.listen = {}\n",
       redact_conninfo(c.database_url), c.schema, c.name.empty() ? "(host:pid)" : c.name,
-      c.batch_size, c.poll_interval.count(), c.lease_ttl.count(), c.listen_notify,
-      c.strict_durability, fmt::join(c.durability_topics, ", "),
+      c.batch_size, c.max_batch_bytes, c.poll_interval.count(), c.lease_ttl.count(),
+      c.listen_notify, c.strict_durability, fmt::join(c.durability_topics, ", "),
       c.http_listen.empty() ? "(off)" : c.http_listen);
   for (const auto& [k, v] : c.kafka) {
     out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);

@@ -489,6 +489,33 @@ TEST_F(RelayTest, MalformedOrUnknownConfigIsAClearError) {
   auto r3 = start_relay("x", config("batch_size = -5"));
   EXPECT_EQ(r3->wait(20s), 3);
   EXPECT_NE(r3->output().find("relay.batch_size"), std::string::npos) << r3->output();
+  auto r4 = start_relay("x", config("max_batch_bytes = 1000"));
+  EXPECT_EQ(r4->wait(20s), 3);
+  EXPECT_NE(r4->output().find("relay.max_batch_bytes"), std::string::npos) << r4->output();
+}
+
+// Rounds are cut to relay.max_batch_bytes (here the minimum, 1 MiB, against 12 MB of
+// messages on few keys): several rounds, nothing lost, every key in order.
+TEST_F(RelayTest, RoundsCutToMaxBatchBytesKeepEveryKeyInOrder) {
+  {
+    pqxx::connection c(endpoints().pg);
+    const txbox::Outbox ob({.schema = schema_});
+    pqxx::work tx(c);
+    std::vector<txbox::Message> batch;
+    for (int seq = 0; seq < 120; ++seq) {
+      const std::string key = "key-" + std::to_string(seq % 3);
+      std::string payload = key + "/" + std::to_string(seq / 3) + "|";
+      payload.resize(100'000, 'p');
+      batch.push_back({.topic = topic_, .key = key, .payload = payload});
+    }
+    ob.enqueue(tx, batch);
+    tx.commit();
+  }
+  auto r = start_relay("bytes", config("max_batch_bytes = 1048576"));
+  ASSERT_TRUE(wait_drained(120s)) << r->output();
+  EXPECT_EQ(check_stream(read_whole_topic(topic_), 120), 0);
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(20s), 0) << r->output();
 }
 
 TEST_F(RelayTest, SigtermStopsCleanlyAndReleasesLeases) {
