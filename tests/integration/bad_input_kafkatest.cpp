@@ -355,11 +355,10 @@ TEST_F(BadInputTest, RecordsNoTxboxRelayProducedAreEachHandledOnce) {
   EXPECT_EQ(consumer.stats().dead, 1u);
   EXPECT_EQ(scalar("SELECT count(*) FROM " + table), 11);
   EXPECT_EQ(scalar("SELECT count(DISTINCT message_id) FROM " + table), 11);
-  EXPECT_EQ(
-      scalar("SELECT count(*) FROM " + schema_ +
-             ".inbox_dead WHERE message_id = 'throws' AND "
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ +
+                   ".inbox_dead WHERE message_id = 'throws' AND "
                    "position('\\xff\\xfe not text' IN error) > 0"),
-      1);
+            1);
   EXPECT_EQ(scalar("SELECT count(*) FROM " + table +
                    " WHERE payload = decode('0001fffe207472756e6361746564', 'hex')"),
             1)
