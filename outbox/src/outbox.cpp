@@ -4,6 +4,7 @@
 #include <chrono>
 #include <cstdint>
 #include <ctime>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
@@ -90,9 +91,18 @@ std::string headers_json(const Message& m, const OutboxConfig& cfg, const std::s
   return arr.dump();
 }
 
-// One statement inserting `rows` messages. The CTE takes every key's advisory lock, in hash
-// order (no deadlock between two batches), before any row gets its identity id: so for one
-// key, id order is commit order.
+// The rows of the prepared statement that takes a batch of `n` rows: n itself up to 16, then
+// the next power of two (the rest padded with NULL ids, which the statement skips).
+std::size_t prepared_size(std::size_t n) {
+  if (n <= 16) return n;
+  std::size_t p = 32;
+  while (p < n) p *= 2;
+  return p;
+}
+
+// One statement inserting `rows` messages (rows with a NULL id are padding, skipped). The CTE takes
+// every key's advisory lock, in hash order (no deadlock between two batches), before any row gets
+// its identity id: so for one key, id order is commit order.
 std::string insert_sql(const std::string& table, std::size_t rows) {
   std::string values;
   for (std::size_t r = 0; r < rows; ++r) {
@@ -108,7 +118,8 @@ std::string insert_sql(const std::string& table, std::size_t rows) {
       "FROM (SELECT DISTINCT hashtext(key) AS h FROM v WHERE key IS NOT NULL ORDER BY 1) hs) "
       "l) "
       "INSERT INTO {} (message_id, topic, key, payload, headers) "
-      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks ORDER BY v.ord",
+      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks "
+      "WHERE v.message_id IS NOT NULL ORDER BY v.ord",
       values, k_lock_namespace, table);
 }
 
@@ -125,11 +136,11 @@ std::uint64_t fnv1a(const std::string& s) {
 
 }  // namespace
 
-// The prepared statements' names and texts for 1..k_prepared_rows rows, built once per
-// Outbox (copies share them).
+// The prepared statements' names and texts by size (prepared_size), built once per Outbox
+// (copies share them).
 struct Outbox::statements {
-  std::vector<std::string> names;  // [rows - 1]
-  std::vector<std::string> sql;    // [rows - 1]
+  std::map<std::size_t, std::string> names;
+  std::map<std::size_t, std::string> sql;
 };
 
 Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
@@ -144,9 +155,9 @@ Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
   if (m_config.prepare_statements) {
     auto st = std::make_shared<statements>();
     const std::uint64_t h = fnv1a(m_table);
-    for (std::size_t rows = 1; rows <= k_prepared_rows; ++rows) {
-      st->names.push_back(fmt::format("txbox_enqueue_{:016x}_{}", h, rows));
-      st->sql.push_back(insert_sql(m_table, rows));
+    for (std::size_t rows = 1; rows <= k_prepared_rows; rows = prepared_size(rows + 1)) {
+      st->names[rows] = fmt::format("txbox_enqueue_{:016x}_{}", h, rows);
+      st->sql[rows] = insert_sql(m_table, rows);
     }
     m_statements = std::move(st);
   }
@@ -166,33 +177,39 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
   for (std::size_t begin = 0; begin < messages.size(); begin += k_max_rows_per_statement) {
     const auto chunk =
         messages.subspan(begin, std::min(k_max_rows_per_statement, messages.size() - begin));
-    // Text parameters, except the payload, which goes as binary bytea.
+    // Text parameters, except the payload, which goes as binary bytea; nullptr is SQL NULL.
+    const bool prepared = m_statements && chunk.size() <= k_prepared_rows;
+    const std::size_t rows = prepared ? prepared_size(chunk.size()) : chunk.size();
     std::vector<std::string> id_text;
-    std::vector<std::string> topics;
-    std::vector<const char*> keys;  // nullptr: SQL NULL
-    std::vector<pqxx::binarystring> payloads;
-    std::vector<std::string> json;
-    for (const Message& m : chunk) {
+    id_text.reserve(chunk.size());
+    std::vector<const char*> id_params(rows, nullptr);
+    std::vector<const char*> topics(rows, "");
+    std::vector<const char*> keys(rows, nullptr);
+    std::vector<pqxx::binarystring> payloads(rows, pqxx::binarystring(std::string()));
+    std::vector<std::string> json(rows, "[]");
+    for (std::size_t i = 0; i < chunk.size(); ++i) {
+      const Message& m = chunk[i];
       ids.push_back(uuid_v7());
       id_text.push_back(ids.back().str());
-      topics.push_back(m.topic);
-      keys.push_back(m.key ? m.key->c_str() : nullptr);
-      payloads.emplace_back(m.payload.data(), m.payload.size());
-      json.push_back(headers_json(m, m_config, time));
+      id_params[i] = id_text.back().c_str();
+      topics[i] = m.topic.c_str();
+      keys[i] = m.key ? m.key->c_str() : nullptr;
+      payloads[i] = pqxx::binarystring(m.payload.data(), m.payload.size());
+      json[i] = headers_json(m, m_config, time);
     }
     using pqxx::prepare::make_dynamic_params;
     try {
-      if (m_statements && chunk.size() <= k_prepared_rows) {
+      if (prepared) {
         // Parsed and planned once per connection: libpqxx sends the PREPARE at the first
         // execution on a connection (again after a reconnect); defining it again with the
         // same text is a no-op.
-        const std::string& name = m_statements->names[chunk.size() - 1];
-        tx.conn().prepare(name, m_statements->sql[chunk.size() - 1]);
-        tx.exec_prepared(name, make_dynamic_params(id_text), make_dynamic_params(topics),
+        const std::string& name = m_statements->names.at(rows);
+        tx.conn().prepare(name, m_statements->sql.at(rows));
+        tx.exec_prepared(name, make_dynamic_params(id_params), make_dynamic_params(topics),
                          make_dynamic_params(keys), make_dynamic_params(payloads),
                          make_dynamic_params(json));
       } else {
-        tx.exec_params(insert_sql(m_table, chunk.size()), make_dynamic_params(id_text),
+        tx.exec_params(insert_sql(m_table, rows), make_dynamic_params(id_params),
                        make_dynamic_params(topics), make_dynamic_params(keys),
                        make_dynamic_params(payloads), make_dynamic_params(json));
       }

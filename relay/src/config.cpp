@@ -66,6 +66,7 @@ void validate_relay_config(const RelayConfig& c) {
         "database.url is not set. Hint: set it in the config file, as TXBOX_DATABASE_URL, or "
         "with --database-url (libpq URI or keyword=value form)");
   }
+  check_conninfo(c.database_url, "database.url");
   check_sql_identifier(c.schema, "database.schema");
   const auto bs = c.kafka.find("bootstrap.servers");
   if (bs == c.kafka.end() || bs->second.empty()) {

@@ -91,7 +91,6 @@ int main(int argc, char** argv) {
   txbox::RelayConfig cfg;
   try {
     cfg = txbox::load_relay_config(config_path, overrides);
-    txbox::check_conninfo(cfg.database_url, "database.url");
   } catch (const txbox::config_error& e) {
     spdlog::critical("invalid configuration: {}", e.what());
     return k_exit_config;

@@ -18,6 +18,7 @@
 
 #include "durability.hpp"
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/log_throttle.hpp"
 #include "txbox/detail/prometheus.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/detail/schema_check.hpp"
@@ -183,11 +184,17 @@ struct Relay::impl {
   }
 
   // ---- kafka ----
+  // librdkafka's warnings and errors; it repeats one per reconnect attempt while a broker
+  // is down, so a line that only differs in its numbers is logged once a minute.
   static void log_rdkafka(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+    if (level > 4) return;
+    static detail::LogThrottle throttle;
+    const auto line = throttle.admit(fmt::format("librdkafka {}: {}", fac, buf));
+    if (!line) return;
     if (level <= 3) {
-      spdlog::error("librdkafka {}: {}", fac, buf);
-    } else if (level <= 4) {
-      spdlog::warn("librdkafka {}: {}", fac, buf);
+      spdlog::error("{}", *line);
+    } else {
+      spdlog::warn("{}", *line);
     }
   }
 
@@ -882,7 +889,7 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>()) {
   } catch (const pqxx::broken_connection& e) {
     throw transient_error(fmt::format("cannot connect to the database ({}): {}",
                                       redact_conninfo(m.cfg.database_url),
-                                      redact_conninfo(e.what())));
+                                      libpq_error_text(e.what(), m.cfg.database_url)));
   }
 }
 
@@ -931,7 +938,7 @@ void Relay::run(std::stop_token stop) {
       // Any other database error, including in_doubt_error (commit outcome unknown): start
       // over on a new connection after a pause. Nothing was deleted that Kafka did not
       // acknowledge; rows whose delete did not commit are re-sent and the inbox absorbs them.
-      m.set_db_up(false, redact_conninfo(e.what()));
+      m.set_db_up(false, libpq_error_text(e.what(), m.cfg.database_url));
       m.listener.reset();
       m.db.reset();
       m.leases.clear();

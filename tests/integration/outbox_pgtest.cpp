@@ -222,6 +222,30 @@ TEST_F(OutboxTest, PreparedStatementsOfTwoSchemasOnOneConnectionDoNotCollide) {
   EXPECT_EQ(n.exec1("SELECT count(*) FROM " + other + ".outbox")[0].as<long>(), 9);
 }
 
+// Batches between 17 and 1024 rows run the statement of the next power of two, padded: each
+// inserts exactly its rows, in order, and a size is prepared once.
+TEST_F(OutboxTest, PaddedPreparedBatchesInsertExactlyTheirRowsInOrder) {
+  pqxx::connection c(endpoints().pg);
+  const txbox::Outbox ob = outbox();
+  int seq = 0;
+  for (const int n : {100, 17, 100, 1024}) {
+    std::vector<txbox::Message> batch;
+    for (int i = 0; i < n; ++i) {
+      batch.push_back(
+          {.topic = "t", .key = "k" + std::to_string(i % 5), .payload = std::to_string(seq++)});
+    }
+    pqxx::work tx(c);
+    ob.enqueue(tx, batch);
+    tx.commit();
+  }
+  EXPECT_EQ(prepared_statements(c), 3);  // 128, 32 and 1024 rows
+  pqxx::nontransaction n(c);
+  const auto r =
+      n.exec("SELECT convert_from(payload, 'UTF8') FROM " + schema_ + ".outbox ORDER BY id");
+  ASSERT_EQ(r.size(), static_cast<std::size_t>(seq));
+  for (int i = 0; i < seq; ++i) EXPECT_EQ(r[i][0].as<std::string>(), std::to_string(i));
+}
+
 // libpqxx prepares again on the new session after its connection was lost and restored.
 TEST_F(OutboxTest, EnqueueWorksAfterTheConnectionWasReset) {
   pqxx::connection c(endpoints().pg);

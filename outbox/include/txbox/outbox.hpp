@@ -58,9 +58,11 @@ class Outbox {
 
   [[nodiscard]] const OutboxConfig& config() const { return m_config; }
 
-  /// Batches of up to this many rows use a prepared statement (one per batch size, named
-  /// txbox_enqueue_<hash of the table>_<rows>); larger ones are parsed at every call.
-  static constexpr std::size_t k_prepared_rows = 16;
+  /// Batches of up to this many rows use a prepared statement (named
+  /// txbox_enqueue_<hash of the table>_<rows>): one per size up to 16 rows, then one per
+  /// power of two up to 1024, padded with rows the statement skips (at most 22 per schema and
+  /// connection, prepared when first used). Larger batches are parsed at every call.
+  static constexpr std::size_t k_prepared_rows = 1024;
 
  private:
   struct statements;
