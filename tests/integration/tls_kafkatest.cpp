@@ -89,6 +89,18 @@ class TlsTest : public ::testing::Test {
         "/tmp/" + txbox::test::unique_name("tls_relay") + ".log");
   }
 
+  // A consumer of this test's topic over TLS to Kafka and `url` to the database.
+  txbox::ConsumerConfig consumer_config(const std::string& name, const std::string& url) const {
+    txbox::ConsumerConfig c;
+    c.name = name + schema_;
+    c.topics = {topic_};
+    c.database_url = url;
+    c.schema = schema_;
+    c.kafka = kafka_tls();
+    c.batch_wait = 20ms;
+    return c;
+  }
+
   void enqueue(int n) const {
     pqxx::connection c(pg_tls_);
     const txbox::Outbox ob({.schema = schema_});
@@ -125,13 +137,7 @@ TEST_F(TlsTest, RelayAndInboxOverVerifiedTlsDeliverEveryMessageOnce) {
             1)
       << "the relay's database session is not encrypted";
 
-  txbox::ConsumerConfig cfg;
-  cfg.name = "tls_" + schema_;
-  cfg.topics = {topic_};
-  cfg.database_url = pg_tls_;
-  cfg.schema = schema_;
-  cfg.kafka = kafka_tls();
-  cfg.batch_wait = 20ms;
+  auto cfg = consumer_config("tls_", pg_tls_);
   const std::string table = schema_ + ".effects";
   txbox::Consumer consumer(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
     tx.exec_params("INSERT INTO " + table + " (message_id) VALUES ($1)", m.id);
@@ -163,12 +169,7 @@ TEST_F(TlsTest, AnUntrustedDatabaseCertificateIsRefusedAndNothingIsLost) {
       << relay->output();
   EXPECT_EQ(pending(), 5) << "rows left the outbox over a connection that failed verification";
 
-  txbox::ConsumerConfig cfg;
-  cfg.name = "tls_bad_" + schema_;
-  cfg.topics = {topic_};
-  cfg.database_url = url;
-  cfg.schema = schema_;
-  cfg.kafka = kafka_tls();
+  const auto cfg = consumer_config("tls_bad_", url);
   try {
     txbox::Consumer consumer(cfg, [](pqxx::work&, const txbox::ReceivedMessage&) {});
     ADD_FAILURE() << "a consumer connected to a database whose certificate is not trusted";
