@@ -33,6 +33,9 @@ using namespace std::chrono_literals;
 constexpr int k_shards = 64;
 
 // Memory per message besides its payload, key and headers, counted against
+// Backlog rows counted exactly; above this the gauge is PostgreSQL's estimate.
+constexpr std::int64_t k_backlog_exact = 100'000;
+
 // RelayConfig::max_batch_bytes: the claimed row (~200 B) and its copy in librdkafka with its
 // headers (~700 B), as measured with valgrind --tool=massif.
 constexpr std::int64_t k_row_overhead = 1024;
@@ -676,7 +679,9 @@ struct Relay::impl {
     std::optional<clock::time_point> stop_seen;
     bool slow = false, purged = false;
     while (!all_done()) {
-      rd_kafka_poll(producer.get(), 50);
+      // flush, not poll: the round is handed over whole, so linger.ms would only delay it
+      // (librdkafka ignores linger.ms during a flush and sends what is queued at once).
+      rd_kafka_flush(producer.get(), 50);
       const auto now = clock::now();
       if (!slow && now - started > cfg.lease_ttl) {
         slow = true;
@@ -846,15 +851,24 @@ struct Relay::impl {
     }
   }
 
+  // The backlog gauges. Counting a large outbox would scan it (10M rows: seconds, every
+  // refresh), so rows are counted exactly up to k_backlog_exact and estimated above it from
+  // PostgreSQL's statistics; the oldest pending row is the head of the id index.
   void refresh_backlog() {
     pqxx::work tx(*db);
-    const auto r = tx.exec(
-        "SELECT count(*), coalesce(extract(epoch FROM now() - "
-        "min(created_at)), 0)::float8 FROM " +
-        s + ".outbox WHERE published_at IS NULL");
+    const auto r = tx.exec_params(
+        "SELECT (SELECT count(*) FROM (SELECT 1 FROM " + s +
+            ".outbox WHERE published_at IS NULL LIMIT $1) c), "
+            "coalesce(extract(epoch FROM now() - (SELECT created_at FROM " +
+            s +
+            ".outbox WHERE published_at IS NULL ORDER BY id LIMIT 1)), 0)::float8, "
+            "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($2))",
+        k_backlog_exact + 1, s + ".outbox");
     tx.commit();
+    std::int64_t rows = r[0][0].as<std::int64_t>();
+    if (rows > k_backlog_exact) rows = std::max(rows, r[0][2].as<std::int64_t>(0));
     std::lock_guard lock(stats_mutex);
-    st.backlog_rows = r[0][0].as<std::int64_t>();
+    st.backlog_rows = rows;
     st.oldest_pending_seconds = r[0][1].as<double>();
     st.producer_queue = producer ? rd_kafka_outq_len(producer.get()) : 0;
   }
@@ -980,7 +994,8 @@ std::string Relay::metrics_text() const {
          std::to_string(st.lease_changes));
   metric("txbox_relay_shards_owned", "gauge", "Shards this relay publishes.",
          std::to_string(st.shards_owned));
-  metric("txbox_outbox_backlog_rows", "gauge", "Rows waiting in the outbox.",
+  metric("txbox_outbox_backlog_rows", "gauge",
+         "Rows waiting in the outbox (exact up to 100000, above that PostgreSQL's estimate).",
          std::to_string(std::max<std::int64_t>(st.backlog_rows, 0)));
   metric("txbox_outbox_oldest_pending_seconds", "gauge", "Age of the oldest waiting row.",
          fmt::format("{:.3f}", st.oldest_pending_seconds));
