@@ -57,8 +57,11 @@ struct ConsumerConfig {
   std::map<std::string, std::string> kafka;  ///< librdkafka properties, passed through
   bool start_from_earliest = true;           ///< where a partition with no stored offset starts
   int max_batch = 500;                       ///< messages per PostgreSQL transaction
-  std::chrono::milliseconds batch_wait{50};  ///< how long to wait to fill a batch
-  int max_attempts = 5;                      ///< handler runs before dead-lettering
+  /// Once a batch has its first message, it takes every message already fetched (up to
+  /// max_batch) and then waits at most this long for more; 0: never wait (lowest latency;
+  /// under load batches still fill from librdkafka's prefetch while a transaction runs).
+  std::chrono::milliseconds batch_wait{0};
+  int max_attempts = 5;  ///< handler runs before dead-lettering
   FailurePolicy on_failure = FailurePolicy::dead_letter;
   std::chrono::milliseconds retry_backoff_min{100};
   std::chrono::milliseconds retry_backoff_max{30'000};
