@@ -532,6 +532,48 @@ TEST_F(RelayTest, SigtermStopsCleanlyAndReleasesLeases) {
             0);
 }
 
+// The backlog gauge must not scan a large outbox every second: exact up to 100,000 rows,
+// PostgreSQL's estimate above. No broker answers, so the rows stay put.
+TEST_F(RelayTest, BacklogGaugeIsExactUpToAHundredThousandRowsThenAnEstimate) {
+  {
+    pqxx::connection c(endpoints().pg);
+    pqxx::nontransaction n(c);
+    n.exec_params("INSERT INTO " + schema_ +
+                      ".outbox (message_id, topic, key, payload, headers) "
+                      "SELECT gen_random_uuid(), $1, 'k' || (i % 100), '\\x00'::bytea, "
+                      "'[]'::jsonb FROM generate_series(1, 150000) i",
+                  topic_);
+    // The statistics say 1,000,000 rows (and autovacuum may not correct them): an exact
+    // count would give 150,000.
+    n.exec("ALTER TABLE " + schema_ + ".outbox SET (autovacuum_enabled = false)");
+    std::string admin = endpoints().pg_admin;
+    admin.replace(admin.find("dbname=postgres"), 15, "dbname=txbox");
+    pqxx::connection su(admin);
+    pqxx::nontransaction(su).exec_params(
+        "UPDATE pg_class SET reltuples = 1000000 WHERE oid = to_regclass($1)", schema_ + ".outbox");
+  }
+  bootstrap_ = "127.0.0.1:" + std::to_string(free_port());
+  const int port = free_port();
+  auto r = start_relay("g", config(), {"--http-listen", "127.0.0.1:" + std::to_string(port)});
+  httplib::Client http("127.0.0.1", port);
+  long gauge = -1;
+  const std::regex line(R"(txbox_outbox_backlog_rows ([0-9]+))");
+  ASSERT_TRUE(txbox::test::wait_until(
+      [&] {
+        const auto m = http.Get("/metrics");
+        std::smatch match;
+        if (!m || !std::regex_search(m->body, match, line)) return false;
+        gauge = std::stol(match[1]);
+        return gauge > 0;
+      },
+      30s))
+      << r->output();
+  EXPECT_EQ(gauge, 1'000'000);
+  EXPECT_EQ(pending(), 150'000);
+  r->signal(SIGTERM);
+  r->wait(20s);
+}
+
 TEST_F(RelayTest, MetricsParseAsPrometheusTextAndReadyzAnswers) {
   const int port = free_port();
   auto r = start_relay("m", config(), {"--http-listen", "127.0.0.1:" + std::to_string(port)});
