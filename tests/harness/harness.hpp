@@ -2,6 +2,7 @@
 #pragma once
 
 #include <gtest/gtest.h>
+#include <librdkafka/rdkafka.h>
 
 #include <chrono>
 #include <cstdint>
@@ -81,6 +82,11 @@ struct Record {
   std::int64_t offset = 0;
   std::map<std::string, std::string> headers;
 };
+
+/// Polls `consumer` (assigned or subscribed to `topic`) until `count` records arrived or
+/// `timeout` passed, closes it, and returns them in partition order, then offset order.
+std::vector<Record> collect_records(rd_kafka_t* consumer, const std::string& topic,
+                                    std::size_t count, std::chrono::milliseconds timeout);
 
 /// Reads every partition of `topic` from the beginning until `count` records arrived or
 /// `timeout` passed; returns them in partition order, then offset order.

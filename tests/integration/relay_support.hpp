@@ -136,33 +136,7 @@ inline std::vector<Record> read_records(const std::string& bootstrap, const std:
   detail::partition_list_ptr topics(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(topics.get(), topic.c_str(), RD_KAFKA_PARTITION_UA);
   rd_kafka_subscribe(rk.get(), topics.get());
-  std::vector<Record> out;
-  const auto until = std::chrono::steady_clock::now() + timeout;
-  while (out.size() < count && std::chrono::steady_clock::now() < until) {
-    detail::message_ptr m(rd_kafka_consumer_poll(rk.get(), 200));
-    if (!m || m->err) continue;
-    Record r;
-    r.topic = topic;
-    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
-    r.partition = m->partition;
-    r.offset = m->offset;
-    rd_kafka_headers_t* h = nullptr;
-    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* val = nullptr;
-      std::size_t len = 0;
-      for (std::size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; ++i) {
-        r.headers[name] = std::string(static_cast<const char*>(val), len);
-      }
-    }
-    out.push_back(std::move(r));
-  }
-  rd_kafka_consumer_close(rk.get());
-  std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
-    return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
-  });
-  return out;
+  return collect_records(rk.get(), topic, count, timeout);
 }
 
 /// True if `topic` exists on the broker (asked without letting the broker auto-create it).
