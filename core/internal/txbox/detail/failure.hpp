@@ -1,0 +1,49 @@
+// One failure policy: every exception the relay, the inbox or txboxctl catches is sorted into
+// a kind that says what to do next. Internal (not installed).
+#pragma once
+
+#include <exception>
+#include <string>
+#include <string_view>
+
+namespace txbox::detail {
+
+/// What a failure means for the caller.
+enum class failure_kind {
+  db_transient,     ///< retry the batch from the last committed state, with backoff
+  db_permanent,     ///< privileges, missing objects: an operator must act; retried slowly
+  kafka_transient,  ///< broker unreachable, leader moving, not enough replicas: retry
+  kafka_permanent,  ///< this message can never be delivered (too large, topic refused)
+  kafka_fatal,      ///< the client lost its guarantees: replace it
+  config,           ///< invalid configuration: fix it and restart
+  bug,              ///< a usage or conversion error in txbox or libpqxx: logged, retried slowly
+};
+
+/// The sorted failure: kind, whether the connection must be replaced, and what to tell.
+struct failure {
+  failure_kind kind = failure_kind::bug;
+  bool reconnect = false;  ///< the connection is lost, in doubt, or to a standby: open a new one
+  std::string sqlstate;    ///< PostgreSQL's SQLSTATE when known, else empty
+  std::string message;     ///< the exception's text on one line (may hold a conninfo: redact)
+  std::string hint;        ///< what an operator does about it (permanent kinds), may be empty
+
+  [[nodiscard]] bool transient() const {
+    return kind == failure_kind::db_transient || kind == failure_kind::kafka_transient;
+  }
+};
+
+/// Sorts a database SQLSTATE (five characters). Sets `reconnect` when the session is unusable
+/// (connection exceptions, admin shutdown, a read-only standby after a failover, ...).
+failure_kind classify_sqlstate(std::string_view sqlstate, bool& reconnect);
+
+/// Sorts an exception: libpqxx's types and SQLSTATEs, txbox's own errors, anything else.
+/// Never throws.
+failure classify(const std::exception_ptr& e) noexcept;
+
+/// classify(std::current_exception()): call inside a catch block.
+failure classify_current() noexcept;
+
+/// "database transient", "database permanent", ... for log lines.
+const char* kind_name(failure_kind kind) noexcept;
+
+}  // namespace txbox::detail
