@@ -1,0 +1,36 @@
+// The non-template pieces of the settings tables (txbox/detail/settings.hpp).
+#include "txbox/detail/settings.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cctype>
+
+#include "txbox/error.hpp"
+
+namespace txbox::detail {
+
+std::string env_name(const std::string& key) {
+  std::string out = "TXBOX_";
+  for (const char c : key) {
+    out += c == '.' ? '_' : static_cast<char>(std::toupper(static_cast<unsigned char>(c)));
+  }
+  return out;
+}
+
+void throw_out_of_range(const std::string& key, long value, long min, long max) {
+  throw config_error(fmt::format("{} = {} is out of range: expected {}..{}", key, value, min, max));
+}
+
+void check_choice(const std::string& key, const std::string& text,
+                  const std::vector<std::string>& choices) {
+  if (std::find(choices.begin(), choices.end(), text) != choices.end()) return;
+  std::string expected;
+  for (std::size_t i = 0; i < choices.size(); ++i) {
+    if (i > 0) expected += i + 1 == choices.size() ? " or " : ", ";
+    expected += choices[i];
+  }
+  throw config_error(fmt::format("{} = '{}' is invalid: expected {}", key, text, expected));
+}
+
+}  // namespace txbox::detail
