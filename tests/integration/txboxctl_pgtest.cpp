@@ -13,81 +13,11 @@
 #include "txbox/outbox.hpp"
 #include "txbox/uuid.hpp"
 
+#include "txboxctl_fixture.hpp"
+
 namespace {
 
-using nlohmann::json;
-using txbox::test::endpoints;
-using txbox::test::run_command;
-
-std::string quote(const std::string& s) {
-  std::string out = "'";
-  for (const char c : s) out += c == '\'' ? std::string("'\\''") : std::string(1, c);
-  return out + "'";
-}
-
-// Runs txboxctl with `args` (already quoted where needed); stdout+stderr into `out`.
-int ctl(const std::string& url, const std::string& args, std::string* out) {
-  return run_command(
-      quote(txbox::test::program("txboxctl")) + " --database-url " + quote(url) + " " + args, out);
-}
-
-// As ctl(), stdout only (for JSON).
-int ctl_json(const std::string& url, const std::string& args, json* j) {
-  std::string out;
-  const int rc = run_command("(" + quote(txbox::test::program("txboxctl")) + " --database-url " +
-                                 quote(url) + " " + args + " --json 2>/dev/null)",
-                             &out);
-  *j = json::parse(out, nullptr, false);
-  EXPECT_FALSE(j->is_discarded()) << "not JSON: " << out;
-  return rc;
-}
-
-class Txboxctl : public ::testing::Test {
- protected:
-  void SetUp() override {
-    schema_ = txbox::test::unique_name("ctl");
-    txbox::test::create_schema(schema_);
-    conn_ = std::make_unique<pqxx::connection>(endpoints().pg);
-  }
-  int run(const std::string& args, std::string* out) {
-    return ctl(endpoints().pg, "--schema " + schema_ + " " + args, out);
-  }
-  int run_json(const std::string& args, json* j) {
-    return ctl_json(endpoints().pg, "--schema " + schema_ + " " + args, j);
-  }
-  long count(const std::string& sql) {
-    pqxx::nontransaction n(*conn_);
-    return n.exec(sql)[0][0].as<long>();
-  }
-  // A dead outbox row; returns its id.
-  long add_outbox_dead(const std::string& message_id, const std::string& topic,
-                       const std::optional<std::string>& key, const std::string& payload) {
-    pqxx::work tx(*conn_);
-    const auto r = tx.exec_params1(
-        "INSERT INTO " + schema_ +
-            ".outbox_dead (message_id, topic, key, payload, headers, created_at, attempts, error) "
-            "VALUES ($1::uuid, $2, $3, $4, '[[\"ce_type\",\"OrderPlaced\"],[\"traceparent\","
-            "\"00-ab-cd-01\"]]', '2020-01-02T03:04:05Z', 5, 'Broker: Message size too large') "
-            "RETURNING id",
-        message_id, topic, key ? key->c_str() : nullptr,
-        pqxx::binarystring(payload.data(), payload.size()));
-    tx.commit();
-    return r[0].as<long>();
-  }
-  long add_inbox_dead(const std::string& consumer, const std::string& message_id, long offset) {
-    pqxx::work tx(*conn_);
-    const auto r = tx.exec_params1("INSERT INTO " + schema_ +
-                                       ".inbox_dead (consumer, message_id, topic, \"partition\", "
-                                       "\"offset\", key, payload, error, attempts) VALUES ($1, "
-                                       "$2, 'orders', 0, $3, 'k'::bytea, 'p'::bytea, 'boom', 3) "
-                                       "RETURNING id",
-                                   consumer, message_id, offset);
-    tx.commit();
-    return r[0].as<long>();
-  }
-  std::string schema_;
-  std::unique_ptr<pqxx::connection> conn_;
-};
+using namespace txbox::test::ctl;
 
 // ---------------------------------------------------------------- status
 
@@ -196,50 +126,6 @@ TEST_F(Txboxctl, StatusCountsBacklogLeasesRelaysDeadLettersAndOffsets) {
   EXPECT_NE(out.find("relay-x"), std::string::npos) << out;
   EXPECT_NE(out.find("relay-gone"), std::string::npos) << out;
   EXPECT_NE(out.find("Relays: 1 live"), std::string::npos) << out;
-}
-
-// A large backlog is counted exactly only up to a cap (then PostgreSQL's estimate, said so),
-// in short statements: status used to group the whole outbox in one repeatable-read
-// snapshot, reading every row (and holding back vacuum of a delete-heavy table meanwhile).
-TEST_F(Txboxctl, StatusOfALargeBacklogReadsABoundedNumberOfRows) {
-  constexpr long rows = 300'000;
-  pqxx::nontransaction(*conn_).exec0(
-      "INSERT INTO " + schema_ +
-      ".outbox (message_id, topic, key, payload) SELECT gen_random_uuid(), 'orders', "
-      "'k' || (i % 5000), '\\x00'::bytea FROM generate_series(1, " +
-      std::to_string(rows) + ") i");
-  pqxx::nontransaction(*conn_).exec0("ANALYZE " + schema_ + ".outbox");
-  auto tuples_read = [&] {
-    pqxx::nontransaction n(*conn_);
-    n.exec("SELECT pg_stat_clear_snapshot()");
-    return n
-        .exec_params1(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM "
-            "pg_stat_user_tables WHERE relid = to_regclass($1)",
-            schema_ + ".outbox")[0]
-        .as<long>();
-  };
-  const long before = tuples_read();
-  json j;
-  ASSERT_EQ(run_json("status", &j), 0);
-  // The backend of txboxctl flushes its statistics when it exits; allow it a moment.
-  long read = 0;
-  for (int i = 0; i < 50; ++i) {
-    read = tuples_read() - before;
-    if (read > 0) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(100));
-  }
-  EXPECT_GT(read, 0);
-  EXPECT_LT(read, 200'000) << "txboxctl status read " << read << " outbox rows of " << rows;
-  std::cout << "txboxctl status read " << read << " outbox rows of " << rows << '\n';
-  EXPECT_EQ(j["outbox"]["pending_exact"], false) << j.dump();
-  EXPECT_GT(j["outbox"]["pending"].get<long>(), 100'000) << j.dump();
-  EXPECT_GE(j["outbox"]["oldest_pending_age_s"].get<double>(), 0.0) << j.dump();
-  EXPECT_EQ(j["outbox"]["shards"].size(), 64u);
-
-  std::string out;
-  ASSERT_EQ(run("status", &out), 0) << out;
-  EXPECT_NE(out.find("(estimated)"), std::string::npos) << out;
 }
 
 // ---------------------------------------------------------------- schema check
@@ -432,36 +318,6 @@ TEST_F(Txboxctl, OutboxDeadRequeueWaitsForAWriterOfTheSameKey) {
                   ".outbox b WHERE a.payload = 'live' AND b.payload = 'dead' AND a.id < b.id"),
             1);
   std::filesystem::remove("/tmp/" + schema_ + "_requeue.log");
-}
-
-// ---------------------------------------------------------------- failures
-
-// A transient database error (here a lock timeout behind a migration's lock) says so and exits
-// with its own code (5: nothing changed, retry), not 1 as an operation failure.
-TEST_F(Txboxctl, ATransientDatabaseErrorSaysRetryAndExits5) {
-  add_outbox_dead(txbox::uuid_v7().str(), "orders", "alpha", "x");
-  pqxx::connection locker(endpoints().pg);
-  pqxx::work hold(locker);
-  hold.exec0("LOCK TABLE " + schema_ + ".outbox_dead IN ACCESS EXCLUSIVE MODE");
-  std::string out;
-  const int rc = run_command(
-      "PGOPTIONS='-c lock_timeout=300' " + quote(txbox::test::program("txboxctl")) +
-          " --database-url " + quote(endpoints().pg) + " --schema " + schema_ + " outbox dead list",
-      &out);
-  hold.abort();
-  EXPECT_EQ(rc, 5) << out;
-  EXPECT_NE(out.find("temporary database failure"), std::string::npos) << out;
-  EXPECT_NE(out.find("55P03"), std::string::npos) << out;
-  EXPECT_NE(out.find("retry"), std::string::npos) << out;
-}
-
-// A permanent one (a table missing) exits 1 and prints what to do.
-TEST_F(Txboxctl, APermanentDatabaseErrorPrintsTheHint) {
-  pqxx::nontransaction(*conn_).exec0("DROP TABLE " + schema_ + ".outbox_dead");
-  std::string out;
-  EXPECT_EQ(run("outbox dead list", &out), 1) << out;
-  EXPECT_NE(out.find("42P01"), std::string::npos) << out;
-  EXPECT_NE(out.find("Hint: apply every migration"), std::string::npos) << out;
 }
 
 // ---------------------------------------------------------------- inbox dead letters
