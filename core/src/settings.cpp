@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cctype>
 
+#include "txbox/conninfo.hpp"
 #include "txbox/error.hpp"
 
 namespace txbox::detail {
@@ -31,6 +32,26 @@ void check_choice(const std::string& key, const std::string& text,
     expected += choices[i];
   }
   throw config_error(fmt::format("{} = '{}' is invalid: expected {}", key, text, expected));
+}
+
+std::string redacted_conninfo(const std::string& conninfo) {
+  return redact_conninfo(conninfo);
+}
+
+std::map<std::string, std::string> kafka_settings(const config_map& m) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : m) {
+    if (k.starts_with("kafka.")) out[k.substr(6)] = v;
+  }
+  return out;
+}
+
+std::string describe_kafka(const std::map<std::string, std::string>& kafka) {
+  std::string out;
+  for (const auto& [k, v] : kafka) {
+    out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);
+  }
+  return out;
 }
 
 }  // namespace txbox::detail

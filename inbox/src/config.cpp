@@ -14,11 +14,7 @@ namespace detail {
 
 const std::vector<setting<ConsumerConfig>>& consumer_settings() {
   using C = ConsumerConfig;
-  static const std::vector<setting<C>> table = {
-      text<C>("database.url", &C::database_url,
-              "libpq URI or keyword=value conninfo (required); printed with the password hidden",
-              [](const std::string& v) { return redact_conninfo(v); }),
-      text<C>("database.schema", &C::schema, "schema holding the txbox tables"),
+  static const std::vector<setting<C>> table = with_database_settings<C>({
       text<C>("consumer.name", &C::name,
               "inbox identity (required); also the Kafka group.id unless kafka.group.id"),
       list<C>("consumer.topics", &C::topics, "topics to subscribe to (required)"),
@@ -51,7 +47,7 @@ const std::vector<setting<ConsumerConfig>>& consumer_settings() {
                 "how often retention runs"),
       number<C>("consumer.requeue_interval_ms", &C::requeue_interval, 100, 3'600'000,
                 "how often to look for dead messages requeued by txboxctl"),
-  };
+  });
   return table;
 }
 
@@ -61,10 +57,7 @@ std::string consumer_settings_markdown() {
 
 std::string describe_consumer_config(const ConsumerConfig& c) {
   std::string out = describe_settings(consumer_settings(), c);
-  for (const auto& [k, v] : c.kafka) {
-    out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);
-  }
-  return out;
+  return out + describe_kafka(c.kafka);
 }
 
 }  // namespace detail
@@ -74,9 +67,7 @@ ConsumerConfig load_consumer_config(const std::string& toml_path, const config_m
   const auto& table = detail::consumer_settings();
   check_config_keys(m, detail::setting_keys(table));
   ConsumerConfig c;
-  for (const auto& [k, v] : m) {
-    if (k.starts_with("kafka.")) c.kafka[k.substr(6)] = v;
-  }
+  c.kafka = detail::kafka_settings(m);
   detail::load_settings(table, m, c);
   validate_consumer_config(c);
   return c;

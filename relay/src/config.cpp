@@ -14,11 +14,7 @@ namespace detail {
 
 const std::vector<setting<RelayConfig>>& relay_settings() {
   using C = RelayConfig;
-  static const std::vector<setting<C>> table = {
-      text<C>("database.url", &C::database_url,
-              "libpq URI or keyword=value conninfo (required); printed with the password hidden",
-              [](const std::string& v) { return redact_conninfo(v); }),
-      text<C>("database.schema", &C::schema, "schema holding the txbox tables"),
+  static const std::vector<setting<C>> table = with_database_settings<C>({
       text<C>("relay.name", &C::name, "relay identity in leases and logs",
               [](const std::string& v) { return or_when_empty(v, "(host:pid)"); }),
       number<C>("relay.batch_size", &C::batch_size, 1, 10'000, "rows claimed per shard per round"),
@@ -42,7 +38,7 @@ const std::vector<setting<RelayConfig>>& relay_settings() {
                 "longest wait between retries"),
       text<C>("http.listen", &C::http_listen, "host:port for /metrics, /healthz, /readyz",
               [](const std::string& v) { return or_when_empty(v, "(off)"); }),
-  };
+  });
   return table;
 }
 
@@ -57,9 +53,7 @@ RelayConfig load_relay_config(const std::string& toml_path, const config_map& ov
   const auto& table = detail::relay_settings();
   check_config_keys(m, detail::setting_keys(table));
   RelayConfig c;
-  for (const auto& [k, v] : m) {
-    if (k.starts_with("kafka.")) c.kafka[k.substr(6)] = v;
-  }
+  c.kafka = detail::kafka_settings(m);
   detail::load_settings(table, m, c);
   validate_relay_config(c);
   return c;
@@ -128,10 +122,7 @@ void validate_relay_config(const RelayConfig& c) {
 
 std::string describe_relay_config(const RelayConfig& c) {
   std::string out = detail::describe_settings(detail::relay_settings(), c);
-  for (const auto& [k, v] : c.kafka) {
-    out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);
-  }
-  return out;
+  return out + detail::describe_kafka(c.kafka);
 }
 
 }  // namespace txbox

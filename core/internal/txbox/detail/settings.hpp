@@ -10,7 +10,9 @@
 
 #include <chrono>
 #include <functional>
+#include <iterator>
 #include <limits>
+#include <map>
 #include <set>
 #include <string>
 #include <type_traits>
@@ -55,6 +57,9 @@ void check_choice(const std::string& key, const std::string& text,
 [[nodiscard]] inline std::string or_when_empty(const std::string& v, const char* empty) {
   return v.empty() ? empty : v;
 }
+
+/// A conninfo with its password hidden (redact_conninfo), for describe.
+[[nodiscard]] std::string redacted_conninfo(const std::string& conninfo);
 
 namespace settings_impl {
 
@@ -165,6 +170,26 @@ setting<Config> choice(std::string key, std::vector<std::string> choices,
   s.show = std::move(show);
   return s;
 }
+
+/// database.url (shown redacted) and database.schema, the rows the relay and the consumer
+/// share, followed by `rows`.
+template <class Config>
+std::vector<setting<Config>> with_database_settings(std::vector<setting<Config>> rows) {
+  std::vector<setting<Config>> t = {
+      text<Config>("database.url", &Config::database_url,
+                   "libpq URI or keyword=value conninfo (required); printed with the password "
+                   "hidden",
+                   redacted_conninfo),
+      text<Config>("database.schema", &Config::schema, "schema holding the txbox tables")};
+  t.insert(t.end(), std::make_move_iterator(rows.begin()), std::make_move_iterator(rows.end()));
+  return t;
+}
+
+/// The kafka.* keys of `m` without their prefix (passed through to librdkafka).
+[[nodiscard]] std::map<std::string, std::string> kafka_settings(const config_map& m);
+
+/// "kafka.<key> = <value>\n" per property, secrets shown as "***".
+[[nodiscard]] std::string describe_kafka(const std::map<std::string, std::string>& kafka);
 
 /// The table's keys (for check_config_keys).
 template <class Config>
