@@ -399,6 +399,28 @@ TEST_F(OutboxTest, TwoLargeBatchesWithCrossingKeysBothCommit) {
   EXPECT_EQ(count(c), static_cast<long>(4 * rows));
 }
 
+// The keys of a batch over one statement go to the lock statement as one text[] literal:
+// quotes, backslashes, braces and commas in keys must arrive intact.
+TEST_F(OutboxTest, LargeBatchLocksKeysWithQuotesAndBraces) {
+  pqxx::connection c(endpoints().pg);
+  const std::vector<std::string> keys = {"a\"b", "c\\d", "{e,f}", "g h", "NULL", "ünï"};
+  std::vector<txbox::Message> batch;
+  for (std::size_t i = 0; i < 13'108; ++i) {
+    batch.push_back({.topic = "t",
+                     .key = i % 7 == 6 ? std::nullopt : std::optional(keys[i % 7 % keys.size()]),
+                     .payload = "p"});
+  }
+  pqxx::work tx(c);
+  EXPECT_EQ(outbox().enqueue(tx, batch).size(), batch.size());
+  // One lock per distinct key, all held by this transaction.
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+                     "pg_backend_pid() AND classid = 29816")[0]
+                .as<long>(),
+            static_cast<long>(keys.size()));
+  tx.commit();
+  EXPECT_EQ(count(c), 13'108);
+}
+
 TEST_F(OutboxTest, DefaultFunctionWritesToTheTxboxSchema) {
   pqxx::connection c(endpoints().pg);
   pqxx::work tx(c);
