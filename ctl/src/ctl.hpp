@@ -22,6 +22,8 @@ inline constexpr int k_exit_failed = 1;       ///< the operation failed (unknown
 inline constexpr int k_exit_unreachable = 2;  ///< the database cannot be reached
 inline constexpr int k_exit_config = 3;       ///< bad usage or configuration
 inline constexpr int k_exit_schema = 4;       ///< schema missing or older than needed
+inline constexpr int k_exit_transient =
+    5;  ///< a temporary database failure: nothing changed, retry
 
 /// The database cannot be reached (or the connection broke). Exit code 2.
 class unreachable_error : public error {

@@ -10,6 +10,7 @@
 
 #include "ctl.hpp"
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/schema.hpp"
 #include "txbox/validate.hpp"
 
 namespace txbox::ctl {
@@ -104,7 +105,7 @@ Session connect(const Options& options) {
         "such as postgresql://user@host/db, or keyword form such as 'host=... dbname=...'); "
         "keep the password in PGPASSWORD or ~/.pgpass rather than on the command line");
   }
-  check_sql_identifier(options.schema, "--schema");
+  const detail::schema_name schema(options.schema, "--schema");
   {
     char* err = nullptr;
     conninfo_options_ptr opts(PQconninfoParse(options.database_url.c_str(), &err));
@@ -122,8 +123,8 @@ Session connect(const Options& options) {
   ::setenv("PGAPPNAME", "txboxctl", 0);
 
   Session session;
-  session.schema = options.schema;
-  session.s = "\"" + options.schema + "\"";
+  session.schema = schema.name();
+  session.s = schema.quoted();
   try {
     session.conn = std::make_unique<pqxx::connection>(options.database_url);
     session.dbname = session.conn->dbname();
@@ -141,11 +142,11 @@ SchemaState read_schema_state(pqxx::transaction_base& tx, const std::string& sch
       tx.exec_params1("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema)[0]
           .as<bool>();
   if (!st.schema_exists) return st;
-  st.has_version_table =
-      !tx.exec_params1("SELECT to_regclass($1)", "\"" + schema + "\".schema_version")[0].is_null();
+  const std::string table = detail::schema_name(schema).table("schema_version");
+  st.has_version_table = !tx.exec_params1("SELECT to_regclass($1)", table)[0].is_null();
   if (!st.has_version_table) return st;
-  const auto rows = tx.exec("SELECT version, " + sql_ts("applied_at") + " FROM \"" + schema +
-                            "\".schema_version ORDER BY version");
+  const auto rows =
+      tx.exec("SELECT version, " + sql_ts("applied_at") + " FROM " + table + " ORDER BY version");
   for (const auto& row : rows) {
     st.applied.push_back(row[0].as<int>());
     st.applied_at.push_back(row[1].is_null() ? "" : row[1].as<std::string>());

@@ -8,6 +8,7 @@
 
 #include "ctl.hpp"
 #include "output.hpp"
+#include "txbox/detail/schema.hpp"
 
 namespace txbox::ctl {
 namespace {
@@ -85,16 +86,14 @@ void print_total(std::size_t shown, std::int64_t total, const char* what) {
 }
 
 // Moves the dead rows `ids` back into the outbox in one statement of the caller's transaction;
-// returns the ids moved. Keyed rows take the writer's lock (txbox::Outbox::enqueue:
-// pg_advisory_xact_lock(x'7478', hashtext(key)), in hash order) before they get their new
-// outbox id, so for one key, id order stays commit order.
+// returns the ids moved. Keyed rows first take the writer's per-key locks (the SQL of
+// txbox::Outbox::enqueue, detail::key_lock_sql) before they get their new outbox id, so for
+// one key, id order stays commit order.
 std::vector<std::int64_t> move_to_outbox(pqxx::work& tx, const std::string& s,
                                          const std::vector<std::int64_t>& ids) {
   const std::string array = id_array(ids);
   tx.exec_params(
-      "SELECT count(*) FROM (SELECT pg_advisory_xact_lock(x'7478'::int, h) FROM (SELECT DISTINCT "
-      "hashtext(key) AS h FROM " +
-          s + ".outbox_dead WHERE id = ANY($1::bigint[]) AND key IS NOT NULL ORDER BY 1) hs) l",
+      detail::key_lock_sql("SELECT key FROM " + s + ".outbox_dead WHERE id = ANY($1::bigint[])"),
       array);
   const auto moved = tx.exec_params(
       "WITH d AS (DELETE FROM " + s +

@@ -6,13 +6,15 @@
 //   txboxctl outbox dead list|show ID|requeue ID...|--all [--topic T]
 //   txboxctl inbox dead list|show ID|requeue ID...|--all --consumer C
 //
-// Exit codes: 0 ok, 1 operation failed, 2 database unreachable, 3 usage/config, 4 schema.
+// Exit codes: 0 ok, 1 operation failed, 2 database unreachable, 3 usage/config, 4 schema,
+// 5 a temporary database failure (nothing changed; retry).
 #include <CLI/CLI.hpp>
 #include <iostream>
 #include <pqxx/except>
 
 #include "ctl.hpp"
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/failure.hpp"
 
 namespace {
 
@@ -23,6 +25,35 @@ using namespace txbox::ctl;
 int fail(int code, const std::string& message) {
   std::cerr << "txboxctl: " << message << '\n';
   return code;
+}
+
+// Any other failure, sorted by txbox's classifier: a temporary database failure (lock or
+// statement timeout, deadlock, serialization, the server shutting down) exits 5 and says to
+// retry; a lost connection 2; a permanent one (privileges, a missing table) 1, with its hint.
+int fail_database(const txbox::detail::failure& f, const std::string& url) {
+  using txbox::detail::failure_kind;
+  const std::string msg = clean_db_error(f.message, url);
+  const std::string state = f.sqlstate.empty() ? "" : " (SQLSTATE " + f.sqlstate + ")";
+  if (f.kind == failure_kind::db_transient &&
+      (f.sqlstate.empty() || f.sqlstate.starts_with("08"))) {
+    return fail(k_exit_unreachable,
+                "lost the database connection (" + txbox::redact_conninfo(url) + "): " + msg);
+  }
+  if (f.kind == failure_kind::db_transient) {
+    return fail(k_exit_transient, "temporary database failure" + state +
+                                      ", nothing was changed; retry the command: " + msg);
+  }
+  if (f.sqlstate == "42501") {
+    return fail(k_exit_failed,
+                "permission denied: " + msg +
+                    ". Hint: grant the txbox_relay role (outbox) and txbox_consumer (inbox) to "
+                    "this user, see docs/txboxctl.md");
+  }
+  if (f.kind == failure_kind::db_permanent) {
+    return fail(k_exit_failed, "database error" + state + ": " + msg +
+                                   (f.hint.empty() ? "" : ". Hint: " + f.hint));
+  }
+  return fail(k_exit_failed, msg);
 }
 
 }  // namespace
@@ -147,14 +178,12 @@ int main(int argc, char** argv) {
                 "lost the database connection during commit; the outcome is unknown, check "
                 "with txboxctl status or list: " +
                     clean_db_error(e.what(), url));
-  } catch (const pqxx::insufficient_privilege& e) {
-    return fail(k_exit_failed,
-                "permission denied: " + clean_db_error(e.what(), url) +
-                    ". Hint: grant the txbox_relay role (outbox) and txbox_consumer (inbox) to "
-                    "this user, see docs/txboxctl.md");
   } catch (const txbox::error& e) {
-    return fail(k_exit_failed, e.what());
-  } catch (const std::exception& e) {
-    return fail(k_exit_failed, clean_db_error(e.what(), url));
+    if (dynamic_cast<const txbox::transient_error*>(&e) == nullptr) {
+      return fail(k_exit_failed, e.what());  // txboxctl's own: an unknown id, ...
+    }
+    return fail_database(txbox::detail::classify_current(), url);
+  } catch (...) {
+    return fail_database(txbox::detail::classify_current(), url);
   }
 }

@@ -9,6 +9,7 @@
 
 #include "ctl.hpp"
 #include "output.hpp"
+#include "txbox/detail/schema.hpp"
 
 namespace txbox::ctl {
 namespace {
@@ -16,11 +17,78 @@ namespace {
 using json = nlohmann::json;
 using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
 
+// Pending rows are counted exactly up to this many (as the relay's backlog gauge), then
+// estimated from PostgreSQL's statistics; above it each shard counts its first
+// k_shard_sample rows only. So status reads a bounded number of rows however large the backlog.
+constexpr std::int64_t k_exact_up_to = 100'000;
+constexpr std::int64_t k_shard_sample = 1'000;
+
+struct ShardBacklog {
+  int shard = 0;
+  std::int64_t pending = 0;   // exact, or the rows counted (k_shard_sample)
+  std::int64_t retrying = 0;  // among those counted
+  double oldest_age = 0;      // seconds, of the shard's head (its lowest id)
+  bool exact = true;
+};
+
+struct Backlog {
+  std::vector<ShardBacklog> shards;  // shards with pending rows, in order
+  std::int64_t total = 0;
+  std::int64_t retrying = 0;
+  double oldest = std::nan("");
+  bool exact = true;
+};
+
+// The backlog in two short statements of their own (no snapshot held across them): a bounded
+// count with the planner's estimate, then each shard's head and capped count through the
+// (shard, id) index of pending rows.
+Backlog read_backlog(pqxx::transaction_base& tx, const std::string& s) {
+  const auto head = tx.exec_params1(
+      "SELECT (SELECT count(*) FROM (SELECT 1 FROM " + s +
+          ".outbox WHERE published_at IS NULL LIMIT $1) c), "
+          "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($2))",
+      k_exact_up_to + 1, s + ".outbox");
+  const auto counted = head[0].as<std::int64_t>();
+  Backlog b;
+  b.exact = counted <= k_exact_up_to;
+  const std::int64_t cap = b.exact ? k_exact_up_to + 1 : k_shard_sample;
+  const std::string pending = "FROM " + s +
+                              ".outbox o WHERE o.shard = g.shard::smallint AND "
+                              "o.published_at IS NULL ORDER BY o.id";
+  const auto rows = tx.exec_params(
+      "SELECT g.shard, c.n, c.r, extract(epoch FROM now() - h.created_at)::float8 "
+      "FROM generate_series(0, $2::int - 1) AS g(shard) "
+      "CROSS JOIN LATERAL (SELECT o.created_at " +
+          pending +
+          " LIMIT 1) h "
+          "CROSS JOIN LATERAL (SELECT count(*) AS n, count(*) FILTER (WHERE x.attempts > 0) AS r "
+          "FROM (SELECT o.attempts " +
+          pending + " LIMIT $1) x) c ORDER BY g.shard",
+      cap, detail::shard_count);
+  std::int64_t sum = 0;
+  for (const auto& row : rows) {
+    ShardBacklog sb;
+    sb.shard = row[0].as<int>();
+    sb.pending = row[1].as<std::int64_t>();
+    sb.retrying = row[2].as<std::int64_t>();
+    sb.oldest_age = row[3].as<double>();
+    sb.exact = sb.pending < cap;
+    sum += sb.pending;
+    b.retrying += sb.retrying;
+    if (std::isnan(b.oldest) || sb.oldest_age > b.oldest) b.oldest = sb.oldest_age;
+    b.shards.push_back(sb);
+  }
+  b.total = b.exact ? sum : std::max({sum, counted, head[1].as<std::int64_t>(0)});
+  return b;
+}
+
 }  // namespace
 
 int cmd_status(const Options& o, const StatusOptions& so) {
   Session db = connect(o);
-  snapshot tx(*db.conn);
+  // Autocommit: each statement reads its own snapshot and none is held across them (a long
+  // snapshot holds back vacuum of the delete-heavy outbox).
+  pqxx::nontransaction tx(*db.conn);
   const SchemaState state = read_schema_state(tx, db.schema);
   require_version(state, db.schema, 2, "txboxctl status");
   const std::string& s = db.s;
@@ -47,32 +115,24 @@ int cmd_status(const Options& o, const StatusOptions& so) {
   };
 
   // ---- backlog per shard ----
-  const auto backlog = tx.exec(
-      "SELECT shard, count(*), count(*) FILTER (WHERE attempts > 0), "
-      "extract(epoch FROM now() - min(created_at))::float8 FROM " +
-      s + ".outbox WHERE published_at IS NULL GROUP BY shard ORDER BY shard");
+  const Backlog backlog = read_backlog(tx, s);
   json j_shards = json::array();
-  std::int64_t total = 0, retrying = 0;
-  double oldest = std::nan("");
   Table t_backlog({"shard", "pending", "retrying", "oldest", "lease owner"},
                   {true, true, true, true, false});
-  for (const auto& row : backlog) {
-    const int shard = row[0].as<int>();
-    const auto n = row[1].as<std::int64_t>();
-    const auto r = row[2].as<std::int64_t>();
-    const double age = row[3].as<double>();
-    total += n;
-    retrying += r;
-    if (std::isnan(oldest) || age > oldest) oldest = age;
-    const std::string owner = holder(shard);
-    j_shards.push_back({{"shard", shard},
-                        {"pending", n},
-                        {"retrying", r},
-                        {"oldest_age_s", age},
-                        {"owner", owner.empty() ? json(nullptr) : json(leases[shard].owner)}});
-    t_backlog.add({std::to_string(shard), std::to_string(n), std::to_string(r), duration(age),
+  for (const ShardBacklog& sb : backlog.shards) {
+    const std::string owner = holder(sb.shard);
+    j_shards.push_back({{"shard", sb.shard},
+                        {"pending", sb.pending},
+                        {"pending_exact", sb.exact},
+                        {"retrying", sb.retrying},
+                        {"oldest_age_s", sb.oldest_age},
+                        {"owner", owner.empty() ? json(nullptr) : json(leases[sb.shard].owner)}});
+    t_backlog.add({std::to_string(sb.shard), std::to_string(sb.pending) + (sb.exact ? "" : "+"),
+                   std::to_string(sb.retrying), duration(sb.oldest_age),
                    owner.empty() ? "-" : owner});
   }
+  const std::int64_t total = backlog.total, retrying = backlog.retrying;
+  const double oldest = backlog.oldest;
 
   // ---- leases grouped by owner ----
   struct Group {
@@ -194,6 +254,8 @@ int cmd_status(const Options& o, const StatusOptions& so) {
          {"at", now},
          {"outbox",
           {{"pending", total},
+           {"pending_exact", backlog.exact},
+           {"exact_up_to", k_exact_up_to},
            {"retrying", retrying},
            {"oldest_pending_age_s", std::isnan(oldest) ? json(nullptr) : json(oldest)},
            {"shards", j_shards}}},
@@ -212,9 +274,16 @@ int cmd_status(const Options& o, const StatusOptions& so) {
                            db.dbname, db.schema, state.version, now);
   if (total == 0) {
     std::cout << "Outbox backlog: empty\n";
-  } else {
+  } else if (backlog.exact) {
     std::cout << fmt::format("Outbox backlog: {} pending in {} shard(s), {} retrying, oldest {}\n",
-                             total, backlog.size(), retrying, duration(oldest));
+                             total, backlog.shards.size(), retrying, duration(oldest));
+    t_backlog.print(std::cout);
+  } else {
+    std::cout << fmt::format(
+        "Outbox backlog: about {} pending (estimated) in {} shard(s), oldest {}\n"
+        "  (rows are counted up to {}, above that PostgreSQL's statistics are shown; per shard "
+        "the first {} are counted, \"+\": more; {} of them retrying)\n",
+        total, backlog.shards.size(), duration(oldest), k_exact_up_to, k_shard_sample, retrying);
     t_backlog.print(std::cout);
   }
   std::cout << fmt::format("\nLeases: {} of {} shards held", held, leases.size());

@@ -2,69 +2,73 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "consumer_settings.hpp"
 #include "txbox/config_source.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/validate.hpp"
 
 namespace txbox {
-namespace {
 
-const std::set<std::string> k_known = {"database.url",
-                                       "database.schema",
-                                       "consumer.name",
-                                       "consumer.topics",
-                                       "consumer.start_from",
-                                       "consumer.max_batch",
-                                       "consumer.batch_wait_ms",
-                                       "consumer.max_attempts",
-                                       "consumer.on_failure",
-                                       "consumer.retry_backoff_min_ms",
-                                       "consumer.retry_backoff_max_ms",
-                                       "consumer.retention_hours",
-                                       "consumer.cleanup_interval_ms",
-                                       "consumer.requeue_interval_ms"};
+namespace detail {
 
-}  // namespace
+const std::vector<setting<ConsumerConfig>>& consumer_settings() {
+  using C = ConsumerConfig;
+  static const std::vector<setting<C>> table = with_database_settings<C>({
+      text<C>("consumer.name", &C::name,
+              "inbox identity (required); also the Kafka group.id unless kafka.group.id"),
+      list<C>("consumer.topics", &C::topics, "topics to subscribe to (required)"),
+      choice<C>(
+          "consumer.start_from", {"earliest", "latest"},
+          [](C& c, const std::string& v) { c.start_from_earliest = v == "earliest"; },
+          [](const C& c) { return std::string(c.start_from_earliest ? "earliest" : "latest"); },
+          "where a partition with no stored offset starts"),
+      number<C>("consumer.max_batch", &C::max_batch, 1, 10'000, "messages per transaction"),
+      number<C>("consumer.batch_wait_ms", &C::batch_wait, 0, 60'000,
+                "extra wait for a fuller batch once it has a message (0: never wait)"),
+      number<C>("consumer.max_attempts", &C::max_attempts, 1, 1000,
+                "handler runs before on_failure applies"),
+      choice<C>(
+          "consumer.on_failure", {"dead_letter", "block"},
+          [](C& c, const std::string& v) {
+            c.on_failure = v == "block" ? FailurePolicy::block : FailurePolicy::dead_letter;
+          },
+          [](const C& c) {
+            return std::string(c.on_failure == FailurePolicy::block ? "block" : "dead_letter");
+          },
+          "after max_attempts: move the message to inbox_dead, or stop the partition"),
+      number<C>("consumer.retry_backoff_min_ms", &C::retry_backoff_min, 1, 3'600'000,
+                "first wait before a failed message runs again"),
+      number<C>("consumer.retry_backoff_max_ms", &C::retry_backoff_max, 1, 86'400'000,
+                "longest wait between a message's runs"),
+      number<C>("consumer.retention_hours", &C::retention, 1, 24 * 3650,
+                "inbox rows older than this are deleted"),
+      number<C>("consumer.cleanup_interval_ms", &C::cleanup_interval, 1000, 86'400'000,
+                "how often retention runs"),
+      number<C>("consumer.requeue_interval_ms", &C::requeue_interval, 100, 3'600'000,
+                "how often to look for dead messages requeued by txboxctl"),
+  });
+  return table;
+}
+
+std::string consumer_settings_markdown() {
+  return settings_markdown(consumer_settings());
+}
+
+std::string describe_consumer_config(const ConsumerConfig& c) {
+  std::string out = describe_settings(consumer_settings(), c);
+  return out + describe_kafka(c.kafka);
+}
+
+}  // namespace detail
 
 ConsumerConfig load_consumer_config(const std::string& toml_path, const config_map& overrides) {
   const config_map m = read_config(toml_path, {"database", "consumer", "kafka"}, overrides);
-  check_config_keys(m, k_known);
+  const auto& table = detail::consumer_settings();
+  check_config_keys(m, detail::setting_keys(table));
   ConsumerConfig c;
-  for (const auto& [k, v] : m) {
-    if (k.starts_with("kafka.")) c.kafka[k.substr(6)] = v;
-  }
-  c.database_url = config_string(m, "database.url", c.database_url);
-  c.schema = config_string(m, "database.schema", c.schema);
-  c.name = config_string(m, "consumer.name", c.name);
-  c.topics = config_list(m, "consumer.topics");
-  const std::string start = config_string(m, "consumer.start_from", "earliest");
-  if (start != "earliest" && start != "latest") {
-    throw config_error("consumer.start_from = '" + start +
-                       "' is invalid: expected earliest or latest");
-  }
-  c.start_from_earliest = start == "earliest";
-  const std::string policy = config_string(m, "consumer.on_failure", "dead_letter");
-  if (policy != "dead_letter" && policy != "block") {
-    throw config_error("consumer.on_failure = '" + policy +
-                       "' is invalid: expected dead_letter or block");
-  }
-  c.on_failure = policy == "block" ? FailurePolicy::block : FailurePolicy::dead_letter;
-  c.max_batch = static_cast<int>(config_long(m, "consumer.max_batch", c.max_batch, 1, 10'000));
-  c.batch_wait = std::chrono::milliseconds(
-      config_long(m, "consumer.batch_wait_ms", c.batch_wait.count(), 0, 60'000));
-  c.max_attempts =
-      static_cast<int>(config_long(m, "consumer.max_attempts", c.max_attempts, 1, 1000));
-  c.retry_backoff_min = std::chrono::milliseconds(
-      config_long(m, "consumer.retry_backoff_min_ms", c.retry_backoff_min.count(), 1, 3'600'000));
-  c.retry_backoff_max = std::chrono::milliseconds(
-      config_long(m, "consumer.retry_backoff_max_ms", c.retry_backoff_max.count(), 1, 86'400'000));
-  c.retention = std::chrono::hours(
-      config_long(m, "consumer.retention_hours", c.retention.count(), 1, 24 * 3650));
-  c.cleanup_interval = std::chrono::milliseconds(
-      config_long(m, "consumer.cleanup_interval_ms", c.cleanup_interval.count(), 1000, 86'400'000));
-  c.requeue_interval = std::chrono::milliseconds(
-      config_long(m, "consumer.requeue_interval_ms", c.requeue_interval.count(), 100, 3'600'000));
+  c.kafka = detail::kafka_settings(m);
+  detail::load_settings(table, m, c);
   validate_consumer_config(c);
   return c;
 }
@@ -112,15 +116,16 @@ void validate_consumer_config(const ConsumerConfig& c) {
         "kafka.auto.offset.reset is managed by txbox::inbox; use consumer.start_from "
         "(earliest or latest) for partitions with no stored offset");
   }
-  if (c.max_batch < 1 || c.max_attempts < 1) {
-    throw config_error("consumer.max_batch and consumer.max_attempts must be at least 1");
-  }
+  detail::check_setting_ranges(detail::consumer_settings(), c);
   if (c.retry_backoff_min > c.retry_backoff_max) {
     throw config_error(
         "consumer.retry_backoff_min_ms must not exceed consumer.retry_backoff_max_ms");
   }
-  if (c.retention.count() < 1 || c.cleanup_batch < 1) {
-    throw config_error("consumer.retention_hours and the cleanup batch must be positive");
+  if (c.cleanup_batch < 1) {
+    throw config_error(fmt::format(
+        "ConsumerConfig::cleanup_batch = {} is invalid: the rows per cleanup DELETE must be at "
+        "least 1",
+        c.cleanup_batch));
   }
 }
 

@@ -8,15 +8,14 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
+#include <set>
+#include <string_view>
 
+#include "txbox/detail/schema.hpp"
 #include "txbox/validate.hpp"
 
 namespace txbox {
 namespace {
-
-// Advisory-lock namespace (first key of pg_advisory_xact_lock(int, int)): "tx" in ASCII, so
-// txbox's per-key locks never collide with an application's single-key advisory locks.
-constexpr int k_lock_namespace = 0x7478;
 
 // Parameters per row in the insert statement; PostgreSQL allows 65535 per statement.
 constexpr std::size_t k_columns = 5;
@@ -114,13 +113,39 @@ std::string insert_sql(const std::string& table, std::size_t rows) {
   }
   return fmt::format(
       "WITH v(ord, message_id, topic, key, payload, headers) AS (VALUES {}), "
-      "locks AS MATERIALIZED (SELECT count(*) AS n FROM (SELECT pg_advisory_xact_lock({}, h) "
-      "FROM (SELECT DISTINCT hashtext(key) AS h FROM v WHERE key IS NOT NULL ORDER BY 1) hs) "
-      "l) "
+      "locks AS MATERIALIZED ({}) "
       "INSERT INTO {} (message_id, topic, key, payload, headers) "
       "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks "
       "WHERE v.message_id IS NOT NULL ORDER BY v.ord",
-      values, k_lock_namespace, table);
+      values, detail::key_lock_sql("SELECT key FROM v"), table);
+}
+
+// A text[] literal of the batch's distinct keys ({"a","b\"c"}): one parameter however many
+// keys. Keys are UTF-8 without NUL (check_message).
+std::string key_array(std::span<const Message> messages) {
+  std::set<std::string_view> keys;
+  for (const Message& m : messages) {
+    if (m.key) keys.insert(*m.key);
+  }
+  std::string out = "{";
+  for (const std::string_view k : keys) {
+    if (out.size() > 1) out += ',';
+    out += '"';
+    for (const char c : k) {
+      if (c == '"' || c == '\\') out += '\\';
+      out += c;
+    }
+    out += '"';
+  }
+  return out + "}";
+}
+
+// A batch split over several statements takes every key's lock first, in one statement and
+// in hash order: locking chunk by chunk, two such batches could each hold a key the other's
+// later chunk needs (deadlock). The chunks' own locks are then re-entries of held locks.
+void lock_all_keys(pqxx::transaction_base& tx, std::span<const Message> messages) {
+  static const std::string sql = detail::key_lock_sql("SELECT unnest($1::text[])");
+  tx.exec_params(sql, key_array(messages));
 }
 
 // Stable (FNV-1a, 64 bits) hash of the table name: prepared statement names are per
@@ -144,14 +169,14 @@ struct Outbox::statements {
 };
 
 Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
-  check_sql_identifier(m_config.schema, "outbox schema (OutboxConfig::schema)");
+  const detail::schema_name schema(m_config.schema, "outbox schema (OutboxConfig::schema)");
   if (m_config.max_payload_bytes == 0) {
     throw config_error("OutboxConfig::max_payload_bytes must be greater than 0");
   }
   if (m_config.source.empty() || !is_valid_utf8(m_config.source)) {
     throw config_error("OutboxConfig::source must be non-empty UTF-8 (it is sent as ce_source)");
   }
-  m_table = "\"" + m_config.schema + "\".outbox";
+  m_table = schema.table("outbox");
   if (m_config.prepare_statements) {
     auto st = std::make_shared<statements>();
     const std::uint64_t h = fnv1a(m_table);
@@ -174,6 +199,7 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
   std::vector<Uuid> ids;
   ids.reserve(messages.size());
   const std::string time = rfc3339_now();
+  if (messages.size() > k_max_rows_per_statement) lock_all_keys(tx, messages);
   for (std::size_t begin = 0; begin < messages.size(); begin += k_max_rows_per_statement) {
     const auto chunk =
         messages.subspan(begin, std::min(k_max_rows_per_statement, messages.size() - begin));

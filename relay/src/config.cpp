@@ -1,61 +1,60 @@
 // Relay configuration: TOML file, then TXBOX_* environment variables, then flags.
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 
-#include <algorithm>
-#include <cstdlib>
-#include <set>
-
+#include "relay_settings.hpp"
 #include "txbox/config_source.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/relay.hpp"
 #include "txbox/validate.hpp"
 
 namespace txbox {
-namespace {
 
-using flat_map = std::map<std::string, std::string>;
+namespace detail {
 
-const std::set<std::string> k_known = {"database.url",
-                                       "database.schema",
-                                       "relay.name",
-                                       "relay.batch_size",
-                                       "relay.max_batch_bytes",
-                                       "relay.poll_interval_ms",
-                                       "relay.lease_ttl_ms",
-                                       "relay.listen_notify",
-                                       "relay.strict_durability",
-                                       "relay.durability_topics",
-                                       "relay.retry_backoff_min_ms",
-                                       "relay.retry_backoff_max_ms",
-                                       "http.listen"};
+const std::vector<setting<RelayConfig>>& relay_settings() {
+  using C = RelayConfig;
+  static const std::vector<setting<C>> table = with_database_settings<C>({
+      text<C>("relay.name", &C::name, "relay identity in leases and logs",
+              [](const std::string& v) { return or_when_empty(v, "(host:pid)"); }),
+      number<C>("relay.batch_size", &C::batch_size, 1, 10'000, "rows claimed per shard per round"),
+      number<C>("relay.max_batch_bytes", &C::max_batch_bytes, 1L << 20, 1L << 32,
+                "bytes a round may hold over all shards (payload, key, headers + ~1 KiB a "
+                "message); also the default of kafka.queue.buffering.max.kbytes"),
+      number<C>("relay.poll_interval_ms", &C::poll_interval, 10, 3'600'000,
+                "poll when no NOTIFY arrives"),
+      number<C>("relay.lease_ttl_ms", &C::lease_ttl, 1'000, 3'600'000,
+                "a dead relay's shards move to the others after this"),
+      flag<C>("relay.listen_notify", &C::listen_notify,
+              "LISTEN for the writers' NOTIFY (false behind PgBouncer in transaction mode)"),
+      flag<C>("relay.strict_durability", &C::strict_durability,
+              "refuse topics with replication.factor < 3, min.insync.replicas < 2 or unclean "
+              "leader election"),
+      list<C>("relay.durability_topics", &C::durability_topics,
+              "topics whose durability is checked at start besides those in the outbox"),
+      number<C>("relay.retry_backoff_min_ms", &C::retry_backoff_min, 1, 3'600'000,
+                "first wait after a failure (database, broker, a refused message)"),
+      number<C>("relay.retry_backoff_max_ms", &C::retry_backoff_max, 1, 86'400'000,
+                "longest wait between retries"),
+      text<C>("http.listen", &C::http_listen, "host:port for /metrics, /healthz, /readyz",
+              [](const std::string& v) { return or_when_empty(v, "(off)"); }),
+  });
+  return table;
+}
 
-}  // namespace
+std::string relay_settings_markdown() {
+  return settings_markdown(relay_settings());
+}
 
-RelayConfig load_relay_config(const std::string& toml_path, const flat_map& overrides) {
+}  // namespace detail
+
+RelayConfig load_relay_config(const std::string& toml_path, const config_map& overrides) {
   const config_map m = read_config(toml_path, {"database", "relay", "http", "kafka"}, overrides);
-  check_config_keys(m, k_known);
+  const auto& table = detail::relay_settings();
+  check_config_keys(m, detail::setting_keys(table));
   RelayConfig c;
-  for (const auto& [k, v] : m) {
-    if (k.starts_with("kafka.")) c.kafka[k.substr(6)] = v;
-  }
-  if (auto it = m.find("database.url"); it != m.end()) c.database_url = it->second;
-  if (auto it = m.find("database.schema"); it != m.end()) c.schema = it->second;
-  if (auto it = m.find("relay.name"); it != m.end()) c.name = it->second;
-  if (auto it = m.find("http.listen"); it != m.end()) c.http_listen = it->second;
-  c.batch_size = static_cast<int>(config_long(m, "relay.batch_size", c.batch_size, 1, 10'000));
-  c.max_batch_bytes = static_cast<std::size_t>(config_long(
-      m, "relay.max_batch_bytes", static_cast<long>(c.max_batch_bytes), 1L << 20, 1L << 32));
-  c.poll_interval = std::chrono::milliseconds(
-      config_long(m, "relay.poll_interval_ms", c.poll_interval.count(), 10, 3'600'000));
-  c.lease_ttl = std::chrono::milliseconds(
-      config_long(m, "relay.lease_ttl_ms", c.lease_ttl.count(), 1'000, 3'600'000));
-  c.retry_backoff_min = std::chrono::milliseconds(
-      config_long(m, "relay.retry_backoff_min_ms", c.retry_backoff_min.count(), 1, 3'600'000));
-  c.retry_backoff_max = std::chrono::milliseconds(
-      config_long(m, "relay.retry_backoff_max_ms", c.retry_backoff_max.count(), 1, 86'400'000));
-  c.listen_notify = config_bool(m, "relay.listen_notify", c.listen_notify);
-  c.strict_durability = config_bool(m, "relay.strict_durability", c.strict_durability);
-  c.durability_topics = config_list(m, "relay.durability_topics");
+  c.kafka = detail::kafka_settings(m);
+  detail::load_settings(table, m, c);
   validate_relay_config(c);
   return c;
 }
@@ -74,6 +73,7 @@ void validate_relay_config(const RelayConfig& c) {
         "kafka.bootstrap.servers is not set. Hint: set it in [kafka], as "
         "TXBOX_KAFKA_BOOTSTRAP_SERVERS, or with --kafka-bootstrap-servers");
   }
+  detail::check_setting_ranges(detail::relay_settings(), c);
   if (auto it = c.kafka.find("acks");
       it != c.kafka.end() && it->second != "all" && it->second != "-1") {
     throw config_error(fmt::format(
@@ -111,11 +111,6 @@ void validate_relay_config(const RelayConfig& c) {
       throw config_error(fmt::format("relay.durability_topics: {}", e.what()));
     }
   }
-  if (c.max_batch_bytes < (1u << 20)) {
-    throw config_error(
-        fmt::format("relay.max_batch_bytes = {} is too small: the minimum is 1048576 (1 MiB)",
-                    c.max_batch_bytes));
-  }
   if (c.retry_backoff_min > c.retry_backoff_max) {
     throw config_error("relay.retry_backoff_min_ms must not exceed relay.retry_backoff_max_ms");
   }
@@ -126,19 +121,8 @@ void validate_relay_config(const RelayConfig& c) {
 }
 
 std::string describe_relay_config(const RelayConfig& c) {
-  std::string out = fmt::format(
-      "database.url = {}\ndatabase.schema = {}\nrelay.name = {}\nrelay.batch_size = {}\n"
-      "relay.max_batch_bytes = {}\n"
-      "relay.poll_interval_ms = {}\nrelay.lease_ttl_ms = {}\nrelay.listen_notify = {}\n"
-      "relay.strict_durability = {}\nrelay.durability_topics = [{}]\nhttp.listen = {}\n",
-      redact_conninfo(c.database_url), c.schema, c.name.empty() ? "(host:pid)" : c.name,
-      c.batch_size, c.max_batch_bytes, c.poll_interval.count(), c.lease_ttl.count(),
-      c.listen_notify, c.strict_durability, fmt::join(c.durability_topics, ", "),
-      c.http_listen.empty() ? "(off)" : c.http_listen);
-  for (const auto& [k, v] : c.kafka) {
-    out += fmt::format("kafka.{} = {}\n", k, is_secret_key(k) ? "***" : v);
-  }
-  return out;
+  std::string out = detail::describe_settings(detail::relay_settings(), c);
+  return out + detail::describe_kafka(c.kafka);
 }
 
 }  // namespace txbox

@@ -360,8 +360,8 @@ TEST_F(InboxTest, OffsetsComeFromPostgresNotKafka) {
 TEST_F(InboxTest, RetentionRemovesOnlyOldRows) {
   produce(topic_, numbered(30, 2));
   auto cfg = config();
-  cfg.cleanup_interval = 200ms;
-  cfg.cleanup_batch = 7;  // several short DELETEs
+  cfg.cleanup_interval = 1s;  // the least consumer.cleanup_interval_ms allows
+  cfg.cleanup_batch = 7;      // several short DELETEs
   txbox::Consumer c(cfg, record_effect());
   ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 30; }));
   pqxx::connection conn(endpoints().pg);

@@ -3,6 +3,7 @@
 
 #include <chrono>
 #include <future>
+#include <latch>
 #include <nlohmann/json.hpp>
 #include <pqxx/pqxx>
 #include <thread>
@@ -351,6 +352,73 @@ TEST_F(OutboxTest, SameKeyWritersAreSerialisedSoIdOrderIsCommitOrder) {
   ASSERT_EQ(rows.size(), 2u);
   EXPECT_EQ(pqxx::binarystring(rows[0][0]).str(), "first");
   EXPECT_EQ(pqxx::binarystring(rows[1][0]).str(), "second");
+}
+
+// Batches over one statement (65535 parameters / 5 columns = 13,107 rows) used to take their
+// key locks chunk by chunk: A's first chunk holds "ka" and wants "kb" in its second, B's first
+// holds "kb" and wants "ka": deadlock_detected (40P01). All keys are now locked at once, in
+// hash order, before the first chunk, so both commit.
+TEST_F(OutboxTest, TwoLargeBatchesWithCrossingKeysBothCommit) {
+  constexpr std::size_t rows_per_statement = 65535 / 5;
+  constexpr std::size_t rows = 30'000;
+  auto batch = [&](const std::string& first, const std::string& second) {
+    std::vector<txbox::Message> v;
+    v.reserve(rows);
+    for (std::size_t i = 0; i < rows; ++i) {
+      const std::string key = i < rows_per_statement       ? first
+                              : i < 2 * rows_per_statement ? second
+                                                           : first + "-" + std::to_string(i);
+      v.push_back({.topic = "orders", .key = key, .payload = std::string(100, 'p')});
+    }
+    return v;
+  };
+  for (int round = 0; round < 2; ++round) {
+    const auto a = batch("ka" + std::to_string(round), "kb" + std::to_string(round));
+    const auto b = batch("kb" + std::to_string(round), "ka" + std::to_string(round));
+    std::latch start(2);
+    auto writer = [&](const std::vector<txbox::Message>* messages) -> std::string {
+      try {
+        pqxx::connection c(endpoints().pg);
+        pqxx::work tx(c);
+        start.arrive_and_wait();
+        outbox().enqueue(tx, *messages);
+        tx.commit();
+        return "";
+      } catch (const pqxx::deadlock_detected& e) {
+        return std::string("deadlock_detected (40P01): ") + e.what();
+      } catch (const std::exception& e) {
+        return e.what();
+      }
+    };
+    auto fa = std::async(std::launch::async, writer, &a);
+    auto fb = std::async(std::launch::async, writer, &b);
+    EXPECT_EQ(fa.get(), "") << "round " << round;
+    EXPECT_EQ(fb.get(), "") << "round " << round;
+  }
+  pqxx::connection c(endpoints().pg);
+  EXPECT_EQ(count(c), static_cast<long>(4 * rows));
+}
+
+// The keys of a batch over one statement go to the lock statement as one text[] literal:
+// quotes, backslashes, braces and commas in keys must arrive intact.
+TEST_F(OutboxTest, LargeBatchLocksKeysWithQuotesAndBraces) {
+  pqxx::connection c(endpoints().pg);
+  const std::vector<std::string> keys = {"a\"b", "c\\d", "{e,f}", "g h", "NULL", "ünï"};
+  std::vector<txbox::Message> batch;
+  for (std::size_t i = 0; i < 13'108; ++i) {
+    batch.push_back({.topic = "t",
+                     .key = i % 7 == 6 ? std::nullopt : std::optional(keys[i % 7 % keys.size()]),
+                     .payload = "p"});
+  }
+  pqxx::work tx(c);
+  EXPECT_EQ(outbox().enqueue(tx, batch).size(), batch.size());
+  // One lock per distinct key, all held by this transaction.
+  EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+                     "pg_backend_pid() AND classid = 29816")[0]
+                .as<long>(),
+            static_cast<long>(keys.size()));
+  tx.commit();
+  EXPECT_EQ(count(c), 13'108);
 }
 
 TEST_F(OutboxTest, DefaultFunctionWritesToTheTxboxSchema) {

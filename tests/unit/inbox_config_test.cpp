@@ -1,7 +1,9 @@
 // Consumer configuration: unsafe or malformed settings are refused with a reason.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <fstream>
+#include <functional>
 
 #include "txbox/inbox.hpp"
 
@@ -88,6 +90,76 @@ TEST(InboxConfig, AFileThatIsNotUtf8IsRefused) {
     FAIL() << "expected config_error";
   } catch (const txbox::config_error& e) {
     EXPECT_NE(std::string(e.what()).find("not UTF-8"), std::string::npos) << e.what();
+  }
+}
+
+}  // namespace
+
+namespace {
+
+using namespace std::chrono_literals;
+
+txbox::ConsumerConfig valid_consumer() {
+  txbox::ConsumerConfig c;
+  c.name = "projector";
+  c.topics = {"orders"};
+  c.database_url = "postgresql:///app";
+  c.kafka = {{"bootstrap.servers", "127.0.0.1:9092"}};
+  return c;
+}
+
+std::string struct_error_of(const txbox::ConsumerConfig& c) {
+  try {
+    txbox::validate_consumer_config(c);
+  } catch (const txbox::config_error& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// A struct built in code is checked against the same ranges as the loader (the settings
+// table), naming the key, the value and the allowed range.
+TEST(InboxConfig, EveryRangeIsCheckedOnAStruct) {
+  EXPECT_EQ(struct_error_of(valid_consumer()), "");
+  struct Case {
+    const char* what;
+    std::function<void(txbox::ConsumerConfig&)> set;
+    const char* message;
+  };
+  const Case cases[] = {
+      {"max_batch 0", [](auto& c) { c.max_batch = 0; },
+       "consumer.max_batch = 0 is out of range: expected 1..10000"},
+      {"max_batch big", [](auto& c) { c.max_batch = 10'001; },
+       "consumer.max_batch = 10001 is out of range: expected 1..10000"},
+      {"batch_wait -5", [](auto& c) { c.batch_wait = -5ms; },
+       "consumer.batch_wait_ms = -5 is out of range: expected 0..60000"},
+      {"batch_wait big", [](auto& c) { c.batch_wait = 60'001ms; },
+       "consumer.batch_wait_ms = 60001 is out of range: expected 0..60000"},
+      {"max_attempts 0", [](auto& c) { c.max_attempts = 0; },
+       "consumer.max_attempts = 0 is out of range: expected 1..1000"},
+      {"max_attempts big", [](auto& c) { c.max_attempts = 1001; },
+       "consumer.max_attempts = 1001 is out of range: expected 1..1000"},
+      {"backoff_min 0", [](auto& c) { c.retry_backoff_min = 0ms; },
+       "consumer.retry_backoff_min_ms = 0 is out of range: expected 1..3600000"},
+      {"backoff_max big", [](auto& c) { c.retry_backoff_max = 86'400'001ms; },
+       "consumer.retry_backoff_max_ms = 86400001 is out of range: expected 1..86400000"},
+      {"retention 0", [](auto& c) { c.retention = 0h; },
+       "consumer.retention_hours = 0 is out of range: expected 1..87600"},
+      {"retention big", [](auto& c) { c.retention = 87'601h; },
+       "consumer.retention_hours = 87601 is out of range: expected 1..87600"},
+      {"cleanup_interval 0", [](auto& c) { c.cleanup_interval = 0ms; },
+       "consumer.cleanup_interval_ms = 0 is out of range: expected 1000..86400000"},
+      {"cleanup_interval big", [](auto& c) { c.cleanup_interval = 86'400'001ms; },
+       "consumer.cleanup_interval_ms = 86400001 is out of range: expected 1000..86400000"},
+      {"requeue_interval 0", [](auto& c) { c.requeue_interval = 0ms; },
+       "consumer.requeue_interval_ms = 0 is out of range: expected 100..3600000"},
+      {"requeue_interval big", [](auto& c) { c.requeue_interval = 3'600'001ms; },
+       "consumer.requeue_interval_ms = 3600001 is out of range: expected 100..3600000"},
+  };
+  for (const Case& k : cases) {
+    txbox::ConsumerConfig c = valid_consumer();
+    k.set(c);
+    EXPECT_EQ(struct_error_of(c), k.message) << k.what;
   }
 }
 
