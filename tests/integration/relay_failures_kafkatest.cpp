@@ -44,8 +44,8 @@ class RelayFailures : public ::testing::Test {
 
   std::unique_ptr<Process> run_relay(const std::string& name, const std::string& cfg,
                                      const std::vector<std::string>& extra = {}) {
-    std::vector<std::string> argv = {txbox::test::program("txbox-relay"), "--config", cfg,
-                                     "--name", name};
+    std::vector<std::string> argv = {txbox::test::program("txbox-relay"), "--config", cfg, "--name",
+                                     name};
     argv.insert(argv.end(), extra.begin(), extra.end());
     return std::make_unique<Process>(argv, "/tmp/" + txbox::test::unique_name(name) + ".log");
   }
@@ -239,9 +239,11 @@ long seq_tup_read(const std::string& schema) {
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
   n.exec("SELECT pg_stat_clear_snapshot()");
-  return n.exec_params1("SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE "
-                        "schemaname = $1 AND relname = 'outbox'",
-                        schema)[0]
+  return n
+      .exec_params1(
+          "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE "
+          "schemaname = $1 AND relname = 'outbox'",
+          schema)[0]
       .as<long>();
 }
 
