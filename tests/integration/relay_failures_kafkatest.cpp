@@ -135,6 +135,36 @@ TEST_F(RelayFailures, PermissionDeniedIsOneClearErrorNotUnreachableAndRecovers) 
   EXPECT_EQ(code, 0) << r->output();
 }
 
+// Defect 1, bugs: an error that is neither the database's nor Kafka's (here libpqxx cannot
+// convert a value the relay reads) is logged once; the daemon survives, retries slowly and
+// goes on once the row is fixed.
+TEST_F(RelayFailures, AConversionErrorIsLoggedOnceAndTheDaemonSurvives) {
+  auto r = run_relay(
+      "bug",
+      write_config(endpoints().pg, "retry_backoff_min_ms = 100\nretry_backoff_max_ms = 1000"));
+  enqueue(5);
+  ASSERT_TRUE(txbox::test::wait_until([&] { return pending() == 0; }, 60s)) << r->output();
+  owner_sql("ALTER TABLE " + schema_ + ".outbox ALTER COLUMN attempts TYPE bigint");
+  {
+    pqxx::connection c(endpoints().pg);
+    pqxx::nontransaction(c).exec_params(
+        "INSERT INTO " + schema_ +
+            ".outbox (message_id, topic, key, payload, attempts) "
+            "VALUES (gen_random_uuid(), $1, 'k', '\\x00'::bytea, 5000000000)",
+        topic_);
+  }
+  std::this_thread::sleep_for(4s);  // several retries
+  ASSERT_TRUE(r->running()) << r->output();
+  const std::string log = r->output();
+  EXPECT_EQ(txbox::test::occurrences(log, "this is a bug in txbox"), 1) << log;
+  EXPECT_EQ(pending(), 1);
+  owner_sql("UPDATE " + schema_ + ".outbox SET attempts = 0");
+  EXPECT_TRUE(txbox::test::wait_until([&] { return pending() == 0; }, 30s)) << r->output();
+  int code = -1;
+  sigterm_ms(*r, code);
+  EXPECT_EQ(code, 0) << r->output();
+}
+
 // Defect 2, start-up: the wait for a database that does not answer ends at SIGTERM, not
 // after the backoff (up to 10 s) in progress.
 TEST_F(RelayFailures, SigtermDuringStartUpBackoffExitsAtOnce) {
