@@ -25,7 +25,8 @@ class Health {
   /// A database failure or a bug: logged once per distinct problem, /readyz false until a
   /// round succeeds again. `retry_in`: when the loop tries again.
   void failed(const detail::failure& f, std::chrono::milliseconds retry_in);
-  /// A step of the loop succeeded: a problem reported by failed() is over.
+  /// A whole pass (claim, and settle if anything was claimed) succeeded: a problem reported
+  /// by failed() is over.
   void db_ok();
   void broker(bool ok, const std::string& why = {});
 

@@ -110,6 +110,7 @@ struct Relay::impl {
     }
     auto rows = store.claim(db(), leases.view());
     if (rows.empty()) {
+      health.db_ok();  // every statement of a pass went through
       session->wait_for_work(
           stop, std::min(cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 leases.next_tick() - clock::now())));
@@ -156,6 +157,7 @@ struct Relay::impl {
       leases.expedite();
     }
     health.on_settle(plan, counts);
+    health.db_ok();  // every statement of a round went through
   }
 
   // The failure policy: how long until the loop tries again, and with which connection.
@@ -207,7 +209,6 @@ void Relay::run(std::stop_token stop) {
   while (!stop.stop_requested()) {
     try {
       m.step(stop);
-      m.health.db_ok();
       failures = 0;
     } catch (const schema_error&) {
       throw;  // the schema changed under the relay: fix and restart
