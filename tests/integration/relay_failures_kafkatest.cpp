@@ -135,6 +135,32 @@ TEST_F(RelayFailures, PermissionDeniedIsOneClearErrorNotUnreachableAndRecovers) 
   EXPECT_EQ(code, 0) << r->output();
 }
 
+// Defect 1 at start-up: a privilege missing when the relay starts is the same clear line,
+// the daemon waits (not ready) instead of exiting, and delivers once the grant is back.
+TEST_F(RelayFailures, PermissionDeniedAtStartIsOneClearErrorAndTheDaemonWaits) {
+  const std::string user = relay_user();
+  owner_sql("REVOKE SELECT ON " + schema_ + ".outbox FROM txbox_relay");
+  enqueue(10);
+  const int port = txbox::test::free_port();
+  auto r = run_relay("permstart",
+                     write_config(endpoints().pg + " user=" + user, "retry_backoff_max_ms = 1000"),
+                     {"--http-listen", "127.0.0.1:" + std::to_string(port)});
+  std::this_thread::sleep_for(3s);  // several retries
+  ASSERT_TRUE(r->running()) << r->output();
+  httplib::Client http("127.0.0.1", port);
+  const auto res = http.Get("/readyz");
+  ASSERT_TRUE(res);
+  EXPECT_EQ(res->status, 503);
+  const std::string log = r->output();
+  EXPECT_EQ(txbox::test::occurrences(log, "permission denied"), 1) << log;
+  EXPECT_NE(log.find("grant the txbox role"), std::string::npos) << log;
+  owner_sql("GRANT SELECT ON " + schema_ + ".outbox TO txbox_relay");
+  EXPECT_TRUE(txbox::test::wait_until([&] { return pending() == 0; }, 30s)) << r->output();
+  int code = -1;
+  sigterm_ms(*r, code);
+  EXPECT_EQ(code, 0) << r->output();
+}
+
 // Defect 1, bugs: an error that is neither the database's nor Kafka's (here libpqxx cannot
 // convert a value the relay reads) is logged once; the daemon survives, retries slowly and
 // goes on once the row is fixed.
