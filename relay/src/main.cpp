@@ -12,6 +12,7 @@
 
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
+#include "txbox/detail/failure.hpp"
 #include "txbox/detail/signal_guard.hpp"
 #include "txbox/relay.hpp"
 
@@ -144,6 +145,19 @@ int main(int argc, char** argv) {
         warned = true;
         txbox::detail::sleep_for(delay, stop.get_token());
         delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
+      } catch (const pqxx::sql_error&) {
+        // A privilege or object missing at start: one line naming the fix, retried slowly
+        // (not ready meanwhile); anything else is not for a retry.
+        const auto f = txbox::detail::classify_current();
+        if (f.kind != txbox::detail::failure_kind::db_permanent) throw;
+        if (!warned) {
+          spdlog::error("database: {} (SQLSTATE {}). Hint: {}; retrying every {} s",
+                        txbox::libpq_error_text(f.message, cfg.database_url), f.sqlstate,
+                        f.hint.empty() ? "an operator must fix this" : f.hint,
+                        cfg.retry_backoff_max.count() / 1000);
+        }
+        warned = true;
+        txbox::detail::sleep_for(cfg.retry_backoff_max, stop.get_token());
       }
     }
     if (!relay) return 0;
