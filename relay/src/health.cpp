@@ -45,22 +45,26 @@ void Health::failed(const detail::failure& f, std::chrono::milliseconds retry_in
     if (m_db_up) spdlog::warn("database: unreachable, retrying with backoff: {}", message);
     m_db_up = false;
     m_problem.clear();
+  } else if (f.kind == detail::failure_kind::db_transient) {
+    // A lock or statement timeout, a deadlock, ...: not a readiness problem; one line until a
+    // round goes through.
+    if (problem != m_transient) {
+      spdlog::warn("database: {} (SQLSTATE {}); retrying the round in {} ms", message, f.sqlstate,
+                   retry_in.count());
+    }
+    m_transient = problem;
   } else if (problem != m_problem) {
     m_problem = problem;
-    if (f.kind == detail::failure_kind::db_transient) {
-      spdlog::warn("database: {} ({}); retrying the round in {} ms", message, f.sqlstate,
-                   retry_in.count());
-      m_problem.clear();  // transient: not a readiness problem
-    } else if (f.kind == detail::failure_kind::db_permanent) {
-      spdlog::error("database: {}{}. {}; retrying every {} s", message,
+    if (f.kind == detail::failure_kind::db_permanent) {
+      spdlog::error("database: {}{}. {}; retrying every {:.1f} s", message,
                     f.sqlstate.empty() ? "" : " (SQLSTATE " + f.sqlstate + ")",
                     f.hint.empty() ? "An operator must fix this" : "Hint: " + f.hint,
-                    retry_in.count() / 1000);
+                    static_cast<double>(retry_in.count()) / 1000);
     } else {
       spdlog::error(
           "unexpected error ({}): {}; this is a bug in txbox, please report it; retrying "
-          "every {} s",
-          detail::kind_name(f.kind), message, retry_in.count() / 1000);
+          "every {:.1f} s",
+          detail::kind_name(f.kind), message, static_cast<double>(retry_in.count()) / 1000);
     }
   }
   update_ready();
@@ -68,6 +72,7 @@ void Health::failed(const detail::failure& f, std::chrono::milliseconds retry_in
 
 void Health::db_ok() {
   std::lock_guard lock(m_mutex);
+  m_transient.clear();
   if (m_problem.empty()) return;
   m_problem.clear();
   spdlog::info("database: statements succeed again");

@@ -50,7 +50,8 @@ class Health {
   RelayStats m_st;
   bool m_db_up = false;
   bool m_broker_ok = true;
-  std::string m_problem;  // the failure being retried (kind, SQLSTATE, message), empty: none
+  std::string m_problem;    // the permanent failure or bug being retried, empty: none
+  std::string m_transient;  // the last transient failure logged since the last good round
 };
 
 }  // namespace txbox::relay
