@@ -60,12 +60,7 @@ class RelayFailures : public ::testing::Test {
     tx.commit();
   }
 
-  long pending() {
-    pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c)
-        .exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0]
-        .as<long>();
-  }
+  long pending() { return txbox::test::outbox_rows(schema_); }
 
   void owner_sql(const std::string& sql) {
     pqxx::connection c(endpoints().pg);
