@@ -29,7 +29,7 @@ struct RelayConfig {
   int batch_size = 500;                      ///< rows claimed per shard per round
   /// Bounds the memory of a round: the rows claimed at once (over all owned shards) add up
   /// to at most this many bytes, counting payload, key and headers plus ~1 KiB per message
-  /// for the relay's and librdkafka's bookkeeping (at least one row per shard is taken).
+  /// for the relay's and librdkafka's bookkeeping (at least one row per round is taken).
   /// Also the default of kafka queue.buffering.max.kbytes. With 200-byte messages the
   /// default cuts a 64-shard round to ~24,000 rows and peak RSS to ~54 MiB (16 MiB: ~12,000
   /// rows, ~35 MiB, at some throughput cost: rounds have a fixed cost).
