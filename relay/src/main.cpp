@@ -11,15 +11,12 @@
 #include <thread>
 
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/backoff.hpp"
+#include "txbox/detail/failure.hpp"
+#include "txbox/detail/signal_guard.hpp"
 #include "txbox/relay.hpp"
 
 namespace {
-
-std::stop_source g_stop;
-
-extern "C" void on_signal(int) {
-  g_stop.request_stop();
-}
 
 // Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config, 4 schema, 5 a target
 // topic below the durability minimum under --strict-durability.
@@ -100,8 +97,10 @@ int main(int argc, char** argv) {
     return 0;
   }
 
-  std::signal(SIGTERM, on_signal);
-  std::signal(SIGINT, on_signal);
+  // SIGINT/SIGTERM only bump an atomic; a watcher thread requests the stop.
+  std::stop_source stop;
+  txbox::detail::signal_guard signals;
+  signals.forward_to(stop);
   std::signal(SIGPIPE, SIG_IGN);
 
   try {
@@ -135,7 +134,7 @@ int main(int argc, char** argv) {
     // Start-up: wait for the database with backoff (a config or schema problem exits).
     auto delay = std::chrono::milliseconds(200);
     bool warned = false;
-    while (!relay && !g_stop.stop_requested()) {
+    while (!relay && !stop.stop_requested()) {
       try {
         relay = std::make_unique<txbox::Relay>(cfg);
       } catch (const txbox::transient_error& e) {
@@ -144,13 +143,26 @@ int main(int argc, char** argv) {
                        txbox::libpq_error_text(e.what(), cfg.database_url));
         }
         warned = true;
-        std::this_thread::sleep_for(delay);
+        txbox::detail::sleep_for(delay, stop.get_token());
         delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
+      } catch (const pqxx::sql_error&) {
+        // A privilege or object missing at start: one line naming the fix, retried slowly
+        // (not ready meanwhile); anything else is not for a retry.
+        const auto f = txbox::detail::classify_current();
+        if (f.kind != txbox::detail::failure_kind::db_permanent) throw;
+        if (!warned) {
+          spdlog::error("database: {} (SQLSTATE {}). Hint: {}; retrying every {} s",
+                        txbox::libpq_error_text(f.message, cfg.database_url), f.sqlstate,
+                        f.hint.empty() ? "an operator must fix this" : f.hint,
+                        cfg.retry_backoff_max.count() / 1000);
+        }
+        warned = true;
+        txbox::detail::sleep_for(cfg.retry_backoff_max, stop.get_token());
       }
     }
     if (!relay) return 0;
     live = relay.get();
-    relay->run(g_stop.get_token());
+    relay->run(stop.get_token());
     live = nullptr;
     http.stop();
     return 0;

@@ -82,12 +82,7 @@ class RelayTest : public ::testing::Test {
     }
   }
 
-  long pending() {
-    pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c)
-        .exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0]
-        .as<long>();
-  }
+  long pending() { return txbox::test::outbox_rows(schema_); }
 
   bool wait_drained(std::chrono::seconds timeout) {
     const auto until = std::chrono::steady_clock::now() + timeout;

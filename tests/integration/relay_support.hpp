@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <pqxx/pqxx>
 #include <stdexcept>
 #include <string>
 #include <thread>
@@ -168,6 +169,12 @@ inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseco
     std::this_thread::sleep_for(std::chrono::milliseconds(100));
   }
   return true;
+}
+
+/// Rows in `schema`'s outbox (pending or not).
+inline long outbox_rows(const std::string& schema) {
+  pqxx::connection c(endpoints().pg);
+  return pqxx::nontransaction(c).exec1("SELECT count(*) FROM " + schema + ".outbox")[0].as<long>();
 }
 
 /// How often `needle` occurs in `text`.

@@ -29,7 +29,7 @@ struct RelayConfig {
   int batch_size = 500;                      ///< rows claimed per shard per round
   /// Bounds the memory of a round: the rows claimed at once (over all owned shards) add up
   /// to at most this many bytes, counting payload, key and headers plus ~1 KiB per message
-  /// for the relay's and librdkafka's bookkeeping (at least one row per shard is taken).
+  /// for the relay's and librdkafka's bookkeeping (at least one row per round is taken).
   /// Also the default of kafka queue.buffering.max.kbytes. With 200-byte messages the
   /// default cuts a 64-shard round to ~24,000 rows and peak RSS to ~54 MiB (16 MiB: ~12,000
   /// rows, ~35 MiB, at some throughput cost: rounds have a fixed cost).
@@ -56,7 +56,7 @@ struct RelayStats {
   std::size_t shards_owned = 0;
   std::int64_t backlog_rows = -1;  ///< pending rows in the outbox (-1: unknown yet)
   double oldest_pending_seconds = 0;
-  bool ready = false;
+  bool ready = false;  ///< database and Kafka reachable, no permanent database problem
   std::vector<double> ack_latency_buckets;        ///< upper bounds, seconds
   std::vector<std::uint64_t> ack_latency_counts;  ///< cumulative per bucket
   std::uint64_t ack_latency_count = 0;
@@ -65,6 +65,9 @@ struct RelayStats {
   std::uint64_t producer_restarts = 0;  ///< producers replaced after a fatal error
   std::set<std::string> weak_topics;    ///< checked topics below the durability minimum
   std::map<std::string, std::uint64_t> held_by_topic;  ///< rows held back by strict durability
+  std::uint64_t database_failures = 0;  ///< failed database steps (the round was retried)
+  std::uint64_t fenced_rows = 0;        ///< acknowledged rows left to a shard's new owner (fence)
+  std::uint64_t late_reports = 0;       ///< delivery reports of an earlier round, ignored
 };
 
 /// A target topic is below the durability minimum and strict_durability is on. Fix the topic

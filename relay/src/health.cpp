@@ -1,0 +1,199 @@
+// Health and statistics (see health.hpp).
+#include "health.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "txbox/conninfo.hpp"
+#include "txbox/detail/prometheus.hpp"
+
+namespace txbox::relay {
+namespace {
+
+// Latency histogram bounds (seconds) for commit -> ack.
+const std::vector<double> k_buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
+                                       0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+}  // namespace
+
+Health::Health(const std::string& database)
+    : m_url(database), m_database(redact_conninfo(database)) {
+  m_st.ack_latency_buckets = k_buckets;
+  m_st.ack_latency_counts.assign(k_buckets.size(), 0);
+}
+
+void Health::update_ready() {
+  m_st.ready = m_db_up && m_broker_ok && m_problem.empty();
+}
+
+void Health::db_connected() {
+  std::lock_guard lock(m_mutex);
+  if (m_db_up) return;
+  m_db_up = true;
+  spdlog::info("database: connected ({})", m_database);
+  update_ready();
+}
+
+void Health::failed(const detail::failure& f, std::chrono::milliseconds retry_in) {
+  const std::string message = libpq_error_text(f.message, m_url);
+  std::lock_guard lock(m_mutex);
+  ++m_st.database_failures;
+  const std::string problem =
+      fmt::format("{}|{}|{}", detail::kind_name(f.kind), f.sqlstate, message);
+  if (f.kind == detail::failure_kind::db_transient && f.reconnect) {
+    // The connection is gone: one line when the database goes away, one when it is back.
+    if (m_db_up) spdlog::warn("database: unreachable, retrying with backoff: {}", message);
+    m_db_up = false;
+    m_problem.clear();
+  } else if (f.kind == detail::failure_kind::db_transient) {
+    // A lock or statement timeout, a deadlock, ...: not a readiness problem; one line until a
+    // round goes through.
+    if (problem != m_transient) {
+      spdlog::warn("database: {} (SQLSTATE {}); retrying the round in {} ms", message, f.sqlstate,
+                   retry_in.count());
+    }
+    m_transient = problem;
+  } else if (problem != m_problem) {
+    m_problem = problem;
+    if (f.kind == detail::failure_kind::db_permanent) {
+      spdlog::error("database: {}{}. {}; retrying every {:.1f} s", message,
+                    f.sqlstate.empty() ? "" : " (SQLSTATE " + f.sqlstate + ")",
+                    f.hint.empty() ? "An operator must fix this" : "Hint: " + f.hint,
+                    static_cast<double>(retry_in.count()) / 1000);
+    } else {
+      spdlog::error(
+          "unexpected error ({}): {}; this is a bug in txbox, please report it; retrying "
+          "every {:.1f} s",
+          detail::kind_name(f.kind), message, static_cast<double>(retry_in.count()) / 1000);
+    }
+  }
+  update_ready();
+}
+
+void Health::db_ok() {
+  std::lock_guard lock(m_mutex);
+  m_transient.clear();
+  if (m_problem.empty()) return;
+  m_problem.clear();
+  spdlog::info("database: statements succeed again");
+  update_ready();
+}
+
+void Health::broker(bool ok, const std::string& why) {
+  std::lock_guard lock(m_mutex);
+  if (ok == m_broker_ok) return;
+  m_broker_ok = ok;
+  if (ok) {
+    spdlog::info("kafka: deliveries succeed again");
+  } else {
+    spdlog::warn("kafka: deliveries failing, retrying with backoff: {}", why);
+  }
+  update_ready();
+}
+
+void Health::on_settle(const SettlePlan& plan, const SettleCounts& counts) {
+  if (counts.dead > 0) {
+    spdlog::error("{} message(s) moved to outbox_dead; first error: {}", counts.dead,
+                  plan.dead.front().error);
+  }
+  // Rows held by strict durability say nothing about the broker.
+  if (plan.transient > 0 || !plan.delete_ids.empty() || !plan.dead.empty()) {
+    broker(plan.transient == 0 || !plan.delete_ids.empty(), plan.first_error);
+  }
+  std::lock_guard lock(m_mutex);
+  for (const auto& [t, n] : plan.published) m_st.published_by_topic[t] += n;
+  for (const auto& [t, n] : plan.held) m_st.held_by_topic[t] += n;
+  m_st.dead += counts.dead;
+  m_st.failed += plan.transient;
+  m_st.fenced_rows += plan.delete_ids.size() - counts.deleted;
+  for (double l : plan.ack_latencies) {
+    for (std::size_t b = 0; b < k_buckets.size(); ++b) {
+      if (l <= k_buckets[b]) m_st.ack_latency_counts[b]++;
+    }
+    m_st.ack_latency_count++;
+    m_st.ack_latency_sum += l;
+  }
+}
+
+void Health::on_leases(const LeaseTick& tick) {
+  std::lock_guard lock(m_mutex);
+  m_st.lease_changes += tick.changes;
+  m_st.shards_owned = tick.view.epochs.size();
+}
+
+void Health::on_backlog(const Backlog& backlog, std::int64_t producer_queue) {
+  std::lock_guard lock(m_mutex);
+  m_st.backlog_rows = backlog.rows;
+  m_st.oldest_pending_seconds = backlog.oldest_seconds;
+  m_st.producer_queue = producer_queue;
+}
+
+void Health::on_weak_topics(std::set<std::string> weak) {
+  std::lock_guard lock(m_mutex);
+  m_st.weak_topics = std::move(weak);
+}
+
+void Health::on_producer_replaced() {
+  std::lock_guard lock(m_mutex);
+  ++m_st.producer_restarts;
+}
+
+void Health::on_late_reports(std::uint64_t total) {
+  std::lock_guard lock(m_mutex);
+  m_st.late_reports = total;
+}
+
+RelayStats Health::snapshot() const {
+  std::lock_guard lock(m_mutex);
+  return m_st;
+}
+
+std::string Health::metrics_text() const {
+  const RelayStats st = snapshot();
+  detail::PromText p;
+  const auto topic = [](const std::string& t) { return "topic=\"" + detail::prom_label(t) + "\""; };
+  p.header("txbox_relay_published_total", "counter",
+           "Messages acknowledged by Kafka and removed from the outbox.");
+  for (const auto& [t, n] : st.published_by_topic) {
+    p.sample("txbox_relay_published_total", topic(t), std::to_string(n));
+  }
+  const auto metric = [&p](const char* name, const char* type, const char* help,
+                           const std::string& value) { p.metric(name, type, help, "", value); };
+  metric("txbox_relay_failed_total", "counter", "Transient delivery failures (retried).",
+         std::to_string(st.failed));
+  metric("txbox_relay_dead_total", "counter", "Messages moved to outbox_dead.",
+         std::to_string(st.dead));
+  metric("txbox_relay_lease_changes_total", "counter", "Shard leases taken, lost or released.",
+         std::to_string(st.lease_changes));
+  metric("txbox_relay_shards_owned", "gauge", "Shards this relay publishes.",
+         std::to_string(st.shards_owned));
+  metric("txbox_outbox_backlog_rows", "gauge",
+         "Rows waiting in the outbox (exact up to 100000, above that PostgreSQL's estimate).",
+         std::to_string(std::max<std::int64_t>(st.backlog_rows, 0)));
+  metric("txbox_outbox_oldest_pending_seconds", "gauge", "Age of the oldest waiting row.",
+         fmt::format("{:.3f}", st.oldest_pending_seconds));
+  metric("txbox_relay_producer_queue", "gauge", "Messages in librdkafka's queue.",
+         std::to_string(st.producer_queue));
+  metric("txbox_relay_ready", "gauge", "1 when the database and Kafka are reachable.",
+         st.ready ? "1" : "0");
+  metric("txbox_relay_producer_restarts_total", "counter",
+         "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
+  metric("txbox_relay_database_failures_total", "counter",
+         "Database statements or connections that failed (the round was retried).",
+         std::to_string(st.database_failures));
+  p.header("txbox_relay_topic_weak", "gauge",
+           "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or "
+           "unclean leader election.");
+  for (const auto& t : st.weak_topics) p.sample("txbox_relay_topic_weak", topic(t), "1");
+  p.header("txbox_relay_durability_held_total", "counter",
+           "Rows kept in the outbox because their topic failed strict durability (per attempt).");
+  for (const auto& [t, n] : st.held_by_topic) {
+    p.sample("txbox_relay_durability_held_total", topic(t), std::to_string(n));
+  }
+  p.histogram("txbox_relay_commit_to_ack_seconds", "Time from outbox insert to Kafka ack.", "",
+              st.ack_latency_buckets, st.ack_latency_counts, st.ack_latency_count,
+              st.ack_latency_sum);
+  return p.str();
+}
+
+}  // namespace txbox::relay

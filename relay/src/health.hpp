@@ -1,0 +1,57 @@
+// Health and statistics: fed from the loop's reports (settles, lease ticks, backlog, failures),
+// logs one line per state change, serves RelayStats and the Prometheus text. Thread-safe.
+// Internal to the relay.
+#pragma once
+
+#include <cstdint>
+#include <mutex>
+#include <set>
+#include <string>
+
+#include "lease_table.hpp"
+#include "outbox_store.hpp"
+#include "settle_plan.hpp"
+#include "txbox/detail/failure.hpp"
+#include "txbox/relay.hpp"
+
+namespace txbox::relay {
+
+class Health {
+ public:
+  /// `database`: the database URL for log lines (redacted here).
+  explicit Health(const std::string& database);
+
+  void db_connected();
+  /// A database failure or a bug: logged once per distinct problem, /readyz false until a
+  /// round succeeds again. `retry_in`: when the loop tries again.
+  void failed(const detail::failure& f, std::chrono::milliseconds retry_in);
+  /// A whole pass (claim, and settle if anything was claimed) succeeded: a problem reported
+  /// by failed() is over.
+  void db_ok();
+  void broker(bool ok, const std::string& why = {});
+
+  void on_settle(const SettlePlan& plan, const SettleCounts& counts);
+  void on_leases(const LeaseTick& tick);
+  void on_backlog(const Backlog& backlog, std::int64_t producer_queue);
+  void on_weak_topics(std::set<std::string> weak);
+  void on_producer_replaced();
+  void on_late_reports(std::uint64_t total);
+
+  [[nodiscard]] RelayStats snapshot() const;
+  /// Prometheus text exposition of snapshot().
+  [[nodiscard]] std::string metrics_text() const;
+
+ private:
+  void update_ready();  // with m_mutex held
+
+  std::string m_url;       // to hide it in error texts
+  std::string m_database;  // redacted
+  mutable std::mutex m_mutex;
+  RelayStats m_st;
+  bool m_db_up = false;
+  bool m_broker_ok = true;
+  std::string m_problem;    // the permanent failure or bug being retried, empty: none
+  std::string m_transient;  // the last transient failure logged since the last good round
+};
+
+}  // namespace txbox::relay

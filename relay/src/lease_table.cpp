@@ -1,0 +1,121 @@
+// Shard leases (see lease_table.hpp).
+#include "lease_table.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <pqxx/pqxx>
+
+namespace txbox::relay {
+
+int fair_share(int live_relays, int shard_count) noexcept {
+  const int live = std::max(live_relays, 1);
+  return (std::max(shard_count, 0) + live - 1) / live;
+}
+
+LeaseTable::LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl)
+    : m_schema(std::move(schema)), m_owner(std::move(owner)), m_ttl(ttl) {}
+
+void LeaseTable::forget() {
+  m_view = {};
+  m_next_tick = {};
+}
+
+LeaseTick LeaseTable::tick(pqxx::connection& db) {
+  const auto sent = clock::now();
+  const std::string relays = m_schema.table("outbox_relays");
+  const std::string leases = m_schema.table("outbox_leases");
+  pqxx::work tx(db);
+  tx.exec_params("INSERT INTO " + relays +
+                     " (name, seen_at) VALUES ($1, now()) "
+                     "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
+                 m_owner);
+  if (!m_joined) {
+    // Start-up: be counted first, take shards one heartbeat round later. Relays started
+    // together then all see each other, and the first does not grab all 64 shards only to
+    // hand most of them back a round later.
+    tx.commit();
+    m_joined = true;
+    m_next_tick = clock::now() + m_ttl / 3;
+    spdlog::info("leases: joined; taking a fair share of the shards in {} ms", (m_ttl / 3).count());
+    return {m_view, 0};
+  }
+  const int live =
+      tx.exec_params1("SELECT count(*) FROM " + relays + " WHERE seen_at > now() - $1::interval",
+                      interval(m_ttl))[0]
+          .as<int>();
+  const int target = fair_share(live, detail::shard_count);
+
+  // Renew what we hold (by shard and epoch: a lease taken over meanwhile is not renewed).
+  std::map<int, std::int64_t> kept;
+  if (!m_view.empty()) {
+    const auto [shards, epochs] = lease_arrays(m_view);
+    const auto r =
+        tx.exec_params("UPDATE " + leases +
+                           " x SET expires_at = now() + $2::interval "
+                           "FROM unnest($3::int[], $4::bigint[]) AS l(shard, epoch) "
+                           "WHERE x.shard = l.shard AND x.epoch = l.epoch AND x.owner = $1 "
+                           "AND x.expires_at > now() RETURNING x.shard, x.epoch",
+                       m_owner, interval(m_ttl), shards, epochs);
+    for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+  }
+  std::size_t changes = m_view.epochs.size() - kept.size();
+  if (changes > 0) spdlog::warn("leases: lost {} shard(s) to other relays", changes);
+
+  // Give back what exceeds our fair share, take free or expired shards up to it.
+  if (static_cast<int>(kept.size()) > target) {
+    std::vector<std::int64_t> extra;
+    for (auto it = kept.rbegin();
+         it != kept.rend() && static_cast<int>(kept.size() - extra.size()) > target; ++it) {
+      extra.push_back(it->first);
+    }
+    tx.exec_params("UPDATE " + leases +
+                       " SET owner = NULL, expires_at = '-infinity' "
+                       "WHERE owner = $1 AND shard = ANY($2::int[])",
+                   m_owner, int_array(extra));
+    for (auto sh : extra) kept.erase(static_cast<int>(sh));
+    changes += extra.size();
+  } else if (static_cast<int>(kept.size()) < target) {
+    const auto r = tx.exec_params(
+        "UPDATE " + leases +
+            " x SET owner = $1, epoch = x.epoch + 1, "
+            "expires_at = now() + $2::interval WHERE (x.owner IS NULL OR x.expires_at <= now()) "
+            "AND x.shard IN (SELECT shard FROM " +
+            leases +
+            " WHERE owner IS NULL OR "
+            "expires_at <= now() ORDER BY random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            "RETURNING x.shard, x.epoch",
+        m_owner, interval(m_ttl), target - static_cast<int>(kept.size()));
+    for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+    changes += r.size();
+  }
+  tx.commit();
+  if (changes > 0 || kept.size() != m_view.epochs.size()) {
+    spdlog::info("leases: {} of {} shards owned ({} live relay(s))", kept.size(),
+                 detail::shard_count, live);
+  }
+  m_view.epochs = std::move(kept);
+  // Our view of the leases is safe until a fifth of the ttl before they expire.
+  m_view.valid_until = sent + m_ttl - m_ttl / 5;
+  m_next_tick = clock::now() + m_ttl / 3;
+  return {m_view, changes};
+}
+
+void LeaseTable::release(pqxx::connection& db) noexcept {
+  if (m_view.empty()) return;
+  try {
+    pqxx::work tx(db);
+    tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
+                       " SET owner = NULL, expires_at = '-infinity' "
+                       "WHERE owner = $1 AND shard = ANY($2::int[])",
+                   m_owner, lease_arrays(m_view).first);
+    tx.exec_params("DELETE FROM " + m_schema.table("outbox_relays") + " WHERE name = $1", m_owner);
+    tx.commit();
+    spdlog::info("leases: released {} shard(s)", m_view.epochs.size());
+    m_view = {};
+  } catch (const std::exception& e) {
+    spdlog::warn("leases: could not release ({}); they expire by themselves", e.what());
+  }
+}
+
+}  // namespace txbox::relay

@@ -1,0 +1,54 @@
+// Shard leases: heartbeat, renew, take and give back shards up to a fair share. All lease SQL
+// lives here; the loop acts only on the LeaseView a tick returns. Internal to the relay.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <pqxx/connection>
+#include <string>
+
+#include "round.hpp"
+#include "txbox/detail/schema.hpp"
+
+namespace txbox::relay {
+
+/// ceil(shard_count / live_relays): the most shards one relay holds (live_relays < 1 counts
+/// as 1).
+[[nodiscard]] int fair_share(int live_relays, int shard_count) noexcept;
+
+/// What a lease tick changed.
+struct LeaseTick {
+  LeaseView view;
+  std::size_t changes = 0;  ///< shards taken, lost or given back
+};
+
+class LeaseTable {
+ public:
+  LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl);
+
+  /// Heartbeat; renews the held leases (by epoch), gives back what exceeds the fair share and
+  /// takes free or expired shards up to it. The first tick only registers the heartbeat.
+  LeaseTick tick(pqxx::connection& db);
+
+  /// Gives every held shard back at once and removes the heartbeat. Never throws.
+  void release(pqxx::connection& db) noexcept;
+
+  /// True when a tick is due (time, or expedited).
+  [[nodiscard]] bool due(clock::time_point now) const { return now >= m_next_tick; }
+  /// Ticks at the next chance (a shard was taken over, or the leases ran short).
+  void expedite() { m_next_tick = clock::time_point{}; }
+  [[nodiscard]] clock::time_point next_tick() const { return m_next_tick; }
+  /// Forgets the held leases (the connection was lost: they are renewed by epoch only).
+  void forget();
+  [[nodiscard]] const LeaseView& view() const { return m_view; }
+
+ private:
+  detail::schema_name m_schema;
+  std::string m_owner;
+  std::chrono::milliseconds m_ttl;
+  LeaseView m_view;
+  clock::time_point m_next_tick{};
+  bool m_joined = false;
+};
+
+}  // namespace txbox::relay

@@ -1,0 +1,268 @@
+// The publisher (see publisher.hpp).
+#include "publisher.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+#include <charconv>
+#include <nlohmann/json.hpp>
+#include <set>
+
+#include "kafka_client.hpp"
+#include "txbox/detail/kafka_failure.hpp"
+#include "txbox/message.hpp"
+
+namespace txbox::relay {
+namespace {
+
+static_assert(sizeof(std::uintptr_t) >= 8, "the opaque holds a generation and an index");
+
+void* encode(std::uint32_t generation, std::size_t index) {
+  return reinterpret_cast<void*>((static_cast<std::uintptr_t>(generation) << 32) |
+                                 static_cast<std::uint32_t>(index));
+}
+
+Delivery failed(rd_kafka_resp_err_t err, std::string error = {}) {
+  return {Delivery::state::failed, err, error.empty() ? rd_kafka_err2str(err) : std::move(error)};
+}
+
+}  // namespace
+
+Publisher::Publisher(PublisherOptions options) : m_opt(std::move(options)) {
+  make_producer();
+}
+
+void Publisher::make_producer() {
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  auto set = [&](const std::string& k, const std::string& v) { set_conf(conf.get(), k, v); };
+  // Defaults a user may override, then the user's keys, then what txbox enforces.
+  set("linger.ms", "5");
+  set("statistics.interval.ms", "0");
+  // librdkafka's local queue holds at most one round of rows (the relay waits for their acks
+  // before it claims again): size it like the round, not librdkafka's 1 GB default, but so
+  // that the largest message the producer accepts always fits (else it would wait for room
+  // forever).
+  std::size_t max_message = 1'000'000;  // librdkafka's message.max.bytes default
+  if (const auto it = m_opt.kafka.find("message.max.bytes"); it != m_opt.kafka.end()) {
+    std::size_t v = 0;  // not a number: librdkafka refuses it below, naming the key
+    std::from_chars(it->second.data(), it->second.data() + it->second.size(), v);
+    max_message = std::max(max_message, v);
+  }
+  set("queue.buffering.max.kbytes",
+      std::to_string(std::max(m_opt.max_batch_bytes, 2 * max_message) / 1024 + 1));
+  // A topic that does not exist (and may not be auto-created) fails its messages after this
+  // rather than holding the whole batch for librdkafka's default 30 s.
+  set("topic.metadata.propagation.max.ms",
+      std::to_string(std::max<long>(1000, m_opt.delivery_budget.count())));
+  for (const auto& [k, v] : m_opt.kafka) set(k, v);
+  set("acks", "all");
+  set("enable.idempotence", "true");
+  // Never give up on a message once handed over (0: no timeout). librdkafka times queued
+  // messages out one by one: a key's message could fail while a later one of the same key
+  // still went out (a documented gap), and its retry would then land behind it. Without
+  // timeouts each batch reaches Kafka gapless and in order; a stale copy (a relay resumed
+  // after a stall) is an exact re-send that cannot overtake anything.
+  set("message.timeout.ms", "0");
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_dr_msg_cb(conf.get(),
+                              [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
+                                static_cast<Publisher*>(opaque)->on_report(*m);
+                              });
+  m_producer = make_client(std::move(conf), "producer");
+}
+
+// Runs inside rd_kafka_poll/flush, on the caller's thread.
+void Publisher::on_report(const rd_kafka_message_t& m) {
+  const auto opaque = reinterpret_cast<std::uintptr_t>(m._private);
+  const auto generation = static_cast<std::uint32_t>(opaque >> 32);
+  const auto index = static_cast<std::size_t>(opaque & 0xffffffffu);
+  if (generation != m_generation || index >= m_outcomes.size() ||
+      m_outcomes[index].st != Delivery::state::pending) {
+    ++m_late;
+    return;
+  }
+  Delivery& d = m_outcomes[index];
+  // Not rd_kafka_message_errstr: for a producer message it returns the payload.
+  d = m.err ? failed(m.err) : Delivery{Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+  --m_outstanding;
+}
+
+std::size_t Publisher::send(std::vector<Row>& rows, const HoldFn& hold, const MaySendFn& may_send) {
+  if (++m_generation == 0) ++m_generation;  // 0 is never a round's
+  m_outcomes.assign(rows.size(), Delivery{});
+  m_outstanding = 0;
+  std::set<int> stopped;  // shards whose later rows must not overtake a held or failed one
+  std::set<std::string> unknown_topics;
+  std::size_t lease_short = 0;
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    Row& row = rows[i];
+    Delivery& d = m_outcomes[i];
+    if (stopped.contains(row.shard)) {
+      d = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits behind its shard's head"};
+      continue;
+    }
+    if (auto why = hold(row.topic)) {
+      d = {Delivery::state::held, RD_KAFKA_RESP_ERR__STATE, std::move(*why)};
+      stopped.insert(row.shard);
+      continue;
+    }
+    detail::headers_ptr hdrs(rd_kafka_headers_new(8));
+    rd_kafka_header_add(hdrs.get(), headers::id, -1, row.message_id.data(),
+                        static_cast<ssize_t>(row.message_id.size()));
+    try {
+      for (const auto& pair : nlohmann::json::parse(row.headers)) {
+        const auto& k = pair.at(0).get_ref<const std::string&>();
+        const auto& v = pair.at(1).get_ref<const std::string&>();
+        if (k == headers::id) continue;
+        rd_kafka_header_add(hdrs.get(), k.data(), static_cast<ssize_t>(k.size()), v.data(),
+                            static_cast<ssize_t>(v.size()));
+      }
+    } catch (const std::exception& e) {
+      d = failed(RD_KAFKA_RESP_ERR__INVALID_ARG,
+                 std::string("outbox.headers is not an array of [name, value]: ") + e.what());
+      continue;
+    }
+    const void* key = row.key ? row.key->data() : nullptr;
+    const std::size_t key_len = row.key ? row.key->size() : 0;
+    rd_kafka_resp_err_t code = RD_KAFKA_RESP_ERR_NO_ERROR;
+    bool may = true;
+    while ((may = may_send())) {
+      // The analyzer takes rows[i] of a later iteration for this one, whose strings are
+      // released below only after librdkafka copied them (RD_KAFKA_MSG_F_COPY).
+      // NOLINTNEXTLINE(clang-analyzer-cplusplus.InnerPointer)
+      code = rd_kafka_producev(
+          m_producer.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()), RD_KAFKA_V_KEY(key, key_len),
+          RD_KAFKA_V_VALUE(const_cast<char*>(row.payload.data()), row.payload.size()),
+          RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs.get()),
+          RD_KAFKA_V_OPAQUE(encode(m_generation, i)), RD_KAFKA_V_END);
+      if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
+      rd_kafka_poll(m_producer.get(), 10);  // wait for room in the local queue
+    }
+    if (!may) {
+      for (std::size_t j = i; j < rows.size(); ++j) {
+        m_outcomes[j] = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE,
+                         "lease about to expire"};
+      }
+      lease_short = rows.size() - i;
+      break;
+    }
+    if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      hdrs.release();  // rd_kafka_producev took the headers on success
+      ++m_outstanding;
+      std::string().swap(row.payload);
+      std::string().swap(row.headers);
+      std::string().swap(row.message_id);
+      row.key.reset();
+    } else {
+      d = failed(code);
+      if (detail::classify_kafka(code) != detail::failure_kind::kafka_permanent) {
+        stopped.insert(row.shard);
+      }
+      if (code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+          code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+        unknown_topics.insert(row.topic);
+      }
+    }
+  }
+  // librdkafka remembers that a topic does not exist and refuses it locally until its next
+  // periodic metadata refresh (5 min): ask now, so a topic created meanwhile is used at the
+  // rows' next attempt.
+  for (const auto& topic : unknown_topics) refresh_metadata(topic);
+  return lease_short;
+}
+
+void Publisher::refresh_metadata(const std::string& topic) {
+  rd_kafka_topic_t* t = rd_kafka_topic_new(m_producer.get(), topic.c_str(), nullptr);
+  if (!t) return;
+  const rd_kafka_metadata_t* md = nullptr;
+  rd_kafka_metadata(m_producer.get(), 0, t, &md, static_cast<int>(m_opt.metadata_timeout.count()));
+  rd_kafka_topic_destroy(t);
+  const detail::metadata_ptr owned(md);  // set only on success
+}
+
+bool Publisher::poll(std::chrono::milliseconds wait) {
+  // flush, not poll: the round is handed over whole, so linger.ms would only delay it
+  // (librdkafka ignores linger.ms during a flush and sends what is queued at once).
+  if (m_outstanding > 0) rd_kafka_flush(m_producer.get(), static_cast<int>(wait.count()));
+  return m_outstanding == 0;
+}
+
+void Publisher::purge() {
+  rd_kafka_purge(m_producer.get(), RD_KAFKA_PURGE_F_QUEUE | RD_KAFKA_PURGE_F_INFLIGHT);
+}
+
+std::vector<Delivery> Publisher::await(const std::stop_token& stop,
+                                       std::chrono::milliseconds slow_after,
+                                       const std::function<void()>& on_slow) {
+  using namespace std::chrono_literals;
+  const auto started = clock::now();
+  std::optional<clock::time_point> stop_seen, purged_at;
+  bool slow = false;
+  // librdkafka retries until Kafka acknowledges or refuses a message for good. Only a stop
+  // gives up, after the grace: what is purged then may still have reached Kafka (re-sent by
+  // the next owner) but nothing of this relay follows it.
+  while (!poll(50ms)) {
+    const auto now = clock::now();
+    if (!slow && now - started > slow_after) {
+      slow = true;
+      on_slow();
+    }
+    // After a fatal error librdkafka delivers nothing more: fail what is left at once (it is
+    // retried by a new producer, see replace_if_fatal).
+    if (!purged_at && fatal_error()) {
+      purge();
+      purged_at = now;
+    }
+    if (stop.stop_requested() && !purged_at) {
+      if (!stop_seen) stop_seen = now;
+      if (now - *stop_seen >= m_opt.stop_grace) {
+        spdlog::warn("stopping: giving up on {} unacknowledged message(s) after {} ms",
+                     m_outstanding, m_opt.stop_grace.count());
+        purge();
+        purged_at = now;
+      }
+    }
+    if (purged_at && now - *purged_at > 10s) {
+      break;  // a purged message whose report never comes is left pending (retried later)
+    }
+  }
+  std::vector<Delivery> out;
+  out.swap(m_outcomes);
+  m_outstanding = 0;
+  if (++m_generation == 0) ++m_generation;  // what is still outstanding is late from now on
+  return out;
+}
+
+std::optional<std::string> Publisher::fatal_error() const {
+  char reason[512];
+  if (rd_kafka_fatal_error(m_producer.get(), reason, sizeof reason) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  return std::string(reason);
+}
+
+std::optional<std::string> Publisher::replace_if_fatal() {
+  auto reason = fatal_error();
+  if (!reason) return std::nullopt;
+  spdlog::error(
+      "kafka: the producer hit a fatal error ({}); replacing it with a new one, "
+      "unacknowledged messages are sent again",
+      *reason);
+  if (++m_generation == 0) ++m_generation;  // no report of the old producer books anything
+  purge();
+  rd_kafka_poll(m_producer.get(), 0);  // serve what the purge reported (no row waits on it)
+  m_producer.reset();                  // may block briefly while its threads stop
+  make_producer();
+  return reason;
+}
+
+std::int64_t Publisher::queue_length() const {
+  return m_producer ? rd_kafka_outq_len(m_producer.get()) : 0;
+}
+
+void Publisher::flush(std::chrono::milliseconds wait) {
+  if (m_producer) rd_kafka_flush(m_producer.get(), static_cast<int>(wait.count()));
+}
+
+}  // namespace txbox::relay

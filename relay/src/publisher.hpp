@@ -1,0 +1,84 @@
+// The publisher: owns the Kafka producer (and its replacement after a fatal error), hands a
+// round of rows over in order and collects their delivery reports. No SQL, no leases: the
+// caller passes what may be sent as functions. Each message's opaque is the round's
+// generation and the row's index, so a report from an earlier round (late, or purged) is
+// never booked against a row of the current one. Internal to the relay.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <stop_token>
+#include <string>
+#include <vector>
+
+#include "round.hpp"
+#include "txbox/detail/rdkafka.hpp"
+
+namespace txbox::relay {
+
+struct PublisherOptions {
+  std::map<std::string, std::string> kafka;  ///< the user's librdkafka properties
+  std::size_t max_batch_bytes = 32u << 20;   ///< sizes librdkafka's local queue
+  /// A missing topic fails its messages after this (topic.metadata.propagation.max.ms).
+  std::chrono::milliseconds delivery_budget{3'333};
+  std::chrono::milliseconds metadata_timeout{3'333};  ///< refresh after an unknown topic
+  std::chrono::milliseconds stop_grace{5'000};        ///< unacknowledged messages at stop get this
+};
+
+class Publisher {
+ public:
+  /// Throws config_error when librdkafka refuses a property.
+  explicit Publisher(PublisherOptions options);
+  Publisher(const Publisher&) = delete;
+  Publisher& operator=(const Publisher&) = delete;
+
+  /// Why a row may not go out now (strict durability), nullopt: it may.
+  using HoldFn = std::function<std::optional<std::string>(const std::string& topic)>;
+  /// Checked right before every hand-over: false when the leases would not cover the ack.
+  using MaySendFn = std::function<bool()>;
+
+  /// Starts a new round: hands `rows` (id order per shard) to librdkafka. After a held row or
+  /// a local transient failure its shard's later rows are skipped (they would overtake it);
+  /// once `may_send` says no, every row left is skipped. Frees what librdkafka copied.
+  /// Returns how many rows were skipped because `may_send` said no.
+  std::size_t send(std::vector<Row>& rows, const HoldFn& hold, const MaySendFn& may_send);
+
+  /// Serves delivery reports for up to `wait`; true when the round has none outstanding.
+  bool poll(std::chrono::milliseconds wait);
+
+  /// Waits for the round's last report. After a fatal producer error the rest is failed at
+  /// once; after `stop`, the rest gets stop_grace then is given up. `on_slow` is called once
+  /// when nothing came for `slow_after`. Returns one outcome per row of the round.
+  std::vector<Delivery> await(const std::stop_token& stop, std::chrono::milliseconds slow_after,
+                              const std::function<void()>& on_slow);
+
+  /// A producer with a fatal error can never produce again: replaces it (call between
+  /// rounds). Returns the reason when it did.
+  std::optional<std::string> replace_if_fatal();
+
+  /// Messages in librdkafka's queue.
+  [[nodiscard]] std::int64_t queue_length() const;
+  /// Reports that belonged to no current row (an earlier round's), ignored.
+  [[nodiscard]] std::uint64_t late_reports() const { return m_late; }
+  /// rd_kafka_flush: waits up to `wait` for everything queued.
+  void flush(std::chrono::milliseconds wait);
+
+ private:
+  void make_producer();
+  [[nodiscard]] std::optional<std::string> fatal_error() const;
+  void on_report(const rd_kafka_message_t& m);
+  void purge();
+  void refresh_metadata(const std::string& topic);
+
+  PublisherOptions m_opt;
+  detail::kafka_ptr m_producer;
+  std::uint32_t m_generation = 0;
+  std::vector<Delivery> m_outcomes;  // of the current round, by row index
+  std::size_t m_outstanding = 0;
+  std::uint64_t m_late = 0;
+};
+
+}  // namespace txbox::relay

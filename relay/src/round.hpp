@@ -1,0 +1,64 @@
+// The values the relay's units pass to each other: a claimed row, its delivery outcome, and
+// the lease view a round runs under. Internal to the relay.
+#pragma once
+
+#include <librdkafka/rdkafka.h>
+
+#include <chrono>
+#include <cstdint>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+namespace txbox::relay {
+
+using clock = std::chrono::steady_clock;
+
+/// One claimed outbox row.
+struct Row {
+  std::int64_t id = 0;
+  std::string message_id;
+  std::string topic;
+  std::optional<std::string> key;
+  std::string payload;
+  std::string headers;  ///< JSON array of [name, value]
+  double created_epoch = 0;
+  int shard = 0;
+  int attempts = 0;
+};
+
+/// What became of one row of a round.
+struct Delivery {
+  enum class state {
+    pending,  ///< handed to librdkafka, no report yet
+    acked,    ///< Kafka acknowledged it
+    failed,   ///< refused (by librdkafka or the broker): `err` says how
+    held,     ///< not sent: its topic failed the strict durability check (`error` says why)
+    skipped,  ///< not sent: it waits behind its shard's head, or the leases ran short
+  };
+  state st = state::pending;
+  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
+  std::string error;
+};
+
+/// The shards this relay owns, their epochs, and until when that view may be acted on.
+struct LeaseView {
+  std::map<int, std::int64_t> epochs;  ///< shard -> epoch
+  clock::time_point valid_until{};
+
+  [[nodiscard]] bool empty() const { return epochs.empty(); }
+  /// True while the leases hold for `budget` longer than `now`.
+  [[nodiscard]] bool covers(clock::time_point now, clock::duration budget) const {
+    return !epochs.empty() && now + budget <= valid_until;
+  }
+};
+
+/// "{1,2,3}": a PostgreSQL array literal, bound as one parameter.
+std::string int_array(const std::vector<std::int64_t>& v);
+/// The view's shards and epochs as two array literals (same order).
+std::pair<std::string, std::string> lease_arrays(const LeaseView& view);
+/// "<n> milliseconds", bound as an interval parameter.
+std::string interval(std::chrono::milliseconds ms);
+
+}  // namespace txbox::relay

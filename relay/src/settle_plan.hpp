@@ -1,0 +1,44 @@
+// Settle classification: what to do with each row of a round, from its delivery outcome.
+// A pure function (no SQL, no Kafka): unit-tested alone. Internal to the relay.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "round.hpp"
+
+namespace txbox::relay {
+
+/// What settling a round does, and what it says about the broker.
+struct SettlePlan {
+  struct Dead {
+    std::int64_t id = 0;
+    std::string error;
+  };
+  struct Retry {
+    std::int64_t id = 0;
+    std::string error;
+    int attempts = 0;  ///< attempts so far (the backoff grows with it)
+  };
+  std::vector<std::int64_t> delete_ids;  ///< acknowledged: delete (fenced)
+  std::vector<Dead> dead;                ///< refused for good: move to outbox_dead (fenced)
+  std::vector<Retry> retry;              ///< transient failure or held: retry with backoff
+  std::map<std::string, std::uint64_t> published;  ///< acknowledged rows per topic
+  std::map<std::string, std::uint64_t> held;       ///< rows held by strict durability per topic
+  std::vector<double> ack_latencies;               ///< seconds from insert to ack
+  std::size_t transient = 0;                       ///< transient delivery failures
+  std::string first_error;                         ///< of the first transient failure
+  std::set<int> stopped_shards;  ///< shards whose rows after a transient/held one are untouched
+};
+
+/// Classifies `rows` (in id order per shard) by `deliveries` (same size and order): per shard,
+/// everything after the first transient failure or held row is left for the next round (it
+/// would otherwise overtake it); skipped rows are left too. `now_epoch`: seconds since the
+/// epoch, for the latencies.
+SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
+                          double now_epoch);
+
+}  // namespace txbox::relay

@@ -1,0 +1,149 @@
+// The relay's outbox store and lease table on the real database: the round's byte budget,
+// per-shard order, the epoch fence, the bounded start-up read.
+#include <gtest/gtest.h>
+
+#include <pqxx/pqxx>
+#include <set>
+#include <thread>
+
+#include "harness.hpp"
+#include "lease_table.hpp"
+#include "outbox_store.hpp"
+#include "relay_support.hpp"
+#include "txbox/outbox.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using txbox::test::endpoints;
+namespace relay = txbox::relay;
+
+class RelayStore : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    schema_ = txbox::test::unique_name("rs");
+    txbox::test::create_schema(schema_);
+    db_ = std::make_unique<pqxx::connection>(endpoints().pg);
+  }
+
+  // One key per shard, in shard order.
+  std::vector<std::string> shard_keys() {
+    std::vector<std::string> keys;
+    for (const auto& row : pqxx::nontransaction(*db_).exec(
+             "SELECT DISTINCT ON (hashtext(k) & 63) k FROM (SELECT 'key' || i AS k FROM "
+             "generate_series(1, 5000) i) g ORDER BY hashtext(k) & 63, k")) {
+      keys.push_back(row[0].as<std::string>());
+    }
+    return keys;
+  }
+
+  void enqueue(const std::string& key, std::size_t bytes, int count = 1) {
+    const txbox::Outbox ob({.schema = schema_});
+    pqxx::work tx(*db_);
+    for (int i = 0; i < count; ++i) {
+      ob.enqueue(
+          tx,
+          {.topic = "t" + std::to_string(i % 3), .key = key, .payload = std::string(bytes, 'p')});
+    }
+    tx.commit();
+  }
+
+  // All 64 shards for `owner` (two ticks: the first only joins).
+  relay::LeaseView take_all(relay::LeaseTable& leases) {
+    leases.tick(*db_);
+    return leases.tick(*db_).view;
+  }
+
+  txbox::detail::schema_name schema() const { return txbox::detail::schema_name(schema_); }
+
+  std::string schema_;
+  std::unique_ptr<pqxx::connection> db_;
+};
+
+TEST_F(RelayStore, ARoundStaysWithinTheByteBudgetOverAllShardsButTakesAtLeastOneRow) {
+  for (const auto& k : shard_keys()) enqueue(k, 900'000);
+  relay::LeaseTable leases(schema(), "me", 10s);
+  const auto view = take_all(leases);
+  ASSERT_EQ(view.epochs.size(), 64u);
+  relay::OutboxStore store(schema(), "me", 500, 1u << 20);
+  std::set<int> shards;
+  for (int round = 0; round < 3; ++round) {
+    const auto rows = store.claim(*db_, view);
+    ASSERT_EQ(rows.size(), 1u) << "900 KB rows with a 1 MiB budget: one per round";
+    shards.insert(rows[0].shard);
+  }
+  EXPECT_EQ(shards.size(), 3u) << "the shards take turns at the head of the budget";
+}
+
+TEST_F(RelayStore, EachShardsRowsAreAPrefixOfItsHeadInIdOrder) {
+  const auto keys = shard_keys();
+  for (int s = 0; s < 8; ++s) enqueue(keys[static_cast<std::size_t>(s)], 10'000, 20);
+  relay::LeaseTable leases(schema(), "me", 10s);
+  const auto view = take_all(leases);
+  // 160 rows of ~11 KiB; a 300 KiB budget takes ~27 of them.
+  relay::OutboxStore store(schema(), "me", 500, 300u << 10);
+  const auto rows = store.claim(*db_, view);
+  EXPECT_GT(rows.size(), 10u);
+  EXPECT_LT(rows.size(), 30u);
+  std::map<int, std::vector<std::int64_t>> by_shard;
+  for (const auto& r : rows) by_shard[r.shard].push_back(r.id);
+  for (const auto& [shard, ids] : by_shard) {
+    const auto head = pqxx::nontransaction(*db_).exec_params(
+        "SELECT id FROM " + schema_ + ".outbox WHERE shard = $1 ORDER BY id LIMIT $2", shard,
+        static_cast<int>(ids.size()));
+    ASSERT_EQ(head.size(), ids.size());
+    for (std::size_t i = 0; i < ids.size(); ++i) {
+      EXPECT_EQ(head[static_cast<int>(i)][0].as<std::int64_t>(), ids[i]) << "shard " << shard;
+    }
+  }
+}
+
+TEST_F(RelayStore, ARowWaitingForItsRetryHoldsBackTheRestOfItsShard) {
+  const auto keys = shard_keys();
+  enqueue(keys[0], 10, 5);
+  enqueue(keys[1], 10, 5);
+  pqxx::nontransaction(*db_).exec_params(
+      "UPDATE " + schema_ +
+          ".outbox SET next_attempt_at = now() + interval '1 hour' WHERE id = (SELECT id FROM " +
+          schema_ + ".outbox WHERE key = $1 ORDER BY id OFFSET 2 LIMIT 1)",
+      keys[0]);
+  relay::LeaseTable leases(schema(), "me", 10s);
+  relay::OutboxStore store(schema(), "me", 500, 32u << 20);
+  const auto rows = store.claim(*db_, take_all(leases));
+  std::map<int, int> per_shard;
+  for (const auto& r : rows) ++per_shard[r.shard];
+  EXPECT_EQ(per_shard[0], 2);  // the two before the waiting row
+  EXPECT_EQ(per_shard[1], 5);
+}
+
+TEST_F(RelayStore, ASettleUnderAStaleEpochChangesNothing) {
+  enqueue("k", 10, 3);
+  relay::LeaseTable leases(schema(), "me", 10s);
+  auto view = take_all(leases);
+  relay::OutboxStore store(schema(), "me", 500, 32u << 20);
+  const auto rows = store.claim(*db_, view);
+  ASSERT_EQ(rows.size(), 3u);
+  // Another relay took the shard over meanwhile (a new epoch).
+  pqxx::nontransaction(*db_).exec_params("UPDATE " + schema_ +
+                                             ".outbox_leases SET owner = 'other', epoch = epoch "
+                                             "+ 1, expires_at = now() + interval '1 minute' "
+                                             "WHERE shard = $1",
+                                         rows[0].shard);
+  relay::SettlePlan plan;
+  for (const auto& r : rows) plan.delete_ids.push_back(r.id);
+  const auto counts = store.settle(*db_, view, plan, [](int) { return 100ms; });
+  EXPECT_EQ(counts.deleted, 0u);
+  EXPECT_EQ(txbox::test::outbox_rows(schema_), 3);
+  // The relay's next tick sees the loss.
+  EXPECT_EQ(leases.tick(*db_).view.epochs.count(rows[0].shard), 0u);
+}
+
+TEST_F(RelayStore, StartUpTopicsComeFromTheShardHeadsOnly) {
+  const auto keys = shard_keys();
+  enqueue(keys[0], 10, 3);  // topics t0, t1, t2
+  relay::OutboxStore store(schema(), "me", 500, 32u << 20);
+  EXPECT_EQ(store.head_topics(*db_, 100), (std::set<std::string>{"t0", "t1", "t2"}));
+  EXPECT_EQ(store.head_topics(*db_, 1), (std::set<std::string>{"t0"}));
+}
+
+}  // namespace

@@ -1,0 +1,139 @@
+// The relay's pure pieces: settle classification, fair share, retry backoff.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <random>
+#include <thread>
+
+#include "lease_table.hpp"
+#include "settle_plan.hpp"
+#include "txbox/detail/backoff.hpp"
+
+namespace {
+
+using txbox::relay::classify_round;
+using txbox::relay::Delivery;
+using txbox::relay::Row;
+using state = Delivery::state;
+
+Row row(std::int64_t id, int shard, const std::string& topic = "t", int attempts = 0) {
+  Row r;
+  r.id = id;
+  r.shard = shard;
+  r.topic = topic;
+  r.attempts = attempts;
+  r.created_epoch = 100;
+  return r;
+}
+
+Delivery acked() {
+  return {state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+}
+Delivery failed(rd_kafka_resp_err_t err) {
+  return {state::failed, err, rd_kafka_err2str(err)};
+}
+
+TEST(RelaySettle, AckedRowsAreDeletedAndCountedPerTopicWithTheirLatency) {
+  const auto plan = classify_round({row(1, 0, "a"), row(2, 0, "b"), row(3, 5, "a")},
+                                   {acked(), acked(), acked()}, 100.5);
+  EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{1, 2, 3}));
+  EXPECT_EQ(plan.published.at("a"), 2u);
+  EXPECT_EQ(plan.published.at("b"), 1u);
+  ASSERT_EQ(plan.ack_latencies.size(), 3u);
+  EXPECT_DOUBLE_EQ(plan.ack_latencies[0], 0.5);
+  EXPECT_TRUE(plan.dead.empty());
+  EXPECT_TRUE(plan.retry.empty());
+  EXPECT_EQ(plan.transient, 0u);
+}
+
+TEST(RelaySettle, ATransientFailureStopsItsShardOnlyAndIsRetriedWithItsAttempts) {
+  const auto plan = classify_round(
+      {row(1, 0), row(2, 0, "t", 3), row(3, 0), row(4, 1), row(5, 1)},
+      {acked(), failed(RD_KAFKA_RESP_ERR__TRANSPORT), acked(), acked(), acked()}, 100);
+  EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{1, 4, 5}));  // not 3: behind 2
+  ASSERT_EQ(plan.retry.size(), 1u);
+  EXPECT_EQ(plan.retry[0].id, 2);
+  EXPECT_EQ(plan.retry[0].attempts, 3);
+  EXPECT_EQ(plan.transient, 1u);
+  EXPECT_EQ(plan.first_error, rd_kafka_err2str(RD_KAFKA_RESP_ERR__TRANSPORT));
+  EXPECT_EQ(plan.stopped_shards, (std::set<int>{0}));
+}
+
+TEST(RelaySettle, APermanentFailureIsDeadAndItsShardGoesOn) {
+  const auto plan = classify_round({row(1, 2), row(2, 2)},
+                                   {failed(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE), acked()}, 100);
+  ASSERT_EQ(plan.dead.size(), 1u);
+  EXPECT_EQ(plan.dead[0].id, 1);
+  EXPECT_EQ(plan.dead[0].error, rd_kafka_err2str(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE));
+  EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{2}));
+  EXPECT_EQ(plan.transient, 0u);
+}
+
+TEST(RelaySettle, AHeldRowIsRetriedNeverDeadAndStopsItsShardWithoutCountingAsAFailure) {
+  std::vector<Delivery> d = {{state::held, RD_KAFKA_RESP_ERR__STATE, "held: weak topic"},
+                             {state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits"},
+                             acked()};
+  const auto plan = classify_round({row(1, 3, "weak"), row(2, 3, "weak"), row(3, 4)}, d, 100);
+  ASSERT_EQ(plan.retry.size(), 1u);
+  EXPECT_EQ(plan.retry[0].error, "held: weak topic");
+  EXPECT_EQ(plan.held.at("weak"), 1u);
+  EXPECT_EQ(plan.transient, 0u);
+  EXPECT_TRUE(plan.dead.empty());
+  EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{3}));
+}
+
+TEST(RelaySettle, SkippedRowsAreLeftAloneAndAMissingReportIsTransient) {
+  std::vector<Delivery> d = {{state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease"},
+                             Delivery{}};  // pending: given up at stop
+  const auto plan = classify_round({row(1, 0), row(2, 1)}, d, 100);
+  EXPECT_TRUE(plan.delete_ids.empty());
+  ASSERT_EQ(plan.retry.size(), 1u);
+  EXPECT_EQ(plan.retry[0].id, 2);
+  EXPECT_EQ(plan.transient, 1u);
+}
+
+TEST(RelaySettle, AFatalProducerErrorIsRetriedNotDead) {
+  const auto plan = classify_round({row(1, 0)}, {failed(RD_KAFKA_RESP_ERR__FATAL)}, 100);
+  EXPECT_TRUE(plan.dead.empty());
+  EXPECT_EQ(plan.retry.size(), 1u);
+}
+
+TEST(RelaySettle, MismatchedSizesAreABug) {
+  EXPECT_THROW(classify_round({row(1, 0)}, {}, 100), std::logic_error);
+}
+
+TEST(RelayFairShare, IsTheCeilingOfShardsOverLiveRelays) {
+  using txbox::relay::fair_share;
+  EXPECT_EQ(fair_share(1, 64), 64);
+  EXPECT_EQ(fair_share(2, 64), 32);
+  EXPECT_EQ(fair_share(3, 64), 22);
+  EXPECT_EQ(fair_share(64, 64), 1);
+  EXPECT_EQ(fair_share(100, 64), 1);
+  EXPECT_EQ(fair_share(0, 64), 64);  // no heartbeat seen yet: counts as one
+  EXPECT_EQ(fair_share(-3, 64), 64);
+}
+
+TEST(RelayBackoff, DoublesFromTheMinimumUpToTheMaximumWithJitter) {
+  using namespace std::chrono_literals;
+  std::mt19937_64 rng(7);
+  for (int attempt = 0; attempt < 40; ++attempt) {
+    const auto d = txbox::detail::backoff(attempt, 200ms, 30'000ms, rng);
+    const double full = std::min(200.0 * std::pow(2.0, std::min(attempt, 30)), 30'000.0);
+    EXPECT_GE(static_cast<double>(d.count()), full * 0.5 - 1) << attempt;
+    EXPECT_LE(static_cast<double>(d.count()), full) << attempt;
+  }
+}
+
+TEST(RelayBackoff, SleepEndsAtStop) {
+  using namespace std::chrono_literals;
+  std::stop_source stop;
+  std::jthread t([&] {
+    std::this_thread::sleep_for(50ms);
+    stop.request_stop();
+  });
+  const auto t0 = std::chrono::steady_clock::now();
+  EXPECT_FALSE(txbox::detail::sleep_for(30s, stop.get_token()));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, 2s);
+}
+
+}  // namespace
