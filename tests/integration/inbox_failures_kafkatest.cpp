@@ -145,9 +145,10 @@ TEST_F(InboxFailures, SerializationFailuresInTheHandlerDoNotDeadLetter) {
     while (!stop) {
       pqxx::work tx(w);
       tx.exec("UPDATE " + counter + " SET n = n + 1 WHERE id = 1");
-      std::this_thread::sleep_for(15ms);
+      std::this_thread::sleep_for(10ms);
       tx.commit();
       ++writes;
+      std::this_thread::sleep_for(25ms);  // windows in which the consumer can commit
     }
   });
   const bool done = poll_until(
