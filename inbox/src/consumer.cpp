@@ -182,7 +182,9 @@ struct Consumer::impl {
                      cfg.name, f.id, inbox::tp_text(f.tp), f.offset, f.attempts, f.error);
       }
     }
-    for (const auto& [tp, offset] : r.retry_from) {
+    for (const auto& retry : r.retry_from) {
+      const TopicPartition& tp = retry.first;
+      const std::int64_t offset = retry.second;
       const auto last = std::find_if(r.failures.rbegin(), r.failures.rend(),
                                      [&](const auto& f) { return f.tp == tp; });
       const int attempts = last != r.failures.rend() ? last->attempts : 1;
