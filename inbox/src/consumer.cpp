@@ -95,7 +95,7 @@ struct Consumer::impl {
     const std::size_t handled = process();
     requeue();
     if (!failed_this_round && db.usable(steady::now()) && table.unknown().empty()) {
-      db.succeeded();
+      db.quiet_round(steady::now());
     }
     stats.set_lag(kafka->lag(table.partitions()));
     update_ready();
@@ -175,6 +175,7 @@ struct Consumer::impl {
 
   // Partitions move on; failed ones fetch again from the failed message after a backoff.
   void committed(const inbox::batch_result& r) {
+    db.succeeded();
     driver->apply(table.committed(r.next));
     for (const auto& f : r.failures) {
       if (f.dead) {

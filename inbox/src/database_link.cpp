@@ -57,7 +57,8 @@ void database_link::failed(const detail::failure& f, const char* what) {
                                                  std::max(m_s.backoff_max, 30'000ms), m_rng)
                                : detail::backoff(m_streak, m_s.backoff_min, m_s.backoff_max, m_rng);
   ++m_streak;
-  m_until = steady::now() + delay;
+  m_last_failure = steady::now();
+  m_until = m_last_failure + delay;
   const std::string why = libpq_error_text(f.message, m_s.url);
   const std::string state = f.sqlstate.empty() ? "" : " (" + f.sqlstate + ")";
   if (permanent) {
@@ -81,6 +82,10 @@ void database_link::succeeded() {
     spdlog::info("inbox {}: database statements succeed again", m_s.name);
     m_health = health::up;
   }
+}
+
+void database_link::quiet_round(steady::time_point now, std::chrono::milliseconds quiet) {
+  if (m_health != health::up && now - m_last_failure >= quiet) succeeded();
 }
 
 bool database_link::ready() const {

@@ -37,8 +37,12 @@ class database_link {
   /// A statement or batch failed with `f` during `what`: drop the connection if f.reconnect,
   /// back off (long for permanent kinds), log if the state changed.
   void failed(const detail::failure& f, const char* what);
-  /// Statements ran again: the failure streak is over.
+  /// A batch committed: the failure streak is over.
   void succeeded();
+  /// A round without failure: the streak is over once `quiet` passed since the last failure
+  /// (an idle consumer becomes ready again without flapping between the states).
+  void quiet_round(steady::time_point now,
+                   std::chrono::milliseconds quiet = std::chrono::seconds(5));
   /// Database part of readiness: connected, and the last failure was not permanent.
   [[nodiscard]] bool ready() const;
 
@@ -51,6 +55,7 @@ class database_link {
   health m_health = health::down;
   int m_streak = 0;  // consecutive failures
   steady::time_point m_until{};
+  steady::time_point m_last_failure{};
   std::mt19937_64 m_rng{std::random_device{}()};
 };
 
