@@ -58,6 +58,7 @@ struct Consumer::impl {
   std::mt19937_64 rng{std::random_device{}()};
   steady::time_point next_requeue{};
   bool failed_this_round = false;
+  bool requeue_failing = false;  // logged once until a round succeeds
 
   impl(ConsumerConfig c, Handler h)
       : cfg((validate_consumer_config(c), std::move(c))),
@@ -210,8 +211,19 @@ struct Consumer::impl {
                      r.processed, r.failed);
       }
       stats.requeue(r);
+      if (requeue_failing) spdlog::info("inbox {}: requeue of dead messages runs again", cfg.name);
+      requeue_failing = false;
     } catch (...) {
-      database_failed(detail::classify_current(), "requeueing dead messages");
+      // Rolled back; the partitions are not concerned unless the connection must go.
+      const auto f = detail::classify_current();
+      if (f.reconnect) {
+        database_failed(f, "requeueing dead messages");
+      } else if (!requeue_failing) {
+        requeue_failing = true;
+        spdlog::warn("inbox {}: requeue of dead messages failed ({}), retrying every {} ms: {}{}",
+                     cfg.name, detail::kind_name(f.kind), cfg.requeue_interval.count(), f.message,
+                     f.hint.empty() ? "" : ". Hint: " + f.hint);
+      }
     }
   }
 
