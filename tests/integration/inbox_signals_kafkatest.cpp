@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <atomic>
+#include <iostream>
 #include <thread>
 
 #include "inbox_support.hpp"
@@ -73,6 +74,10 @@ TEST_F(InboxSignals, OneSigtermStopsTwoConsumersInTwoThreads) {
     std::this_thread::sleep_for(10ms);
   }
   EXPECT_EQ(finished, 2) << "a consumer did not stop on SIGTERM";
+  const auto took = std::chrono::duration_cast<std::chrono::milliseconds>(
+      std::chrono::steady_clock::now() - sent);
+  std::cout << "SIGTERM to both consumers stopped: " << took.count() << " ms\n";
+  EXPECT_LT(took, 3s) << "idle consumers must stop within a poll tick plus leaving the group";
   if (finished < 2) {
     kill(getpid(), SIGTERM);  // second chance so that the threads can be joined
   }
