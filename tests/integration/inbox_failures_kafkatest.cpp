@@ -69,6 +69,51 @@ TEST_F(InboxFailures, StatementTimeoutInItsOwnStatementsIsRetried) {
   own_statements_wait_on_locks("-c statement_timeout=150");
 }
 
+// A real deadlock on the inbox insert (as two consumers briefly processing the same partition
+// during a rebalance can cause): another session holds m6's inbox row, the consumer's batch
+// inserts m5 and waits for m6, the other session then inserts m5. PostgreSQL aborts the
+// consumer's transaction (40P01, it waited longest); the batch is retried and applied once.
+TEST_F(InboxFailures, RealDeadlockOnTheInboxInsertIsRetried) {
+  auto cfg = config();
+  cfg.batch_wait = 200ms;  // m5 and m6 in one batch, one INSERT
+  txbox::Consumer c(cfg, record_effect());
+  produce_ids(topic_, numbered_ids(5, 1));
+  ASSERT_TRUE(poll_until(c, [&] { return effects() >= 5; }));
+  std::atomic<int> step = 0;
+  std::string other_error;
+  std::jthread other([&] {
+    try {
+      pqxx::connection conn(endpoints().pg);
+      pqxx::work tx(conn);
+      const std::string insert = "INSERT INTO " + schema_ +
+                                 ".inbox (consumer, message_id, topic, \"partition\", \"offset\") "
+                                 "VALUES ($1, $2, $3, 0, $4)";
+      tx.exec_params(insert, cfg.name, "m6", topic_, 6);
+      step = 1;
+      while (step < 2) std::this_thread::sleep_for(5ms);
+      std::this_thread::sleep_for(300ms);                 // the consumer now waits for m6
+      tx.exec_params(insert, cfg.name, "m5", topic_, 5);  // waits for the consumer's m5
+      step = 3;
+    } catch (const std::exception& e) {
+      other_error = e.what();  // this session lost the deadlock: fine too
+      step = 3;
+    }
+  });  // rolls back: m5 and m6 are new to the consumer after all
+  while (step < 1) std::this_thread::sleep_for(5ms);
+  produce_ids(topic_, {{"m5", "f", 0}, {"m6", "g", 0}});
+  step = 2;
+  poll_until(
+      c, [&] { return step >= 3; }, 30s);
+  other.join();
+  ASSERT_TRUE(poll_until(c, [&] { return effects() >= 7; }));
+  for (int i = 0; i < 5; ++i) c.poll_once(50ms);
+  EXPECT_EQ(effects(), 7) << other_error;
+  EXPECT_EQ(distinct_effects(), 7);
+  EXPECT_EQ(dead(), 0);
+  EXPECT_EQ(c.stats().failures, 0u);
+  EXPECT_GE(c.stats().database_retries, 1u) << "no deadlock happened: " << other_error;
+}
+
 // After a failover the session may land on a standby (25006, read-only transaction): the
 // consumer opens a new connection until it gets a writable one.
 TEST_F(InboxFailures, ReadOnlySessionIsReplacedUntilWritable) {
