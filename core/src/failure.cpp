@@ -35,6 +35,35 @@ std::string permanent_hint(std::string_view sqlstate) {
   return {};
 }
 
+template <class T>
+bool is_a(const pqxx::sql_error& e) {
+  return dynamic_cast<const T*>(&e) != nullptr;
+}
+
+// The SQLSTATE (or its class) that libpqxx 6.4 maps to each sql_error subclass it throws.
+std::string sqlstate_of_type(const pqxx::sql_error& e) {
+  if (is_a<pqxx::insufficient_privilege>(e)) return "42501";
+  if (is_a<pqxx::undefined_table>(e)) return "42P01";
+  if (is_a<pqxx::undefined_column>(e)) return "42703";
+  if (is_a<pqxx::undefined_function>(e)) return "42883";
+  if (is_a<pqxx::syntax_error>(e)) return "42601";
+  if (is_a<pqxx::unique_violation>(e)) return "23505";
+  if (is_a<pqxx::foreign_key_violation>(e)) return "23503";
+  if (is_a<pqxx::not_null_violation>(e)) return "23502";
+  if (is_a<pqxx::check_violation>(e)) return "23514";
+  if (is_a<pqxx::integrity_constraint_violation>(e)) return "23000";
+  if (is_a<pqxx::data_exception>(e)) return "22000";
+  if (is_a<pqxx::feature_not_supported>(e)) return "0A000";
+  if (is_a<pqxx::disk_full>(e)) return "53100";
+  if (is_a<pqxx::out_of_memory>(e)) return "53200";
+  if (is_a<pqxx::insufficient_resources>(e)) return "53000";
+  if (is_a<pqxx::invalid_cursor_state>(e)) return "24000";
+  if (is_a<pqxx::invalid_sql_statement_name>(e)) return "26000";
+  if (is_a<pqxx::invalid_cursor_name>(e)) return "34000";
+  if (is_a<pqxx::plpgsql_error>(e)) return "P0001";
+  return {};
+}
+
 failure make(failure_kind kind, bool reconnect, std::string sqlstate, std::string_view what) {
   failure f;
   f.kind = kind;
@@ -91,12 +120,14 @@ failure classify(const std::exception_ptr& e) noexcept {
     } catch (const pqxx::transaction_rollback& x) {
       return make(failure_kind::db_transient, false, "40000", x.what());
     } catch (const pqxx::sql_error& x) {
+      // libpqxx 6.4 throws its sql_error subclasses without the SQLSTATE: name it by type.
+      const std::string state = x.sqlstate().empty() ? sqlstate_of_type(x) : x.sqlstate();
       bool reconnect = false;
-      const auto kind = x.sqlstate().empty() ? failure_kind::db_transient
-                                             : classify_sqlstate(x.sqlstate(), reconnect);
+      const auto kind =
+          state.empty() ? failure_kind::db_transient : classify_sqlstate(state, reconnect);
       // No SQLSTATE: libpq reported no server error (the connection went away mid-query).
-      if (x.sqlstate().empty()) reconnect = true;
-      return make(kind, reconnect, x.sqlstate(), x.what());
+      if (state.empty()) reconnect = true;
+      return make(kind, reconnect, state, x.what());
     } catch (const pqxx::failure& x) {
       // Other libpqxx run-time failures concern the connection (e.g. "lost connection").
       return make(failure_kind::db_transient, true, "", x.what());
