@@ -6,6 +6,7 @@
 
 #include <chrono>
 #include <functional>
+#include <map>
 #include <pqxx/pqxx>
 #include <string>
 #include <vector>
@@ -16,7 +17,7 @@
 
 namespace txbox::test {
 
-/// A record to produce with a ce_id header.
+/// A record to produce with a ce_id header (none when `id` is empty: not from a txbox relay).
 struct IdRecord {
   std::string id;
   std::string value;
@@ -26,14 +27,20 @@ struct IdRecord {
 inline void produce_ids(const std::string& topic, const std::vector<IdRecord>& records) {
   char err[512];
   detail::conf_ptr conf(rd_kafka_conf_new());
-  ASSERT_EQ(rd_kafka_conf_set(conf.get(), "bootstrap.servers", endpoints().kafka.c_str(), err,
-                              sizeof err),
-            RD_KAFKA_CONF_OK);
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>{{"bootstrap.servers", endpoints().kafka},
+                                          {"acks", "all"},
+                                          {"enable.idempotence", "true"}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
+              RD_KAFKA_CONF_OK);
+  }
   detail::kafka_ptr p(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
   ASSERT_TRUE(p) << err;
   for (const auto& r : records) {
     detail::headers_ptr hdrs(rd_kafka_headers_new(1));
-    rd_kafka_header_add(hdrs.get(), "ce_id", -1, r.id.data(), static_cast<ssize_t>(r.id.size()));
+    if (!r.id.empty()) {
+      rd_kafka_header_add(hdrs.get(), "ce_id", -1, r.id.data(), static_cast<ssize_t>(r.id.size()));
+    }
     rd_kafka_resp_err_t e;
     while ((e = rd_kafka_producev(
                 p.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
