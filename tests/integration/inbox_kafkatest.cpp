@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "harness.hpp"
+#include "inbox_support.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/inbox.hpp"
 
@@ -19,39 +20,10 @@ using namespace std::chrono_literals;
 using txbox::test::endpoints;
 
 // A record to produce; an empty id sends no ce_id header (not from a txbox relay).
-struct Out {
-  std::string id;
-  std::string value;
-  std::int32_t partition = 0;
-};
+using Out = txbox::test::IdRecord;
 
 void produce(const std::string& topic, const std::vector<Out>& records) {
-  char err[512];
-  txbox::detail::conf_ptr conf(rd_kafka_conf_new());
-  for (const auto& [k, v] :
-       std::map<std::string, std::string>{{"bootstrap.servers", endpoints().kafka},
-                                          {"acks", "all"},
-                                          {"enable.idempotence", "true"}}) {
-    ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
-              RD_KAFKA_CONF_OK);
-  }
-  txbox::detail::kafka_ptr p(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
-  ASSERT_TRUE(p) << err;
-  for (const auto& r : records) {
-    txbox::detail::headers_ptr hdrs(rd_kafka_headers_new(1));
-    if (!r.id.empty()) rd_kafka_header_add(hdrs.get(), "ce_id", -1, r.id.data(), r.id.size());
-    rd_kafka_resp_err_t e;
-    while ((e = rd_kafka_producev(
-                p.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(r.partition),
-                RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
-                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs.get()),
-                RD_KAFKA_V_END)) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
-      rd_kafka_poll(p.get(), 50);
-    }
-    ASSERT_EQ(e, RD_KAFKA_RESP_ERR_NO_ERROR) << rd_kafka_err2str(e);
-    (void)hdrs.release();  // owned by the message now
-  }
-  ASSERT_EQ(rd_kafka_flush(p.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
+  txbox::test::produce_ids(topic, records);
 }
 
 class InboxTest : public ::testing::Test {

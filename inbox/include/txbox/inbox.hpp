@@ -80,8 +80,9 @@ struct ConsumerStats {
   std::uint64_t requeued = 0;    ///< dead messages processed again after a requeue
   std::uint64_t batches = 0;
   std::uint64_t rebalances = 0;
-  std::uint64_t cleaned = 0;  ///< inbox rows removed by retention
-  bool ready = false;         ///< database and Kafka reachable (a consumer may have no partitions)
+  std::uint64_t cleaned = 0;           ///< inbox rows removed by retention
+  std::uint64_t database_retries = 0;  ///< batches rolled back by a database failure, retried
+  bool ready = false;  ///< database and Kafka reachable (a consumer may have no partitions)
   std::map<std::string, std::int64_t> lag;            ///< "topic/partition" -> messages behind
   std::vector<double> handler_latency_buckets;        ///< upper bounds, seconds
   std::vector<std::uint64_t> handler_latency_counts;  ///< cumulative per bucket

@@ -1,0 +1,159 @@
+// One batch, one transaction. Handlers run without a savepoint each (two round trips per
+// message saved); when one throws, the whole transaction rolls back and the batch runs again
+// without the failed partition's tail.
+#include "batch_runner.hpp"
+
+#include <set>
+
+namespace txbox::inbox {
+namespace {
+
+using clock = std::chrono::steady_clock;
+
+// A message of this batch and what to do with it.
+struct item {
+  ReceivedMessage msg;
+  bool dead = false;  // handler failed max_attempts times: record in inbox_dead instead
+  std::string dead_error{};
+  int dead_attempts = 0;
+};
+
+// A handler's own failure inside the transaction (index into the items).
+struct thrown {
+  std::size_t index = 0;
+  std::string error;
+};
+
+// The handler threw something that is a transient database failure: not its fault.
+struct transient_in_handler {
+  std::exception_ptr e;
+};
+
+// The handler's error text, storable.
+std::string what_of(const std::exception_ptr& e) {
+  try {
+    std::rethrow_exception(e);
+  } catch (const std::exception& x) {
+    return storable_text(x.what());
+  } catch (...) {
+    return "handler threw a non-standard exception";
+  }
+}
+
+struct attempt_result {
+  std::optional<thrown> failure;
+  bool lost_assignment = false;
+  std::size_t processed = 0, duplicates = 0, dead = 0;
+  std::map<TopicPartition, std::int64_t> next;
+  std::vector<double> seconds;
+};
+
+attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Handler& handler,
+                        std::vector<item>& items,
+                        const std::map<TopicPartition, std::int64_t>& excluded_from,
+                        const std::function<bool()>& may_commit) {
+  attempt_result res;
+  std::vector<item*> included;
+  std::vector<const ReceivedMessage*> messages;
+  for (auto& it : items) {
+    const auto ex = excluded_from.find({it.msg.topic, it.msg.partition});
+    if (ex == excluded_from.end() || it.msg.offset < ex->second) {
+      included.push_back(&it);
+      messages.push_back(&it.msg);
+    }
+  }
+  pqxx::work tx(db, "txbox_inbox");
+  const auto fresh = store.insert_new(tx, messages);
+  std::set<std::string> seen;
+  for (item* it : included) {
+    const TopicPartition tp{it->msg.topic, it->msg.partition};
+    const bool is_new = fresh.contains(it->msg.id) && seen.insert(it->msg.id).second;
+    if (!is_new) {
+      ++res.duplicates;
+    } else if (it->dead) {
+      store.insert_dead(tx, it->msg, it->dead_error, it->dead_attempts);
+      ++res.dead;
+    } else {
+      const auto t0 = clock::now();
+      try {
+        handler(tx, it->msg);
+      } catch (...) {
+        const auto f = detail::classify_current();
+        if (f.kind == detail::failure_kind::db_transient) {
+          throw transient_in_handler{std::current_exception()};
+        }
+        res.failure =
+            thrown{static_cast<std::size_t>(it - items.data()), what_of(std::current_exception())};
+        return res;  // tx rolls back
+      }
+      res.seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
+      ++res.processed;
+    }
+    res.next[tp] = it->msg.offset + 1;
+  }
+  store.upsert_offsets(tx, res.next);
+  if (!may_commit()) {
+    res.lost_assignment = true;
+    return res;
+  }
+  tx.commit();
+  return res;
+}
+
+}  // namespace
+
+batch_result run_batch(pqxx::connection& db, const inbox_store& store, const Handler& handler,
+                       std::vector<ReceivedMessage> messages,
+                       const std::map<TopicPartition, prior_failure>& prior,
+                       const batch_policy& policy, const std::function<bool()>& may_commit) {
+  batch_result out;
+  std::vector<item> items;
+  items.reserve(messages.size());
+  std::map<TopicPartition, prior_failure> known = prior;
+  for (auto& m : messages) {
+    const auto p = known.find({m.topic, m.partition});
+    if (p != known.end() && p->second.offset == m.offset) m.attempt = p->second.attempts + 1;
+    items.push_back(item{std::move(m)});
+  }
+  std::map<TopicPartition, std::int64_t> excluded_from;  // partition -> first offset held back
+  try {
+    for (;;) {
+      auto res = run_once(db, store, handler, items, excluded_from, may_commit);
+      if (!res.failure) {
+        out.outcome = res.lost_assignment ? batch_result::status::lost_assignment
+                                          : batch_result::status::committed;
+        out.processed = res.processed;
+        out.duplicates = res.duplicates;
+        out.dead = res.dead;
+        out.next = std::move(res.next);
+        out.handler_seconds = std::move(res.seconds);
+        break;
+      }
+      item& bad = items[res.failure->index];
+      const TopicPartition tp{bad.msg.topic, bad.msg.partition};
+      auto& k = known[tp];
+      if (k.offset != bad.msg.offset) k = prior_failure{bad.msg.offset, 0};
+      ++k.attempts;
+      handler_failure hf{tp, bad.msg.offset, bad.msg.id, k.attempts, res.failure->error, false};
+      if (policy.on_failure == FailurePolicy::dead_letter && k.attempts >= policy.max_attempts) {
+        bad.dead = true;
+        bad.dead_error = res.failure->error;
+        bad.dead_attempts = k.attempts;
+        hf.dead = true;
+      } else {
+        excluded_from[tp] = bad.msg.offset;
+      }
+      out.failures.push_back(std::move(hf));
+    }
+  } catch (const transient_in_handler& t) {
+    out.outcome = batch_result::status::db_failed;
+    out.db = detail::classify(t.e);
+  } catch (...) {
+    out.outcome = batch_result::status::db_failed;
+    out.db = detail::classify_current();
+  }
+  if (out.outcome == batch_result::status::committed) out.retry_from = excluded_from;
+  return out;
+}
+
+}  // namespace txbox::inbox

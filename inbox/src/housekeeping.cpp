@@ -1,0 +1,101 @@
+// Retention (own thread, own connection) and requeue rounds.
+#include "housekeeping.hpp"
+
+#include <spdlog/spdlog.h>
+
+#include <memory>
+#include <optional>
+
+#include "txbox/conninfo.hpp"
+#include "txbox/detail/backoff.hpp"
+
+namespace txbox::inbox {
+
+using namespace std::chrono_literals;
+
+retention_worker::retention_worker(settings s, inbox_store store)
+    : m_s(std::move(s)), m_store(std::move(store)) {
+  m_thread = std::jthread([this](const std::stop_token& stop) { loop(stop); });
+}
+
+retention_worker::~retention_worker() {
+  m_thread.request_stop();
+}
+
+std::uint64_t retention_worker::round(pqxx::connection& db, const std::stop_token& stop) {
+  std::uint64_t total = 0;
+  for (int i = 0; i < 100 && !stop.stop_requested(); ++i) {
+    const auto n = m_store.delete_expired(db, m_s.retention, m_s.batch);
+    total += n;
+    if (n < static_cast<std::uint64_t>(m_s.batch)) break;
+  }
+  return total;
+}
+
+void retention_worker::loop(const std::stop_token& stop) {
+  std::unique_ptr<pqxx::connection> db;
+  bool failing = false;
+  auto wait = std::min<std::chrono::milliseconds>(m_s.interval, 10s);
+  while (detail::sleep_for(wait, stop)) {
+    wait = m_s.interval;
+    try {
+      if (!db) db = std::make_unique<pqxx::connection>(m_s.url);
+      const auto removed = round(*db, stop);
+      m_cleaned += removed;
+      if (failing) spdlog::info("inbox {}: retention runs again", m_s.name);
+      failing = false;
+      if (removed > 0) {
+        spdlog::info("inbox {}: retention removed {} inbox rows older than {} h", m_s.name, removed,
+                     m_s.retention.count());
+      }
+    } catch (...) {
+      const auto f = detail::classify_current();
+      if (f.reconnect) db.reset();
+      if (!failing) {
+        spdlog::warn("inbox {}: retention failed ({}), retrying every {} ms: {}{}", m_s.name,
+                     detail::kind_name(f.kind), m_s.interval.count(),
+                     libpq_error_text(f.message, m_s.url),
+                     f.hint.empty() ? "" : ". Hint: " + f.hint);
+      }
+      failing = true;
+    }
+  }
+}
+
+requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, const Handler& handler,
+                             int limit) {
+  requeue_result out;
+  pqxx::work tx(db, "txbox_requeue");
+  const auto rows = store.requeued(tx, limit);
+  if (rows.empty()) return out;
+  for (const auto& row : rows) {
+    tx.exec0("SAVEPOINT txbox_requeue");
+    std::optional<std::string> error;
+    try {
+      handler(tx, row.message);
+    } catch (...) {
+      const auto f = detail::classify_current();
+      if (f.kind == detail::failure_kind::db_transient) throw;  // the round is retried
+      try {
+        throw;
+      } catch (const std::exception& e) {
+        error = e.what();
+      } catch (...) {
+        error = "handler threw a non-standard exception";
+      }
+    }
+    if (!error) {
+      tx.exec0("RELEASE SAVEPOINT txbox_requeue");
+      store.delete_dead(tx, row.id);
+      ++out.processed;
+    } else {
+      tx.exec0("ROLLBACK TO SAVEPOINT txbox_requeue");
+      store.failed_again(tx, row.id, *error);
+      ++out.failed;
+    }
+  }
+  tx.commit();
+  return out;
+}
+
+}  // namespace txbox::inbox

@@ -1,0 +1,167 @@
+// kafka_link: the librdkafka consumer handle and what it reports.
+#include "kafka_link.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include <algorithm>
+
+namespace txbox::inbox {
+namespace {
+
+using namespace std::chrono_literals;
+
+void log_trampoline(const rd_kafka_t*, int level, const char* fac, const char* buf) {
+  // librdkafka's own lines: warnings and worse only (the error callback reports state).
+  if (level <= 4) spdlog::debug("librdkafka {}: {}", fac, buf);
+}
+
+}  // namespace
+
+kafka_link::kafka_link(const ConsumerConfig& cfg, rebalance_fn on_rebalance)
+    : m_name(cfg.name), m_on_rebalance(std::move(on_rebalance)) {
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  auto set = [&](const std::string& k, const std::string& v) {
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      throw config_error(fmt::format("kafka.{}: {}", k, err));
+    }
+  };
+  set("group.id", cfg.name);
+  for (const auto& [k, v] : cfg.kafka) set(k, v);
+  set("enable.auto.commit", "false");
+  set("enable.auto.offset.store", "false");
+  set("enable.partition.eof", "false");
+  set("auto.offset.reset", cfg.start_from_earliest ? "earliest" : "latest");
+  // A topic that does not exist yet is looked for again every 10 s, not every 5 minutes.
+  if (!cfg.kafka.contains("topic.metadata.refresh.interval.ms")) {
+    set("topic.metadata.refresh.interval.ms", "10000");
+  }
+  rd_kafka_conf_set_opaque(conf.get(), this);
+  rd_kafka_conf_set_rebalance_cb(conf.get(), &rebalance_trampoline);
+  rd_kafka_conf_set_error_cb(conf.get(), &error_trampoline);
+  rd_kafka_conf_set_log_cb(conf.get(), &log_trampoline);
+  m_rk.reset(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!m_rk) throw config_error(fmt::format("cannot create the Kafka consumer: {}", err));
+  (void)conf.release();  // owned by m_rk now
+  rd_kafka_poll_set_consumer(m_rk.get());
+  detail::partition_list_ptr topics(
+      rd_kafka_topic_partition_list_new(static_cast<int>(cfg.topics.size())));
+  for (const auto& t : cfg.topics) {
+    rd_kafka_topic_partition_list_add(topics.get(), t.c_str(), RD_KAFKA_PARTITION_UA);
+  }
+  if (const auto e = rd_kafka_subscribe(m_rk.get(), topics.get()); e) {
+    throw config_error(fmt::format("cannot subscribe to {}: {}", fmt::join(cfg.topics, ", "),
+                                   rd_kafka_err2str(e)));
+  }
+}
+
+void kafka_link::close() {
+  if (m_closed || !m_rk) return;
+  m_closed = true;
+  rd_kafka_consumer_close(m_rk.get());
+  m_rk.reset();
+}
+
+void kafka_link::throw_if_fatal() const {
+  if (!m_rk) throw error("txbox::Consumer::poll_once called after the consumer was closed");
+  char reason[512];
+  if (rd_kafka_fatal_error(m_rk.get(), reason, sizeof reason) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw error(fmt::format("inbox {}: fatal Kafka error, the consumer must be recreated: {}",
+                            m_name, reason));
+  }
+}
+
+void kafka_link::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err,
+                                      rd_kafka_topic_partition_list_t* list, void* opaque) {
+  try {
+    static_cast<kafka_link*>(opaque)->m_on_rebalance(err, list);
+  } catch (...) {
+    // Nothing may unwind through librdkafka; on_rebalance catches its own failures.
+    spdlog::error("inbox: unexpected exception in the rebalance callback");
+  }
+}
+
+void kafka_link::error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque) {
+  static_cast<kafka_link*>(opaque)->on_error(static_cast<rd_kafka_resp_err_t>(err), reason);
+}
+
+void kafka_link::on_error(rd_kafka_resp_err_t err, const char* reason) {
+  if (m_rk && rd_kafka_fatal_error(m_rk.get(), nullptr, 0) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    spdlog::error("inbox {}: fatal Kafka error: {}", m_name, reason);
+    return;
+  }
+  if (err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN && !m_down) {
+    m_down = true;
+    spdlog::warn("inbox {}: Kafka unreachable, retrying: {}", m_name, reason);
+  }
+}
+
+void kafka_link::reachable() {
+  if (!m_down) return;
+  m_down = false;
+  spdlog::info("inbox {}: Kafka reachable again", m_name);
+}
+
+detail::message_ptr kafka_link::poll(std::chrono::milliseconds timeout) {
+  detail::message_ptr m(rd_kafka_consumer_poll(
+      m_rk.get(), static_cast<int>(std::max<std::int64_t>(timeout.count(), 0))));
+  if (!m) return m;
+  if (!m->err) {
+    reachable();
+    return m;
+  }
+  if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+      m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+    const std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
+    if (m_missing_topics.insert(topic).second) {
+      spdlog::warn("inbox {}: topic {} does not exist (yet); consuming it once it does", m_name,
+                   topic);
+    }
+  } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+    spdlog::debug("inbox {}: consume error: {}", m_name, rd_kafka_message_errstr(m.get()));
+  }
+  return nullptr;
+}
+
+void kafka_link::probe() {
+  const auto now = std::chrono::steady_clock::now();
+  if (!m_down || now < m_next_probe) return;
+  m_next_probe = now + 3s;
+  const rd_kafka_metadata_t* md = nullptr;
+  if (rd_kafka_metadata(m_rk.get(), 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    detail::metadata_ptr owned(md);
+    reachable();
+  }
+}
+
+bool kafka_link::assignment_lost() const {
+  return rd_kafka_assignment_lost(m_rk.get()) != 0;
+}
+
+void kafka_link::mirror(const std::map<TopicPartition, std::int64_t>& next) const {
+  if (next.empty()) return;
+  detail::partition_list_ptr list(rd_kafka_topic_partition_list_new(static_cast<int>(next.size())));
+  for (const auto& [tp, offset] : next) {
+    rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition)->offset = offset;
+  }
+  rd_kafka_commit(m_rk.get(), list.get(), 1);
+}
+
+std::map<std::string, std::int64_t> kafka_link::lag(
+    const std::map<TopicPartition, partition_state>& parts) const {
+  std::map<std::string, std::int64_t> out;
+  for (const auto& [tp, state] : parts) {
+    std::int64_t lo = 0, hi = 0;
+    if (state.next_offset < 0 ||
+        rd_kafka_get_watermark_offsets(m_rk.get(), tp.topic.c_str(), tp.partition, &lo, &hi) !=
+            RD_KAFKA_RESP_ERR_NO_ERROR ||
+        hi < 0) {
+      continue;
+    }
+    out[tp_text(tp)] = std::max<std::int64_t>(hi - state.next_offset, 0);
+  }
+  return out;
+}
+
+}  // namespace txbox::inbox

@@ -1,0 +1,62 @@
+// The consumer's librdkafka handle: configuration, subscription, callbacks, reachability,
+// the offset mirror and watermarks. Partition positions are partition_driver's business.
+#pragma once
+
+#include <chrono>
+#include <functional>
+#include <map>
+#include <set>
+#include <string>
+
+#include "partition_tracker.hpp"
+#include "txbox/detail/rdkafka.hpp"
+
+namespace txbox::inbox {
+
+class kafka_link {
+ public:
+  /// Runs inside poll() or close() for every assignment change. Must not throw.
+  using rebalance_fn = std::function<void(rd_kafka_resp_err_t, rd_kafka_topic_partition_list_t*)>;
+
+  /// Creates the consumer and subscribes; throws config_error.
+  kafka_link(const ConsumerConfig& cfg, rebalance_fn on_rebalance);
+  ~kafka_link() { close(); }
+  kafka_link(const kafka_link&) = delete;
+  kafka_link& operator=(const kafka_link&) = delete;
+
+  [[nodiscard]] rd_kafka_t* get() const { return m_rk.get(); }
+  /// Leaves the group (revoking the partitions: the rebalance callback runs once more).
+  void close();
+  [[nodiscard]] bool closed() const { return m_closed; }
+  /// Throws txbox::error when the client hit a fatal error (it must be recreated).
+  void throw_if_fatal() const;
+  /// Waits up to `timeout` for one record or event; error events are reported here (missing
+  /// topics once each) and give nullptr.
+  detail::message_ptr poll(std::chrono::milliseconds timeout);
+  /// While every broker is down, a cheap metadata request every few seconds.
+  void probe();
+  [[nodiscard]] bool down() const { return m_down; }
+  /// The group moved on without us (e.g. a handler outlived max.poll.interval.ms).
+  [[nodiscard]] bool assignment_lost() const;
+  /// Kafka's committed offsets follow PostgreSQL's for lag tools; nothing reads them back.
+  void mirror(const std::map<TopicPartition, std::int64_t>& next) const;
+  /// Messages behind the partition's end for each partition with a known position.
+  [[nodiscard]] std::map<std::string, std::int64_t> lag(
+      const std::map<TopicPartition, partition_state>& parts) const;
+
+ private:
+  static void rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err,
+                                   rd_kafka_topic_partition_list_t* list, void* opaque);
+  static void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque);
+  void on_error(rd_kafka_resp_err_t err, const char* reason);
+  void reachable();
+  std::string m_name;
+  rebalance_fn m_on_rebalance;
+  detail::kafka_ptr m_rk;
+  bool m_closed = false;
+  bool m_down = false;
+  std::set<std::string> m_missing_topics;  // reported once each
+  std::chrono::steady_clock::time_point m_next_probe{};
+};
+
+}  // namespace txbox::inbox
