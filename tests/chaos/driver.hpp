@@ -9,6 +9,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <queue>
 #include <set>
 #include <string>
@@ -81,7 +82,8 @@ class Driver {
   void poll_servers();
   void server_start_async(bool kafka);
   std::string terminate_backends(std::uint64_t pick);
-  static Child* pick_child(Pool& pool, std::uint64_t pick);
+  /// The index in `pool` of a running child chosen by `pick`; nullopt when none runs.
+  static std::optional<std::size_t> pick_child(const Pool& pool, std::uint64_t pick);
 
   Options m_o;
   std::atomic<bool>& m_interrupted;

@@ -4,7 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
-#include <algorithm>
+#include <optional>
 #include <pqxx/pqxx>
 
 #include "driver.hpp"
@@ -29,12 +29,12 @@ void Driver::handle_due(bool stop_on_infra_error) {
   }
 }
 
-Child* Driver::pick_child(Pool& pool, std::uint64_t pick) {
-  std::vector<Child*> eligible;
-  for (auto& c : pool) {
-    if (c->state() == Child::State::running) eligible.push_back(c.get());
+std::optional<std::size_t> Driver::pick_child(const Pool& pool, std::uint64_t pick) {
+  std::vector<std::size_t> eligible;
+  for (std::size_t i = 0; i < pool.size(); ++i) {
+    if (pool[i]->state() == Child::State::running) eligible.push_back(i);
   }
-  if (eligible.empty()) return nullptr;
+  if (eligible.empty()) return std::nullopt;
   return eligible[pick % eligible.size()];
 }
 
@@ -113,14 +113,12 @@ void Driver::inject(std::size_t i) {
     case Fault::consumer_kill: {
       const bool relay = f.kind == Fault::relay_kill;
       auto& pool = relay ? m_relays : m_consumers;
-      Child* c = pick_child(pool, f.pick);
-      if (!c) return postpone();
+      const auto idx = pick_child(pool, f.pick);
+      if (!idx) return postpone();
+      Child* c = pool[*idx].get();
       c->kill_now();
-      const auto idx = static_cast<std::size_t>(
-          std::find_if(pool.begin(), pool.end(), [&](auto& p) { return p.get() == c; }) -
-          pool.begin());
       m_events.push(
-          {later(f.down_s), relay ? Action::restart_relay : Action::restart_consumer, idx});
+          {later(f.down_s), relay ? Action::restart_relay : Action::restart_consumer, *idx});
       say(n + fmt::format("SIGKILL {} (restart in {:.1f} s)", c->name(), f.down_s));
       break;
     }
@@ -128,13 +126,11 @@ void Driver::inject(std::size_t i) {
     case Fault::consumer_stop: {
       const bool relay = f.kind == Fault::relay_stop;
       auto& pool = relay ? m_relays : m_consumers;
-      Child* c = pick_child(pool, f.pick);
-      if (!c) return postpone();
+      const auto idx = pick_child(pool, f.pick);
+      if (!idx) return postpone();
+      Child* c = pool[*idx].get();
       c->signal(SIGSTOP);
-      const auto idx = static_cast<std::size_t>(
-          std::find_if(pool.begin(), pool.end(), [&](auto& p) { return p.get() == c; }) -
-          pool.begin());
-      m_events.push({later(f.down_s), relay ? Action::cont_relay : Action::cont_consumer, idx});
+      m_events.push({later(f.down_s), relay ? Action::cont_relay : Action::cont_consumer, *idx});
       say(n + fmt::format("SIGSTOP {} for {:.1f} s ({} {} ms)", c->name(), f.down_s,
                           relay ? "lease ttl" : "session timeout",
                           relay ? m_o.lease_ttl_ms : m_o.session_timeout_ms));
