@@ -1,0 +1,95 @@
+// The relay benchmark's table: the figures against the limits and the targets.
+#include "relay_bench_table.hpp"
+
+#include <fmt/format.h>
+
+#include <algorithm>
+#include <cstdio>
+
+namespace bench {
+namespace {
+
+std::string mib(long kib) {
+  return fmt::format("{:.1f} MiB", static_cast<double>(kib) / 1024);
+}
+const char* verdict(bool ok) {
+  return ok ? "**met**" : "**missed**";
+}
+
+}  // namespace
+
+void print_table(const Figures& f) {
+  std::printf(
+      "\n| measure (%d messages of %zu B, %d keys, 1 partition) | value | ratio | target |\n", f.n,
+      k_payload.size(), k_keys);
+  std::printf("|---|---:|---:|---|\n");
+  std::printf("| **limits** | | | |\n");
+  std::printf("| bare INSERT of an outbox row, 1 row/tx, 2 clients | %.0f tx/s | | |\n", f.bare1);
+  std::printf("| bare INSERT, 100 rows/tx, 2 clients | %.0f tx/s (%.0f rows/s) | | |\n", f.bare100,
+              f.bare100 * 100);
+  std::printf("| one single-row commit, 1 client (p50) | %.2f ms | | |\n", f.commit_ms);
+  std::printf("| raw claim+delete drain (500-row batches, SKIP LOCKED) | %.0f rows/s | | |\n",
+              f.drain);
+  std::printf("| raw librdkafka produce, acks=all, idempotent, batched | %.0f msg/s | | |\n",
+              f.produce);
+  std::printf("| raw librdkafka consume | %.0f msg/s | | |\n", f.consume);
+  for (std::size_t i = 0; i < f.raw_lat.size(); ++i) {
+    std::printf("| raw produce→consume p50 / p99 at %.0f msg/s | %.1f / %.1f ms | | |\n",
+                f.e2e_notify[i].second.offered, f.raw_lat[i].p50, f.raw_lat[i].p99);
+  }
+  std::printf("| **txbox** | | | |\n");
+  std::printf("| enqueue, 1 msg/tx, 2 clients | %.0f tx/s | %.2f× bare | ≥ 0.9× %s |\n", f.enq1,
+              f.enq1 / f.bare1, verdict(f.enq1 / f.bare1 >= 0.9));
+  std::printf(
+      "| enqueue, 100 msgs/tx (batch form), 2 clients | %.0f tx/s | %.2f× bare | ≥ 0.9× %s |\n",
+      f.enq100, f.enq100 / f.bare100, verdict(f.enq100 / f.bare100 >= 0.9));
+  for (int k : {1, 2, 4}) {
+    const double ratio = f.relay.at(k).rate / f.limit;
+    std::string target = fmt::format("≥ 0.5× {}", verdict(ratio >= 0.5));
+    if (!f.peers.empty()) {
+      double best = 0;
+      for (const auto& [name, rate] : f.peers) best = std::max(best, rate);
+      target += fmt::format("; {:.1f}× best peer (≥ 3× {})", f.relay.at(k).rate / best,
+                            verdict(f.relay.at(k).rate >= 3 * best));
+    }
+    std::printf("| txbox-relay ×%d | %.0f msg/s | %.2f× min(drain, produce) | %s |\n", k,
+                f.relay.at(k).rate, ratio, target.c_str());
+  }
+  for (const auto& [name, rate] : f.peers) {
+    std::printf("| peer: %s | %.0f msg/s | %.2f× min(drain, produce) | |\n", name.c_str(), rate,
+                rate / f.limit);
+  }
+  for (std::size_t i = 0; i < f.e2e_notify.size(); ++i) {
+    for (const auto* set : {&f.e2e_notify, &f.e2e_poll}) {
+      const auto& r = (*set)[i].second;
+      const bool notify = set == &f.e2e_notify;
+      const double bound = 2 * f.raw_lat[i].p99 + f.commit_ms;
+      std::printf(
+          "| commit→handler p50 / p99 / p99.9, %.0f%% load (%.0f msg/s, achieved %.0f), %s | "
+          "%.1f / %.1f / %.1f ms | p99 %.1f× raw p99 | ≤ 2× raw p99 + 1 commit = %.1f ms %s |\n",
+          (*set)[i].first * 100, r.offered, r.achieved, notify ? "NOTIFY" : "poll only (500 ms)",
+          r.lat.p50, r.lat.p99, r.lat.p999, r.lat.p99 / f.raw_lat[i].p99, bound,
+          verdict(r.lat.p99 <= bound));
+    }
+  }
+  if (f.inbox_ratio > 0) {
+    std::printf(
+        "| txbox::inbox, max_batch 500 (see inbox table) | | %.2f× raw consume+INSERT | |\n",
+        f.inbox_ratio);
+  }
+  std::printf("| relay peak RSS (max over runs) | %s | | ≤ 64 MiB %s |\n", mib(f.relay_rss).c_str(),
+              verdict(f.relay_rss <= 64 * 1024));
+  std::printf("| inbox consumer peak RSS (latency runs) | %s | | |\n", mib(f.consumer_rss).c_str());
+  const double base = f.cost.empty() ? 0 : f.cost.front().second.us_per_msg;
+  for (const auto& [b, r] : f.cost) {
+    const bool big = b >= 10'000'000;
+    std::printf(
+        "| relay cost per message at %ld pending (first %ld drained) | %.1f µs wall, %.1f µs relay "
+        "CPU | %.2f× %ld | %s |\n",
+        b, std::min(b, 100'000L), r.us_per_msg, r.cpu_us_per_msg, r.us_per_msg / base,
+        f.cost.front().first,
+        big ? fmt::format("≤ 1.2× {}", verdict(r.us_per_msg <= 1.2 * base)).c_str() : "");
+  }
+}
+
+}  // namespace bench

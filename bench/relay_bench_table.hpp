@@ -1,0 +1,35 @@
+// The relay benchmark's figures of a run and the markdown table that compares them with the
+// limits and with issue 7's targets.
+#pragma once
+
+#include <map>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "relay_bench_support.hpp"
+#include "relay_bench_txbox.hpp"
+
+namespace bench {
+
+/// Everything the table shows, as measured.
+struct Figures {
+  int n = 0;                                                    ///< messages per throughput run
+  std::vector<long> backlogs = {10'000, 1'000'000};             ///< pending rows of the cost runs
+  std::vector<std::pair<std::string, double>> peers;            ///< --peer NAME=MSGS_PER_S
+  double inbox_ratio = -1;                                      ///< --inbox-ratio, or -1
+  double bare1 = 0, enq1 = 0, bare100 = 0, enq100 = 0;          ///< INSERT tx/s
+  double commit_ms = 0;                                         ///< one single-row commit, p50
+  double produce = 0, consume = 0, drain = 0;                   ///< raw msg/s, rows/s
+  double limit = 0;                                             ///< min(drain, produce)
+  std::map<int, DrainRun> relay;                                ///< by relay count: 1, 2, 4
+  std::vector<Pct> raw_lat;                                     ///< by load: 10, 50, 90%
+  std::vector<std::pair<double, E2eRun>> e2e_notify, e2e_poll;  ///< (load, run) by load
+  long relay_rss = 0, consumer_rss = 0;                         ///< peak RSS, KiB
+  std::vector<std::pair<long, DrainRun>> cost;                  ///< by pending rows
+};
+
+/// Prints the table to stdout.
+void print_table(const Figures& f);
+
+}  // namespace bench

@@ -1,0 +1,40 @@
+// The relay benchmark's measurements of txbox itself: txbox-relay draining a backlog, and
+// end to end, enqueue commit -> txbox::inbox handler at a paced rate.
+#pragma once
+
+#include <pqxx/pqxx>
+#include <string>
+
+#include "relay_bench_support.hpp"
+
+namespace bench {
+
+/// One drain by txbox-relay processes.
+struct DrainRun {
+  double rate = 0;            // msgs/s from the first acknowledged message
+  double us_per_msg = 0;      // wall
+  double cpu_us_per_msg = 0;  // relay CPU (all relays)
+  long rss_kib = 0;           // peak RSS of the first relay
+};
+
+/// `relays` relays, started on an empty outbox and sharing its shards, drain the first
+/// `measure` rows of a backlog of `backlog` rows that commits in one transaction. Timed from
+/// that commit to the `measure`-th message read back from Kafka (start-up and fill excluded;
+/// wake-up, claims, produce and acks included).
+DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog, long measure,
+                     int relays);
+
+/// One end-to-end run.
+struct E2eRun {
+  double offered = 0, achieved = 0;  // msg/s
+  Pct lat;                           // commit -> handler
+  long relay_rss = 0, consumer_rss = 0;
+};
+
+/// k_clients writers enqueue `rate` msg/s for `seconds`, one relay (with NOTIFY or poll-only)
+/// forwards, a txbox::inbox consumer in a child process (its own RSS) handles; `run` numbers
+/// the consumer's name.
+E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
+                  double seconds, int run);
+
+}  // namespace bench

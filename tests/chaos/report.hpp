@@ -1,0 +1,40 @@
+// The chaos driver's account of a run: what it did (the tally it keeps while running), the
+// number formatting of its lines, and the result table with the verdict.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "options.hpp"
+#include "plan.hpp"
+#include "workload.hpp"
+
+namespace chaos {
+
+/// What the driver did and saw during a run, for the result table.
+struct Tally {
+  std::string assignment;                          ///< the consumers' partition.assignment.strategy
+  std::string logs;                                ///< the directory of the logs
+  std::array<int, k_fault_kinds> fault_counts{};   ///< faults injected, by kind
+  int faults_done = 0;                             ///< faults injected
+  int postponed = 0;                               ///< faults that waited for an eligible target
+  std::int64_t terminated_backends = 0;            ///< by the connection resets
+  std::vector<std::string> unexpected_exits;       ///< processes that exited by themselves
+  std::vector<std::string> unclean_stops;          ///< processes that failed SIGTERM
+  double servers_s = 0, write_s = 0, drain_s = 0;  ///< the phases' durations
+};
+
+/// 12345 -> "12,345".
+std::string group(std::int64_t n);
+
+/// The current time, UTC, as "YYYY-MM-DD HH:MM:SS".
+std::string utc_now();
+
+/// Prints the result table and PASS or FAIL (with the violations, the replay command and
+/// the logs); returns 0 on a pass, 1 on any violation. `wall_s`: the run's duration so far.
+int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v, bool drain_ok,
+           double wall_s);
+
+}  // namespace chaos
