@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "bench_kafka.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/uuid.hpp"
@@ -35,19 +36,7 @@ double seconds_since(clk::time_point t) {
 }
 
 kafka_ptr make_client(rd_kafka_type_t type, const std::map<std::string, std::string>& extra) {
-  conf_ptr conf(rd_kafka_conf_new());
-  char err[512];
-  auto all = extra;
-  all["bootstrap.servers"] = g_kafka;
-  for (const auto& [k, v] : all) {
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      throw std::runtime_error(err);
-    }
-  }
-  kafka_ptr rk(rd_kafka_new(type, conf.get(), err, sizeof err));
-  if (!rk) throw std::runtime_error(err);
-  (void)conf.release();
-  return rk;
+  return bench::make_kafka_client(g_kafka, type, extra);
 }
 
 void produce(const std::string& topic, int n) {

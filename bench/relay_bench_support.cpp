@@ -1,5 +1,6 @@
 // What the relay benchmark's measurements share: clock, output, clients, the outbox's fill.
 #include "relay_bench_support.hpp"
+#include "bench_kafka.hpp"
 
 #include <fmt/chrono.h>
 #include <fmt/format.h>
@@ -58,19 +59,7 @@ Pct percentiles(std::vector<double> v) {
 }
 
 kafka_ptr make_client(rd_kafka_type_t type, const std::map<std::string, std::string>& extra) {
-  conf_ptr conf(rd_kafka_conf_new());
-  char err[512];
-  auto all = extra;
-  all["bootstrap.servers"] = g_kafka;
-  for (const auto& [k, v] : all) {
-    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
-      throw std::runtime_error(err);
-    }
-  }
-  kafka_ptr rk(rd_kafka_new(type, conf.get(), err, sizeof err));
-  if (!rk) throw std::runtime_error(err);
-  (void)conf.release();  // rd_kafka_new took the conf on success
-  return rk;
+  return bench::make_kafka_client(g_kafka, type, extra);
 }
 
 // The relay's producer settings: acks=all, idempotent, linger.ms=5.
