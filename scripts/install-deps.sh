@@ -11,7 +11,7 @@ packages=(
   libcli11-dev libtoml11-dev libcpp-httplib-dev googletest libgtest-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
-  iproute2 procps openssl
+  iproute2 procps openssl kcat jq
   clang-format clang-tidy clang-14 libclang-rt-14-dev
 )
 

@@ -19,6 +19,9 @@
 # and a second CA that signed nothing): PostgreSQL with ssl=on, and Kafka on a second listener
 # (SSL, client certificate required). endpoints.env then has TXBOX_TEST_PG_TLS (conninfo with
 # sslmode=verify-full), TXBOX_TEST_KAFKA_TLS and TXBOX_TEST_TLS_DIR.
+# TXBOX_TEST_KAFKA_BROKERS=3 starts a 3-broker cluster instead of the single broker, with its
+# own per-node fault commands (node-kill, node-pause, node-resume, node-start, node-wipe,
+# leader): see scripts/lib/kafka_cluster.sh.
 # If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
 # them, so the tests can run against servers you point them at.
 set -euo pipefail
@@ -28,6 +31,9 @@ root=$(cd "$here/.." && pwd)
 KAFKA_VERSION=3.9.1
 cache=${TXBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/txbox}
 jars=$cache/kafka-$KAFKA_VERSION
+
+# shellcheck source=lib/kafka_cluster.sh
+source "$here/lib/kafka_cluster.sh"
 
 log() { printf '[servers] %s\n' "$*" >&2; }
 die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
@@ -290,6 +296,7 @@ start_pg_again() {
 stop_all() {
   local dir=$1 pid i
   [[ -d $dir ]] || return 0
+  stop_kafka_cluster "$dir"
   if [[ -f $dir/kafka.pid ]]; then
     pid=$(cat "$dir/kafka.pid")
     if kill -0 "$pid" 2>/dev/null; then
@@ -326,7 +333,7 @@ case $cmd in
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
     stop_all "$dir"
-    rm -rf "$dir/pg" "$dir/kafka" "$dir/endpoints.env"
+    rm -rf "$dir/pg" "$dir/kafka" "$dir"/kafka-[0-9] "$dir/endpoints.env"
     if [[ -n ${TXBOX_TEST_PG:-} && -n ${TXBOX_TEST_KAFKA:-} ]]; then
       log "using the servers given in TXBOX_TEST_PG and TXBOX_TEST_KAFKA"
       { echo "TXBOX_TEST_PG='$TXBOX_TEST_PG'"; echo "TXBOX_TEST_KAFKA='$TXBOX_TEST_KAFKA'";
@@ -341,7 +348,11 @@ case $cmd in
     fi
     [[ $what == kafka ]] || start_pg "$dir"
     t1=$(date +%s.%N)
-    [[ $what == pg ]] || start_kafka "$dir"
+    if [[ $what != pg && ${TXBOX_TEST_KAFKA_BROKERS:-1} != 1 ]]; then
+      start_kafka_cluster "$dir" "$TXBOX_TEST_KAFKA_BROKERS"
+    elif [[ $what != pg ]]; then
+      start_kafka "$dir"
+    fi
     t2=$(date +%s.%N)
     log "$(awk -v a="$t0" -v b="$t1" -v c="$t2" -v f="$dir/endpoints.env" \
       'BEGIN { printf "ready: PostgreSQL %.1f s, Kafka %.1f s; endpoints in %s", b - a, c - b, f }')"
@@ -364,9 +375,29 @@ case $cmd in
   start-pg)
     start_pg_again "${2:?usage: servers.sh start-pg DIR}"
     ;;
+  node-kill)
+    node_kill "${2:?usage: servers.sh node-kill DIR N [SIGNAL]}" "${3:?node 1..3}" "${4:-KILL}"
+    ;;
+  node-pause)
+    node_signal "${2:?usage: servers.sh node-pause DIR N}" "${3:?node 1..3}" STOP
+    ;;
+  node-resume)
+    node_signal "${2:?usage: servers.sh node-resume DIR N}" "${3:?node 1..3}" CONT
+    ;;
+  node-start)
+    node_start "${2:?usage: servers.sh node-start DIR N}" "${3:?node 1..3}"
+    ;;
+  node-wipe)
+    node_wipe "${2:?usage: servers.sh node-wipe DIR N}" "${3:?node 1..3}"
+    ;;
+  leader)
+    partition_leader "${2:?usage: servers.sh leader DIR TOPIC [PARTITION]}" "${3:?topic}" "${4:-0}"
+    ;;
   *)
     echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars |" \
-      "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR" >&2
+      "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR |" \
+      "node-kill DIR N [SIGNAL] | node-pause DIR N | node-resume DIR N | node-start DIR N |" \
+      "node-wipe DIR N | leader DIR TOPIC [PARTITION]" >&2
     exit 2
     ;;
 esac

@@ -54,6 +54,7 @@ void DurabilityGate::record(const detail::TopicDurability& d, bool quiet_weak,
   // used uninitialised.
   const int before = fresh ? -1 : static_cast<int>(c.st);
   const auto changed = [&] { return before != static_cast<int>(c.st); };
+  if (d.checked) c.min_insync = d.min_insync_replicas;
   if (!d.checked) {
     c.st = TopicCheck::state::unknown;
     c.recheck_at = now + (m_strict ? k_recheck_unknown : k_recheck_relaxed);
@@ -140,6 +141,16 @@ std::set<std::string> DurabilityGate::weak_topics() const {
     if (c.st == TopicCheck::state::weak) weak.insert(t);
   }
   return weak;
+}
+
+std::vector<IsrShortfall> DurabilityGate::isr_shortfalls(
+    const std::set<std::string>& topics) const {
+  std::map<std::string, int> min_insync;
+  for (const auto& t : topics) {
+    const auto it = m_checks.find(t);
+    if (it != m_checks.end() && it->second.min_insync > 0) min_insync[t] = it->second.min_insync;
+  }
+  return relay::isr_shortfalls(m_admin.get(), min_insync, m_admin_timeout);
 }
 
 }  // namespace txbox::relay

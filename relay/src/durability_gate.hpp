@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "durability.hpp"
+#include "isr_check.hpp"
 #include "round.hpp"
 #include "txbox/detail/rdkafka.hpp"
 
@@ -35,11 +36,15 @@ class DurabilityGate {
   /// Checked topics below the durability minimum.
   [[nodiscard]] std::set<std::string> weak_topics() const;
 
+  /// The partitions of `topics` (those checked) that cannot take acks=all writes now.
+  [[nodiscard]] std::vector<IsrShortfall> isr_shortfalls(const std::set<std::string>& topics) const;
+
  private:
   struct TopicCheck {
     enum class state { unknown, durable, weak } st = state::unknown;
     clock::time_point recheck_at{};
-    std::string why;  // for outbox.last_error of a held row
+    std::string why;     // for outbox.last_error of a held row
+    int min_insync = 0;  // as last checked, 0: unknown
   };
   std::vector<detail::TopicDurability> check(const std::vector<std::string>& names,
                                              std::chrono::milliseconds timeout, bool quiet_weak);

@@ -84,11 +84,29 @@ void Health::broker(bool ok, const std::string& why) {
   if (ok == m_broker_ok) return;
   m_broker_ok = ok;
   if (ok) {
+    m_isr_problem.clear();
+    m_st.partitions_below_min_isr = 0;
     spdlog::info("kafka: deliveries succeed again");
   } else {
     spdlog::warn("kafka: deliveries failing, retrying with backoff: {}", why);
   }
   update_ready();
+}
+
+void Health::on_isr_shortfalls(const std::vector<IsrShortfall>& shortfalls) {
+  std::lock_guard lock(m_mutex);
+  m_st.partitions_below_min_isr = shortfalls.size();
+  std::string problem = describe(shortfalls);
+  if (problem == m_isr_problem) return;
+  if (!shortfalls.empty()) {
+    spdlog::warn(
+        "kafka: {}: Kafka refuses acks=all writes (NOT_ENOUGH_REPLICAS) until enough replicas "
+        "are back in sync; the rows stay in the outbox and go out then, in order",
+        problem);
+  } else {
+    spdlog::info("kafka: the waiting round's partitions are back in sync");
+  }
+  m_isr_problem = std::move(problem);
 }
 
 void Health::on_settle(const SettlePlan& plan, const SettleCounts& counts) {
@@ -181,6 +199,10 @@ std::string Health::metrics_text() const {
   metric("txbox_relay_database_failures_total", "counter",
          "Database statements or connections that failed (the round was retried).",
          std::to_string(st.database_failures));
+  metric("txbox_relay_partitions_below_min_isr", "gauge",
+         "Partitions the waiting round goes to whose in-sync replicas are fewer than "
+         "min.insync.replicas (Kafka refuses acks=all writes).",
+         std::to_string(st.partitions_below_min_isr));
   p.header("txbox_relay_topic_weak", "gauge",
            "1 for a target topic with replication.factor < 3, min.insync.replicas < 2 or "
            "unclean leader election.");

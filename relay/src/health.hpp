@@ -8,6 +8,7 @@
 #include <set>
 #include <string>
 
+#include "isr_check.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "settle_plan.hpp"
@@ -29,6 +30,9 @@ class Health {
   /// by failed() is over.
   void db_ok();
   void broker(bool ok, const std::string& why = {});
+  /// While a round waits for acknowledgements: the partitions Kafka refuses acks=all writes
+  /// to. Logged when the set changes; cleared (silently) when deliveries succeed again.
+  void on_isr_shortfalls(const std::vector<IsrShortfall>& shortfalls);
 
   void on_settle(const SettlePlan& plan, const SettleCounts& counts);
   void on_leases(const LeaseTick& tick);
@@ -50,8 +54,9 @@ class Health {
   RelayStats m_st;
   bool m_db_up = false;
   bool m_broker_ok = true;
-  std::string m_problem;    // the permanent failure or bug being retried, empty: none
-  std::string m_transient;  // the last transient failure logged since the last good round
+  std::string m_isr_problem;  // describe() of the last shortfalls logged, empty: none
+  std::string m_problem;      // the permanent failure or bug being retried, empty: none
+  std::string m_transient;    // the last transient failure logged since the last good round
 };
 
 }  // namespace txbox::relay

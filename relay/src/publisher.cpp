@@ -198,15 +198,15 @@ std::vector<Delivery> Publisher::await(const std::stop_token& stop,
   using namespace std::chrono_literals;
   const auto started = clock::now();
   std::optional<clock::time_point> stop_seen, purged_at;
-  bool slow = false;
+  auto slow_at = started + slow_after;
   // librdkafka retries until Kafka acknowledges or refuses a message for good. Only a stop
   // gives up, after the grace: what is purged then may still have reached Kafka (re-sent by
   // the next owner) but nothing of this relay follows it.
   while (!poll(50ms)) {
     const auto now = clock::now();
-    if (!slow && now - started > slow_after) {
-      slow = true;
+    if (now >= slow_at) {
       on_slow();
+      slow_at = clock::now() + slow_after;
     }
     // After a fatal error librdkafka delivers nothing more: fail what is left at once (it is
     // retried by a new producer, see replace_if_fatal).

@@ -50,8 +50,8 @@ class Publisher {
   bool poll(std::chrono::milliseconds wait);
 
   /// Waits for the round's last report. After a fatal producer error the rest is failed at
-  /// once; after `stop`, the rest gets stop_grace then is given up. `on_slow` is called once
-  /// when nothing came for `slow_after`. Returns one outcome per row of the round.
+  /// once; after `stop`, the rest gets stop_grace then is given up. `on_slow` is called each
+  /// time nothing came for another `slow_after`. Returns one outcome per row of the round.
   std::vector<Delivery> await(const std::stop_token& stop, std::chrono::milliseconds slow_after,
                               const std::function<void()>& on_slow);
 

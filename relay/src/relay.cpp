@@ -140,6 +140,7 @@ struct Relay::impl {
       health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
                                        "slow); waiting for it",
                                        cfg.lease_ttl.count()));
+      health.on_isr_shortfalls(gate.isr_shortfalls(relay::topics_of(rows)));
     });
     health.on_late_reports(publisher.late_reports());
     const double now_epoch =

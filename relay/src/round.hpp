@@ -8,6 +8,7 @@
 #include <cstdint>
 #include <map>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -53,6 +54,9 @@ struct LeaseView {
     return !epochs.empty() && now + budget <= valid_until;
   }
 };
+
+/// The distinct topics of `rows`.
+std::set<std::string> topics_of(const std::vector<Row>& rows);
 
 /// "{1,2,3}": a PostgreSQL array literal, bound as one parameter.
 std::string int_array(const std::vector<std::int64_t>& v);

@@ -9,6 +9,12 @@
 
 namespace txbox::relay {
 
+std::set<std::string> topics_of(const std::vector<Row>& rows) {
+  std::set<std::string> out;
+  for (const auto& r : rows) out.insert(r.topic);
+  return out;
+}
+
 std::string int_array(const std::vector<std::int64_t>& v) {
   return fmt::format("{{{}}}", fmt::join(v, ","));
 }

@@ -31,7 +31,8 @@ void Driver::setup() {
   m_tally.logs = m_o.dir + "/logs";
   fs::remove_all(m_tally.logs, ec);
   fs::create_directories(m_tally.logs);
-  m_servers = std::make_unique<Servers>(m_o.dir + "/servers", m_tally.logs + "/servers.log");
+  m_servers =
+      std::make_unique<Servers>(m_o.dir + "/servers", m_tally.logs + "/servers.log", m_o.brokers);
   m_tally.assignment = m_o.work.seed % 2 == 0 ? "cooperative-sticky" : "range,roundrobin";
 }
 
@@ -57,7 +58,7 @@ void Driver::start_children() {
         name,
         std::vector<std::string>{
             PROJECTOR_BIN, std::string("consumer.name=") + k_consumer,
-            std::string("consumer.topics=") + k_topic,
+            std::string("consumer.topics=") + m_o.work.topic,
             "database.url=" + pg + " application_name=chaos-" + name,
             "kafka.bootstrap.servers=" + kafka,
             "kafka.session.timeout.ms=" + std::to_string(m_o.session_timeout_ms),
@@ -82,7 +83,9 @@ void Driver::progress(bool force) {
       if (c->state() == Child::State::stopped) down.push_back(c->name() + " stopped");
     }
   }
-  if (m_broker != ServerState::up) down.emplace_back("broker");
+  if (m_broker != ServerState::up) {
+    down.emplace_back(m_o.brokers == 3 ? fmt::format("broker {}", m_node) : "broker");
+  }
   if (m_pg != ServerState::up) down.emplace_back("postgresql");
   say(fmt::format("committed {:>9}/{}  {}  faults {}/{}{}", group(m_ws.committed.load()),
                   group(m_o.work.messages), db, m_tally.faults_done, m_plan.size(),
@@ -105,14 +108,16 @@ int Driver::run() {
   setup();
   const double window_to = m_o.work.write_seconds + 10;
   m_plan = make_plan(m_o.work.seed, m_o.faults, std::min(5.0, window_to / 2), window_to,
-                     m_o.lease_ttl_ms / 1000.0, m_o.session_timeout_ms / 1000.0);
+                     m_o.lease_ttl_ms / 1000.0, m_o.session_timeout_ms / 1000.0, m_o.brokers == 3);
   std::cout << fmt::format(
                    "txbox chaos: seed {}, {} messages on {} keys, {} writers, {} relays, {} "
-                   "consumers ({}), {} partitions, {} faults, {} poison + {} oversize injected\n"
+                   "consumers ({}), {} partitions on {}, {} faults, {} poison + {} oversize "
+                   "injected\n"
                    "  started {} UTC; directory {} (logs in logs/)\n",
                    m_o.work.seed, group(m_o.work.messages), m_o.work.keys, m_o.work.writers,
-                   m_o.relays, m_o.consumers, m_tally.assignment, m_o.partitions, m_plan.size(),
-                   m_o.work.poison, m_o.work.oversize, utc_now(), m_o.dir)
+                   m_o.relays, m_o.consumers, m_tally.assignment, m_o.partitions,
+                   m_o.brokers == 3 ? "3 brokers (RF 3, min.insync.replicas 2)" : "1 broker",
+                   m_plan.size(), m_o.work.poison, m_o.work.oversize, utc_now(), m_o.dir)
             << std::flush;
 
   // Servers of our own, stopped by the guardian if we die.
@@ -126,21 +131,21 @@ int Driver::run() {
     return 3;
   }
   m_env = m_servers->endpoints();
-  m_monitor = std::make_unique<Monitor>(m_env.at("TXBOX_TEST_PG"), m_o.partitions);
+  m_monitor = std::make_unique<Monitor>(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, m_o.partitions);
   m_tally.servers_s = since_start();
   int rc = 3;
   try {
     create_test_schema(m_env.at("TXBOX_TEST_PG"), m_o.work.keys);
     m_kafka = std::make_unique<Kafka>(m_env.at("TXBOX_TEST_KAFKA"));
-    m_kafka->create_topic(k_topic, m_o.partitions);
+    m_kafka->create_topic(m_o.work.topic, m_o.partitions);
     start_children();
     say(fmt::format("servers up ({:.1f} s); {} relays and {} consumers started; writing",
                     m_tally.servers_s, m_o.relays, m_o.consumers));
     write_phase();
     const bool drain_ok = drain_phase();
     stop_children();
-    const auto hw = m_kafka->high_watermarks(k_topic, m_o.partitions, 10'000);
-    const Verdict v = verify(m_env.at("TXBOX_TEST_PG"), hw);
+    const auto hw = m_kafka->high_watermarks(m_o.work.topic, m_o.partitions, 10'000);
+    const Verdict v = verify(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, hw);
     rc = report(m_o, m_tally, m_ws, v, drain_ok, since_start());
   } catch (const std::exception& e) {
     std::cerr << fmt::format("txbox_chaos: FAILED (seed {}): {}\n", m_o.work.seed, e.what());
@@ -158,6 +163,8 @@ int Driver::run() {
   if (rc == 0 && !m_o.keep) {
     std::error_code ec;
     fs::remove_all(m_servers->dir() + "/kafka", ec);
+    for (int n = 0; n <= 3; ++n)
+      fs::remove_all(m_servers->dir() + "/kafka-" + std::to_string(n), ec);
   }
   return rc;
 }

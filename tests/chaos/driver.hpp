@@ -48,7 +48,9 @@ class Driver {
     restart_consumer,
     cont_consumer,
     start_broker,
-    start_pg
+    start_pg,
+    start_node,   // the cluster's broker m_node, after a leader kill
+    resume_node,  // SIGCONT the cluster's broker m_node
   };
   /// A scheduled event.
   struct Event {
@@ -80,7 +82,11 @@ class Driver {
   void handle(const Event& e);
   void reap_children();
   void poll_servers();
-  void server_start_async(bool kafka);
+  /// Starts the broker (`kafka`) or PostgreSQL again in the background: servers.sh `cmd`
+  /// (default start-kafka / start-pg) with `arg`.
+  void server_start_async(bool kafka, const std::string& cmd = {}, const std::string& arg = {});
+  /// A fault against a broker of the cluster (leader kill, pause, disk loss).
+  void inject_node_fault(const PlannedFault& f, const std::string& n);
   std::string terminate_backends(std::uint64_t pick);
   /// The index in `pool` of a running child chosen by `pick`; nullopt when none runs.
   static std::optional<std::size_t> pick_child(const Pool& pool, std::uint64_t pick);
@@ -99,7 +105,9 @@ class Driver {
   std::vector<PlannedFault> m_plan;
   std::priority_queue<Event, std::vector<Event>, std::greater<>> m_events;
   std::set<std::size_t> m_waited;  // plan indices of the faults that were postponed
+  // On the cluster m_broker is up only while all three brokers are; m_node is the one faulted.
   ServerState m_broker = ServerState::up, m_pg = ServerState::up;
+  int m_node = 0;
   std::thread m_server_thread_kafka, m_server_thread_pg;
   std::atomic<int> m_kafka_result{-1}, m_pg_result{-1};  // -1 running, 0 ok, 1 failed
   std::string m_infra_error;

@@ -38,15 +38,16 @@ std::optional<std::size_t> Driver::pick_child(const Pool& pool, std::uint64_t pi
   return eligible[pick % eligible.size()];
 }
 
-void Driver::server_start_async(bool kafka) {
+void Driver::server_start_async(bool kafka, const std::string& cmd, const std::string& arg) {
   auto& result = kafka ? m_kafka_result : m_pg_result;
   auto& thread = kafka ? m_server_thread_kafka : m_server_thread_pg;
   if (thread.joinable()) thread.join();
   result = -1;
   (kafka ? m_broker : m_pg) = ServerState::starting;
-  thread = std::thread([this, kafka, &result] {
+  const std::string command = !cmd.empty() ? cmd : kafka ? "start-kafka" : "start-pg";
+  thread = std::thread([this, command, arg, &result] {
     for (int attempt = 0; attempt < 3; ++attempt) {
-      if (m_servers->run(kafka ? "start-kafka" : "start-pg")) {
+      if (m_servers->run(command, arg)) {
         result = 0;
         return;
       }
@@ -168,9 +169,54 @@ void Driver::inject(std::size_t i) {
       }
       break;
     }
+    case Fault::leader_kill:
+    case Fault::broker_pause:
+    case Fault::disk_loss:
+      // One broker at a time, and only when every replica is in sync: replication factor 3
+      // with min.insync.replicas 2 survives one broker failure, not two at once.
+      if (m_broker != ServerState::up || !m_kafka->fully_replicated(m_o.work.topic, 2000)) {
+        return postpone();
+      }
+      inject_node_fault(f, n);
+      if (!m_infra_error.empty()) return;
+      break;
   }
   ++m_tally.faults_done;
   ++m_tally.fault_counts[static_cast<std::size_t>(f.kind)];
+}
+
+void Driver::inject_node_fault(const PlannedFault& f, const std::string& n) {
+  const auto later = std::chrono::milliseconds(static_cast<long>(f.down_s * 1000));
+  if (f.kind == Fault::leader_kill) {
+    const int partition = static_cast<int>(f.pick % static_cast<std::uint64_t>(m_o.partitions));
+    m_node = m_kafka->leader(m_o.work.topic, partition, 2000);
+    if (m_node < 1) {
+      m_infra_error = fmt::format("partition {} has no leader to kill", partition);
+      return;
+    }
+    if (!m_servers->run("node-kill", std::to_string(m_node))) {
+      m_infra_error = "could not kill a broker; see " + m_servers->log();
+      return;
+    }
+    m_broker = ServerState::down;
+    m_events.push({Clock::now() + later, Action::start_node, 0});
+    say(n + fmt::format("kill -9 broker {} (leader of partition {}; start again in {:.1f} s)",
+                        m_node, partition, f.down_s));
+  } else if (f.kind == Fault::broker_pause) {
+    m_node = 1 + static_cast<int>(f.pick % 3);
+    if (!m_servers->run("node-pause", std::to_string(m_node))) {
+      m_infra_error = "could not pause a broker; see " + m_servers->log();
+      return;
+    }
+    m_broker = ServerState::down;
+    m_events.push({Clock::now() + later, Action::resume_node, 0});
+    say(n + fmt::format("SIGSTOP broker {} for {:.1f} s", m_node, f.down_s));
+  } else {
+    m_node = 1 + static_cast<int>(f.pick % 3);
+    say(n +
+        fmt::format("broker {} loses its disk (crash, data wiped, formatted, started)", m_node));
+    server_start_async(true, "node-wipe", std::to_string(m_node));
+  }
 }
 
 void Driver::handle(const Event& e) {
@@ -205,6 +251,18 @@ void Driver::handle(const Event& e) {
     case Action::start_pg:
       say("starting PostgreSQL again");
       server_start_async(false);
+      break;
+    case Action::start_node:
+      say(fmt::format("starting broker {} again", m_node));
+      server_start_async(true, "node-start", std::to_string(m_node));
+      break;
+    case Action::resume_node:
+      if (!m_servers->run("node-resume", std::to_string(m_node))) {
+        m_infra_error = "could not resume a broker; see " + m_servers->log();
+        break;
+      }
+      m_broker = ServerState::up;
+      say(fmt::format("SIGCONT broker {}", m_node));
       break;
   }
 }

@@ -39,7 +39,7 @@ bool Monitor::drained(Kafka& kafka, std::string& why) {
       why = fmt::format("{} row(s) in the outbox", outbox);
       return false;
     }
-    const auto hw = kafka.high_watermarks(k_topic, m_partitions, 5000);
+    const auto hw = kafka.high_watermarks(m_topic, m_partitions, 5000);
     if (!hw) {
       why = "the broker does not answer";
       return false;
@@ -48,7 +48,7 @@ bool Monitor::drained(Kafka& kafka, std::string& why) {
     for (const auto& row : nt.exec_params(
              "SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE consumer = $1 "
              "AND topic = $2",
-             k_consumer, k_topic)) {
+             k_consumer, m_topic)) {
       stored[row[0].as<int>()] = row[1].as<std::int64_t>();
     }
     std::int64_t behind = 0;

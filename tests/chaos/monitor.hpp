@@ -13,8 +13,10 @@ namespace chaos {
 /// Reads the pipeline's state; connects on first use and again after any failure.
 class Monitor {
  public:
-  /// `pg`: the database; `partitions`: the topic's, whose end offsets the consumers must reach.
-  Monitor(std::string pg, int partitions) : m_pg(std::move(pg)), m_partitions(partitions) {}
+  /// `pg`: the database; `topic` and its `partitions`, whose end offsets the consumers must
+  /// reach.
+  Monitor(std::string pg, std::string topic, int partitions)
+      : m_pg(std::move(pg)), m_topic(std::move(topic)), m_partitions(partitions) {}
 
   /// "outbox N  applied N" for the progress line, or "database unreachable".
   std::string status();
@@ -28,6 +30,7 @@ class Monitor {
   pqxx::connection& conn();
 
   std::string m_pg;
+  std::string m_topic;
   int m_partitions;
   std::unique_ptr<pqxx::connection> m_conn;
 };

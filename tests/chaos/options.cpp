@@ -21,6 +21,8 @@ namespace {
   --relays N           txbox-relay processes (default 3)
   --consumers N        projector processes, one consumer group (default 2)
   --partitions N       partitions of the topic (default 6)
+  --brokers N          1: one broker (default); 3: a replicated cluster (RF 3, min ISR 2),
+                       whose faults add leader kills, broker pauses and disk loss
   --poison N           poison messages injected (default 3)
   --oversize N         oversize outbox rows injected (default 2)
   --lease-ttl-ms N     relay lease (default 4000)
@@ -82,6 +84,12 @@ Options parse_options(int argc, char** argv) {
       o.relays = static_cast<int>(number(1, 16));
     } else if (a == "--consumers") {
       o.consumers = static_cast<int>(number(1, 16));
+    } else if (a == "--brokers") {
+      o.brokers = static_cast<int>(number(1, 3));
+      if (o.brokers == 2) {
+        std::cerr << "txbox_chaos: --brokers is 1 (a single broker) or 3 (a cluster)\n";
+        usage(2);
+      }
     } else if (a == "--partitions") {
       o.partitions = static_cast<int>(number(1, 256));
     } else if (a == "--poison") {

@@ -16,6 +16,7 @@ struct Options {
   int relays = 3;
   int consumers = 2;
   int partitions = 6;
+  int brokers = 1;  // 3: a replicated cluster, with leader kills, broker pauses and disk loss
   double drain_timeout_s = 300;
   int stall_timeout_s = 90;  // the drain gives up when nothing moved for this long
   int lease_ttl_ms = 4000;

@@ -21,16 +21,35 @@ enum class Fault {
   broker_restart,  ///< SIGKILL the Kafka broker, start it again on the same data
   pg_restart,      ///< pg_ctl stop -m immediate, start again on the same data and port
   conn_reset,      ///< pg_terminate_backend of a relay's, a consumer's or everyone's backends
+  // On the 3-broker cluster (--brokers 3) instead of broker_restart:
+  leader_kill,   ///< SIGKILL the leader of a partition, start it again after a pause
+  broker_pause,  ///< SIGSTOP a broker (sometimes past the controller's session), then SIGCONT
+  disk_loss,     ///< a broker crashes and loses its disk; it rejoins empty and re-replicates
 };
-inline constexpr std::size_t k_fault_kinds = 7;
+inline constexpr std::size_t k_fault_kinds = 10;
 
 inline std::string_view fault_name(Fault f) {
   constexpr std::array<std::string_view, k_fault_kinds> names = {
-      "relay SIGKILL + restart",     "relay SIGSTOP past its lease",
-      "consumer SIGKILL + restart",  "consumer SIGSTOP past session",
-      "broker kill -9 + restart",    "PostgreSQL stop -m immediate",
-      "connection reset (terminate)"};
+      "relay SIGKILL + restart",      "relay SIGSTOP past its lease",
+      "consumer SIGKILL + restart",   "consumer SIGSTOP past session",
+      "broker kill -9 + restart",     "PostgreSQL stop -m immediate",
+      "connection reset (terminate)", "partition leader kill -9",
+      "broker SIGSTOP + SIGCONT",     "broker disk loss"};
   return names[static_cast<std::size_t>(f)];
+}
+
+/// Whether fault kind `f` is injected on a single broker (`cluster` false) or the cluster.
+inline bool applies(Fault f, bool cluster) {
+  switch (f) {
+    case Fault::broker_restart:
+      return !cluster;
+    case Fault::leader_kill:
+    case Fault::broker_pause:
+    case Fault::disk_loss:
+      return cluster;
+    default:
+      return true;
+  }
 }
 
 struct PlannedFault {
@@ -41,19 +60,30 @@ struct PlannedFault {
 };
 
 /// `count` faults at uniform random instants in [from_s, to_s], sorted. With count >= the
-/// number of kinds, every kind occurs at least once; the rest are drawn by weight.
-/// A SIGSTOP lasts 0.5-3 s longer than `lease_s` (relay) or `session_s` (consumer).
+/// number of kinds that apply (`cluster`: the 3-broker kinds), every one occurs at least
+/// once; the rest are drawn by weight. A SIGSTOP lasts 0.5-3 s longer than `lease_s` (relay)
+/// or `session_s` (consumer); a broker's lasts 1-14 s (the controller fences it after 9 s).
 inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double from_s,
-                                           double to_s, double lease_s, double session_s) {
+                                           double to_s, double lease_s, double session_s,
+                                           bool cluster = false) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> when(from_s, to_s);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  // relay_kill, relay_stop, consumer_kill, consumer_stop, broker, pg, conn_reset
-  std::discrete_distribution<int> weighted({3, 2, 3, 1, 2, 2, 3});
+  // relay_kill, relay_stop, consumer_kill, consumer_stop, broker, pg, conn_reset, then the
+  // cluster's: leader_kill, broker_pause, disk_loss
+  std::array<double, k_fault_kinds> weights = {3, 2, 3, 1, 2, 2, 3, 3, 2, 1};
   std::vector<Fault> kinds;
-  if (count >= static_cast<int>(k_fault_kinds)) {
-    for (std::size_t k = 0; k < k_fault_kinds; ++k) kinds.push_back(static_cast<Fault>(k));
+  for (std::size_t k = 0; k < k_fault_kinds; ++k) {
+    if (!applies(static_cast<Fault>(k), cluster)) weights[k] = 0;
   }
+  const auto applicable = static_cast<int>(
+      std::count_if(weights.begin(), weights.end(), [](double w) { return w > 0; }));
+  if (count >= applicable) {
+    for (std::size_t k = 0; k < k_fault_kinds; ++k) {
+      if (weights[k] > 0) kinds.push_back(static_cast<Fault>(k));
+    }
+  }
+  std::discrete_distribution<int> weighted(weights.begin(), weights.end());
   while (static_cast<int>(kinds.size()) < count) kinds.push_back(static_cast<Fault>(weighted(rng)));
   std::shuffle(kinds.begin(), kinds.end(), rng);
   std::vector<PlannedFault> plan;
@@ -71,8 +101,13 @@ inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double
         break;
       case Fault::broker_restart:
       case Fault::pg_restart:
+      case Fault::leader_kill:
         f.down_s = 0.5 + 3.5 * unit(rng);
         break;
+      case Fault::broker_pause:
+        f.down_s = 1 + 13 * unit(rng);
+        break;
+      case Fault::disk_loss:
       case Fault::conn_reset:
         f.down_s = 0;
         break;

@@ -65,15 +65,16 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   std::cout << "\n"
             << fmt::format("txbox chaos result — seed {}, {}\n", o.work.seed,
                            fmt::format("{} keys, {} writers, {} relays, {} consumers ({}), {} "
-                                       "partitions",
+                                       "partitions, {} broker(s)",
                                        o.work.keys, o.work.writers, o.relays, o.consumers,
-                                       t.assignment, o.partitions));
+                                       t.assignment, o.partitions, o.brokers));
   row("messages committed", group(v.committed),
       fmt::format("+ {} poison, {} oversize injected", v.poison, v.oversize));
   row("records in Kafka", v.kafka_records >= 0 ? group(v.kafka_records) : "?");
   row("faults injected", group(t.faults_done),
       t.postponed > 0 ? fmt::format("{} waited for an eligible target", t.postponed) : "");
   for (std::size_t k = 0; k < k_fault_kinds; ++k) {
+    if (!applies(static_cast<Fault>(k), o.brokers == 3)) continue;
     row("  " + std::string(fault_name(static_cast<Fault>(k))), group(t.fault_counts[k]));
   }
   row("  backends terminated", group(t.terminated_backends));
@@ -97,9 +98,9 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   for (const auto& e : t.unexpected_exits) std::cout << "  exit: " << e << "\n";
   for (const auto& e : t.unclean_stops) std::cout << "  stop: " << e << "\n";
   for (const auto& d : v.details) std::cout << d << "\n";
-  const std::string replay =
-      fmt::format("txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}", o.work.seed,
-                  o.work.messages, o.faults, o.work.write_seconds);
+  const std::string replay = fmt::format(
+      "txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}{}", o.work.seed,
+      o.work.messages, o.faults, o.work.write_seconds, o.brokers == 3 ? " --brokers 3" : "");
   if (violations.empty()) {
     std::cout << fmt::format("PASS (seed {}; replay: {})\n", o.work.seed, replay);
     return 0;

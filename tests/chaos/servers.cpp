@@ -22,8 +22,9 @@ bool Servers::run(const std::string& cmd, const std::string& arg) const {
   std::vector<std::string> argv = {"/bin/bash", script(), cmd, m_dir};
   if (!arg.empty()) argv.push_back(arg);
   // Never adopt servers a user pointed the integration tests at: these get killed.
-  const auto env = environment(
-      {"TXBOX_TEST_PG", "TXBOX_TEST_KAFKA", "TXBOX_TEST_PG_ADMIN", "TXBOX_TEST_KAFKA_PARTITIONS"});
+  const auto env = environment({"TXBOX_TEST_PG", "TXBOX_TEST_KAFKA", "TXBOX_TEST_PG_ADMIN",
+                                "TXBOX_TEST_KAFKA_PARTITIONS", "TXBOX_TEST_KAFKA_BROKERS"},
+                               {"TXBOX_TEST_KAFKA_BROKERS=" + std::to_string(m_brokers)});
   return run_logged(argv, env, m_log) == 0;
 }
 
@@ -100,11 +101,19 @@ Kafka::Kafka(const std::string& bootstrap) {
   (void)conf.release();  // rd_kafka_new took ownership on success
 }
 
-void Kafka::create_topic(const std::string& topic, int partitions) {
+void Kafka::create_topic(const std::string& topic, int partitions,
+                         const std::map<std::string, std::string>& configs) {
   char err[512];
+  // -1: the broker's default.replication.factor (1 on the single broker, 3 on the cluster).
   txbox::detail::new_topic_ptr nt(
-      rd_kafka_NewTopic_new(topic.c_str(), partitions, 1, err, sizeof err));
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err));
   if (!nt) throw std::runtime_error(std::string("NewTopic: ") + err);
+  for (const auto& [k, v] : configs) {
+    if (rd_kafka_NewTopic_set_config(nt.get(), k.c_str(), v.c_str()) !=
+        RD_KAFKA_RESP_ERR_NO_ERROR) {
+      throw std::runtime_error("NewTopic: cannot set " + k);
+    }
+  }
   txbox::detail::queue_ptr q(rd_kafka_queue_new(m_rk.get()));
   rd_kafka_NewTopic_t* topics[] = {nt.get()};
   rd_kafka_CreateTopics(m_rk.get(), topics, 1, nullptr, q.get());
@@ -125,6 +134,43 @@ void Kafka::create_topic(const std::string& topic, int partitions) {
     std::this_thread::sleep_for(std::chrono::milliseconds(200));
   }
   throw std::runtime_error("topic " + topic + " has no leader after 30 s");
+}
+
+namespace {
+
+// The metadata of one topic, or nullptr.
+txbox::detail::metadata_ptr topic_metadata(rd_kafka_t* rk, const std::string& topic,
+                                           int timeout_ms) {
+  rd_kafka_topic_t* t = rd_kafka_topic_new(rk, topic.c_str(), nullptr);
+  const rd_kafka_metadata_t* md = nullptr;
+  const auto code = rd_kafka_metadata(rk, 0, t, &md, timeout_ms);
+  rd_kafka_topic_destroy(t);
+  txbox::detail::metadata_ptr owned(md);
+  if (code != RD_KAFKA_RESP_ERR_NO_ERROR || md->topic_cnt != 1 || md->topics[0].err) return {};
+  return owned;
+}
+
+}  // namespace
+
+bool Kafka::fully_replicated(const std::string& topic, int timeout_ms) {
+  const auto md = topic_metadata(m_rk.get(), topic, timeout_ms);
+  if (!md) return false;
+  const auto& t = md->topics[0];
+  for (int p = 0; p < t.partition_cnt; ++p) {
+    const auto& part = t.partitions[p];
+    if (part.leader < 0 || part.isr_cnt != part.replica_cnt) return false;
+  }
+  return t.partition_cnt > 0;
+}
+
+int Kafka::leader(const std::string& topic, int partition, int timeout_ms) {
+  const auto md = topic_metadata(m_rk.get(), topic, timeout_ms);
+  if (!md) return -1;
+  const auto& t = md->topics[0];
+  for (int p = 0; p < t.partition_cnt; ++p) {
+    if (t.partitions[p].id == partition) return t.partitions[p].leader;
+  }
+  return -1;
 }
 
 std::optional<std::vector<std::int64_t>> Kafka::high_watermarks(const std::string& topic,

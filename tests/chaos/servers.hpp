@@ -19,7 +19,9 @@ namespace chaos {
 /// subcommands (stop-kafka, start-kafka, stop-pg, start-pg).
 class Servers {
  public:
-  Servers(std::string dir, std::string log) : m_dir(std::move(dir)), m_log(std::move(log)) {}
+  /// `brokers`: 1 (a single broker) or 3 (a cluster, TXBOX_TEST_KAFKA_BROKERS=3).
+  Servers(std::string dir, std::string log, int brokers = 1)
+      : m_dir(std::move(dir)), m_log(std::move(log)), m_brokers(brokers) {}
 
   /// Runs `servers.sh CMD DIR [ARG]` with its output appended to log(); true on exit 0.
   /// Throws std::runtime_error when bash cannot be started.
@@ -33,6 +35,7 @@ class Servers {
 
  private:
   std::string m_dir, m_log;
+  int m_brokers;
 };
 
 /// A process in its own session that runs `servers.sh stop DIR` when the driver dies without
@@ -60,9 +63,15 @@ class Kafka {
   /// Throws std::runtime_error when librdkafka refuses the configuration.
   explicit Kafka(const std::string& bootstrap);
 
-  /// Creates the topic (replication factor 1) and waits until every partition has a leader.
-  /// Throws std::runtime_error on failure or after 30 s.
-  void create_topic(const std::string& topic, int partitions);
+  /// Creates the topic with the broker's default replication factor and `configs` (topic
+  /// settings), and waits until every partition has a leader. Throws std::runtime_error on
+  /// failure or after 30 s.
+  void create_topic(const std::string& topic, int partitions,
+                    const std::map<std::string, std::string>& configs = {});
+  /// True when every partition of `topic` has a leader and all its replicas in sync.
+  bool fully_replicated(const std::string& topic, int timeout_ms);
+  /// The broker leading `topic`'s `partition`, -1 when none or no answer.
+  int leader(const std::string& topic, int partition, int timeout_ms);
   /// The end offset of every partition, or nullopt when the broker does not answer.
   std::optional<std::vector<std::int64_t>> high_watermarks(const std::string& topic, int partitions,
                                                            int timeout_ms);

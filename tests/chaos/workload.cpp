@@ -197,7 +197,7 @@ class Writer {
         (due(m_poison_done, poison_quota()) || m_committed >= m_share)) {
       const std::string key = fmt::format("poison-{}", m_poison_done + 1);
       const auto id = outbox.enqueue(
-          tx, {.topic = k_topic, .key = key, .payload = "poison " + key, .type = "Poison"});
+          tx, {.topic = m_o.topic, .key = key, .payload = "poison " + key, .type = "Poison"});
       record(tx, key, 1, "poison", id.str());
       tx.commit();
       ++m_poison_done;
@@ -211,7 +211,7 @@ class Writer {
           "INSERT INTO txbox.outbox (message_id, topic, key, payload) VALUES "
           "(gen_random_uuid(), $1, $2, decode(repeat('ab', 1100000), 'hex')) "
           "RETURNING message_id::text",
-          k_topic, key);
+          m_o.topic, key);
       record(tx, key, 1, "oversize", r[0][0].as<std::string>());
       tx.commit();
       ++m_oversize_done;
@@ -227,7 +227,7 @@ class Writer {
     for (int i = 0; i < n; ++i) {
       const int k = m_keys[pick(m_rng)];
       const int seq = next[k]++;
-      msgs.push_back({.topic = k_topic,
+      msgs.push_back({.topic = m_o.topic,
                       .key = key_name(k),
                       .payload = key_name(k) + " " + std::to_string(seq),
                       .type = "ChaosEvent"});
@@ -286,7 +286,8 @@ void run_writer(const Workload& work, int index, const std::string& pg, WriterSt
 // ---------------------------------------------------------------------------------------
 // The outcome.
 
-Verdict verify(const std::string& pg, const std::optional<std::vector<std::int64_t>>& hw) {
+Verdict verify(const std::string& pg, const std::string& topic,
+               const std::optional<std::vector<std::int64_t>>& hw) {
   Verdict v;
   pqxx::connection c(pg);
   pqxx::work tx(c);
@@ -321,24 +322,27 @@ Verdict verify(const std::string& pg, const std::optional<std::vector<std::int64
   v.oversize_missing =
       one("SELECT count(*) FROM chaos.sent s WHERE kind = 'oversize' AND NOT EXISTS (SELECT 1 FROM "
           "txbox.outbox_dead d WHERE d.message_id::text = s.message_id)");
-  v.consumed =
-      one("SELECT coalesce(sum(next_offset), 0) FROM txbox.inbox_offsets WHERE consumer = 'chaos' "
-          "AND topic = 'chaos'");
+  v.consumed = tx.exec_params(
+                     "SELECT coalesce(sum(next_offset), 0) FROM txbox.inbox_offsets "
+                     "WHERE consumer = 'chaos' AND topic = $1",
+                     topic)[0][0]
+                   .as<std::int64_t>();
   v.inbox_rows = one("SELECT count(*) FROM txbox.inbox WHERE consumer = 'chaos'");
   if (hw) {
     v.kafka_records = 0;
     for (auto h : *hw) v.kafka_records += h;
     std::map<int, std::int64_t> stored;
     for (const auto& row :
-         tx.exec("SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE consumer = "
-                 "'chaos' AND topic = 'chaos'")) {
+         tx.exec_params("SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE "
+                        "consumer = 'chaos' AND topic = $1",
+                        topic)) {
       stored[row[0].as<int>()] = row[1].as<std::int64_t>();
     }
     for (std::size_t p = 0; p < hw->size(); ++p) {
       const auto at = stored.contains(static_cast<int>(p)) ? stored[static_cast<int>(p)] : 0;
       if (at != (*hw)[p]) {
-        v.details.push_back(fmt::format("partition chaos/{}: stored next offset {}, end offset {}",
-                                        p, at, (*hw)[p]));
+        v.details.push_back(fmt::format("partition {}/{}: stored next offset {}, end offset {}",
+                                        topic, p, at, (*hw)[p]));
       }
     }
   }

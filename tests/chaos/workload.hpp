@@ -13,11 +13,11 @@
 
 namespace chaos {
 
-inline constexpr const char* k_topic = "chaos";     ///< the topic every message goes to
 inline constexpr const char* k_consumer = "chaos";  ///< the consumers' inbox name and group
 
 /// What the writers commit.
 struct Workload {
+  std::string topic = "chaos";  ///< the topic every message goes to
   std::uint64_t seed = 0;
   int messages = 20'000;  ///< ordinary messages: keys k0000..., sequence 1, 2, ... per key
   int keys = 200;
@@ -66,8 +66,9 @@ struct Verdict {
   std::vector<std::string> details;  ///< examples of each violation, for the analysis
 };
 
-/// Checks the database against what the writers committed; `end_offsets` are the topic's
+/// Checks the database against what the writers committed; `end_offsets` are `topic`'s
 /// (nullopt if the broker did not answer). Throws pqxx errors.
-Verdict verify(const std::string& pg, const std::optional<std::vector<std::int64_t>>& end_offsets);
+Verdict verify(const std::string& pg, const std::string& topic,
+               const std::optional<std::vector<std::int64_t>>& end_offsets);
 
 }  // namespace chaos

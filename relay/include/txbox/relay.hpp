@@ -68,6 +68,9 @@ struct RelayStats {
   std::uint64_t database_failures = 0;  ///< failed database steps (the round was retried)
   std::uint64_t fenced_rows = 0;        ///< acknowledged rows left to a shard's new owner (fence)
   std::uint64_t late_reports = 0;       ///< delivery reports of an earlier round, ignored
+  /// Partitions of the waiting round's topics with fewer in-sync replicas than their
+  /// min.insync.replicas (Kafka refuses acks=all writes to them); 0 once deliveries succeed.
+  std::size_t partitions_below_min_isr = 0;
 };
 
 /// A target topic is below the durability minimum and strict_durability is on. Fix the topic
