@@ -1,6 +1,7 @@
 // The cluster's faults and metadata (see cluster.hpp).
 #include "cluster.hpp"
 
+#include <fstream>
 #include <thread>
 
 #include "harness.hpp"
@@ -141,6 +142,22 @@ bool wait_partitions(const std::string& topic,
     std::this_thread::sleep_for(200ms);
   }
   return false;
+}
+
+std::map<int, std::int64_t> checkpointed_offsets(int n, const std::string& topic) {
+  // Version, count, then "topic partition offset" lines.
+  std::ifstream in(dir() + "/kafka-" + std::to_string(n) + "/data/replication-offset-checkpoint");
+  std::map<int, std::int64_t> out;
+  std::string t;
+  int p = 0;
+  std::int64_t offset = 0;
+  std::string version, count;
+  std::getline(in, version);
+  std::getline(in, count);
+  while (in >> t >> p >> offset) {
+    if (t == topic) out[p] = offset;
+  }
+  return out;
 }
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {

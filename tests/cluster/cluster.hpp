@@ -4,6 +4,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <functional>
 #include <map>
 #include <string>
@@ -53,6 +54,10 @@ inline bool fully_in_sync(const PartitionState& p) {
 inline bool has_leader(const PartitionState& p) {
   return p.leader >= 0;
 }
+
+/// The high watermark per partition of `topic` that broker `n` last wrote to its
+/// replication-offset-checkpoint (every 5 s): how far its replicas have replicated.
+std::map<int, std::int64_t> checkpointed_offsets(int n, const std::string& topic);
 
 /// Seconds since `t0`, for the figures a test prints.
 double seconds_since(std::chrono::steady_clock::time_point t0);

@@ -51,54 +51,87 @@ void elect_unclean(const std::string& topic, int leader, const std::vector<int>&
 
 class ClusterAcks : public ::testing::Test {
  protected:
+  // Every test starts and ends on a whole cluster, whatever the one before did.
+  void SetUp() override { restore_all(); }
   void TearDown() override { restore_all(); }
 };
 
-TEST_F(ClusterAcks, AcksOneLosesAcknowledgedWritesWhenAnUncleanLeaderIsElected) {
-  const std::string topic = test::unique_name("cl_acks1");
-  create_topic(topic, 1, 3, {{"unclean.leader.election.enable", "true"}});
+struct RawOutcome {
+  std::size_t acknowledged = 0, lost = 0;
+};
+
+// A plain producer (`acks`, idempotence as given) writes 2,000 records while the leader is
+// alone in the ISR, then the leader dies and a follower is elected uncleanly: how many of the
+// acknowledged records are gone.
+RawOutcome raw_producer_loss(const std::string& topic, const std::string& acks,
+                             const std::string& idempotence) {
   int leader = -1;
   const auto followers = isolate_leader(topic, leader);
-
-  // A plain producer as many services configure one: acks=1, no idempotence.
   static std::set<std::string> acked;
   acked.clear();
   char err[512];
   detail::conf_ptr conf(rd_kafka_conf_new());
   for (const auto& [k, v] : std::map<std::string, std::string>{{"bootstrap.servers", bootstrap()},
-                                                               {"acks", "1"},
-                                                               {"enable.idempotence", "false"},
+                                                               {"acks", acks},
+                                                               {"enable.idempotence", idempotence},
                                                                {"linger.ms", "5"}}) {
-    ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
-              RD_KAFKA_CONF_OK);
+    if (rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err) != RD_KAFKA_CONF_OK) {
+      throw std::runtime_error(err);
+    }
   }
   rd_kafka_conf_set_dr_msg_cb(conf.get(), [](rd_kafka_t*, const rd_kafka_message_t* m, void*) {
     if (!m->err) acked.emplace(static_cast<const char*>(m->payload), m->len);
   });
   detail::kafka_ptr p(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
-  ASSERT_TRUE(p) << err;
-  constexpr int n = 2000;
-  for (int i = 0; i < n; ++i) {
-    const std::string v = fmt::format("acks1-{}", i);
-    ASSERT_EQ(rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
-                                RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
-                                RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_END),
-              RD_KAFKA_RESP_ERR_NO_ERROR);
+  if (!p) throw std::runtime_error(err);
+  for (int i = 0; i < 2000; ++i) {
+    const std::string v = fmt::format("raw-{}", i);
+    while (rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
+                             RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),
+                             RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY),
+                             RD_KAFKA_V_END) == RD_KAFKA_RESP_ERR__QUEUE_FULL) {
+      rd_kafka_poll(p.get(), 10);
+    }
     if (i % 100 == 0) rd_kafka_poll(p.get(), 0);
   }
-  ASSERT_EQ(rd_kafka_flush(p.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
-  const std::size_t acknowledged = acked.size();
-  ASSERT_EQ(acknowledged, static_cast<std::size_t>(n)) << "the leader acknowledged them all";
-
+  rd_kafka_flush(p.get(), 30000);
+  RawOutcome out;
+  out.acknowledged = acked.size();
   elect_unclean(topic, leader, followers);
-  const auto records = test::read_records(bootstrap(), topic, acknowledged, 20s);
+  const auto records = test::read_records(bootstrap(), topic, out.acknowledged, 20s);
   std::size_t kept = 0;
   for (const auto& r : records) kept += acked.count(r.value);
-  const std::size_t lost = acknowledged - kept;
-  std::cout << fmt::format("[cluster] acks=1, unclean election: {} acknowledged, {} lost\n",
-                           acknowledged, lost)
+  out.lost = out.acknowledged - kept;
+  return out;
+}
+
+// The negative control: acks=1 (min.insync.replicas does not apply to it).
+TEST_F(ClusterAcks, AcksOneLosesAcknowledgedWritesWhenAnUncleanLeaderIsElected) {
+  const std::string topic = test::unique_name("cl_acks1");
+  create_topic(topic, 1, 3, {{"unclean.leader.election.enable", "true"}});
+  const auto r = raw_producer_loss(topic, "1", "false");
+  std::cout << fmt::format(
+                   "[cluster] acks=1, min.insync.replicas=2, unclean election: {} "
+                   "acknowledged, {} lost\n",
+                   r.acknowledged, r.lost)
             << std::flush;
-  EXPECT_GT(lost, 0u) << "the negative control saw no loss: the scenario did not happen";
+  EXPECT_EQ(r.acknowledged, 2000u) << "the leader alone acknowledges acks=1 writes";
+  EXPECT_GT(r.lost, 0u) << "the negative control saw no loss: the scenario did not happen";
+}
+
+// acks=all is only as strong as min.insync.replicas: with 1, the leader alone acknowledges.
+TEST_F(ClusterAcks, AcksAllWithMinInsyncOneLosesLikeAcksOne) {
+  const std::string topic = test::unique_name("cl_minisr1");
+  create_topic(topic, 1, 3,
+               {{"unclean.leader.election.enable", "true"}, {"min.insync.replicas", "1"}});
+  const auto r = raw_producer_loss(topic, "all", "true");
+  std::cout << fmt::format(
+                   "[cluster] acks=all, min.insync.replicas=1, unclean election: {} "
+                   "acknowledged, {} lost\n",
+                   r.acknowledged, r.lost)
+            << std::flush;
+  EXPECT_EQ(r.acknowledged, 2000u);
+  EXPECT_GT(r.lost, 0u) << "min.insync.replicas=1 should have let the leader alone acknowledge";
 }
 
 TEST_F(ClusterAcks, RelayLosesNothingWhereAcksOneLoses) {
