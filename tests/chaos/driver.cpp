@@ -48,8 +48,12 @@ void Driver::start_children() {
         std::vector<std::string>{RELAY_BIN, "--database-url",
                                  pg + " application_name=chaos-" + name,
                                  "--kafka-bootstrap-servers", kafka, "--name", name},
+        // On the cluster the topic must be durable: a relay that finds it weak exits 5 at
+        // start (an unexpected exit, so the run fails).
         environment(drop, {"TXBOX_RELAY_LEASE_TTL_MS=" + std::to_string(m_o.lease_ttl_ms),
-                           "TXBOX_KAFKA_LINGER_MS=" + std::to_string(m_o.relay_linger_ms)}),
+                           "TXBOX_KAFKA_LINGER_MS=" + std::to_string(m_o.relay_linger_ms),
+                           std::string("TXBOX_RELAY_STRICT_DURABILITY=") +
+                               (m_o.brokers == 3 ? "true" : "false")}),
         m_tally.logs + "/" + name + ".log"));
   }
   for (int i = 1; i <= m_o.consumers; ++i) {
@@ -137,7 +141,7 @@ int Driver::run() {
   try {
     create_test_schema(m_env.at("TXBOX_TEST_PG"), m_o.work.keys);
     m_kafka = std::make_unique<Kafka>(m_env.at("TXBOX_TEST_KAFKA"));
-    m_kafka->create_topic(m_o.work.topic, m_o.partitions);
+    m_kafka->create_topic(m_o.work.topic, m_o.partitions, m_o.brokers == 3 ? 3 : 1);
     start_children();
     say(fmt::format("servers up ({:.1f} s); {} relays and {} consumers started; writing",
                     m_tally.servers_s, m_o.relays, m_o.consumers));

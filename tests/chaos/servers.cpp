@@ -101,12 +101,12 @@ Kafka::Kafka(const std::string& bootstrap) {
   (void)conf.release();  // rd_kafka_new took ownership on success
 }
 
-void Kafka::create_topic(const std::string& topic, int partitions,
+void Kafka::create_topic(const std::string& topic, int partitions, int replication_factor,
                          const std::map<std::string, std::string>& configs) {
   char err[512];
-  // -1: the broker's default.replication.factor (1 on the single broker, 3 on the cluster).
+  // Explicit: librdkafka 2.0's -1 does not mean the broker's default.replication.factor.
   txbox::detail::new_topic_ptr nt(
-      rd_kafka_NewTopic_new(topic.c_str(), partitions, -1, err, sizeof err));
+      rd_kafka_NewTopic_new(topic.c_str(), partitions, replication_factor, err, sizeof err));
   if (!nt) throw std::runtime_error(std::string("NewTopic: ") + err);
   for (const auto& [k, v] : configs) {
     if (rd_kafka_NewTopic_set_config(nt.get(), k.c_str(), v.c_str()) !=

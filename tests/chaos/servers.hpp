@@ -63,10 +63,9 @@ class Kafka {
   /// Throws std::runtime_error when librdkafka refuses the configuration.
   explicit Kafka(const std::string& bootstrap);
 
-  /// Creates the topic with the broker's default replication factor and `configs` (topic
-  /// settings), and waits until every partition has a leader. Throws std::runtime_error on
-  /// failure or after 30 s.
-  void create_topic(const std::string& topic, int partitions,
+  /// Creates the topic with `replication_factor` and `configs` (topic settings), and waits
+  /// until every partition has a leader. Throws std::runtime_error on failure or after 30 s.
+  void create_topic(const std::string& topic, int partitions, int replication_factor = 1,
                     const std::map<std::string, std::string>& configs = {});
   /// True when every partition of `topic` has a leader and all its replicas in sync.
   bool fully_replicated(const std::string& topic, int timeout_ms);
