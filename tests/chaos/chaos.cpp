@@ -7,7 +7,8 @@
 // seeded schedule kills, stops and restarts relays, consumers, the broker and PostgreSQL and
 // terminates backends. With --brokers 3 it runs on a replicated cluster (RF 3, min.insync 2,
 // relays under --strict-durability) and the broker faults become partition leader kills,
-// broker pauses and disk loss, one broker at a time. Then it waits for the pipeline to drain, stops everything and checks:
+// broker pauses and disk loss, one broker at a time. Then it waits for the pipeline to drain, stops
+// everything and checks:
 //   - every committed message applied exactly once (chaos.applied has no unique constraint,
 //     so a second effect is a second row; lost = committed without a row);
 //   - per key, the effects are in order: each applied row records the key's sequence number
