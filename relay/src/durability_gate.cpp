@@ -145,10 +145,14 @@ std::set<std::string> DurabilityGate::weak_topics() const {
 
 std::vector<IsrShortfall> DurabilityGate::isr_shortfalls(
     const std::set<std::string>& topics) const {
+  // A waiting round is diagnosed every lease TTL; a few topics say enough, and each may cost
+  // a metadata timeout when brokers hang.
+  constexpr std::size_t k_max_topics = 8;
   std::map<std::string, int> min_insync;
   for (const auto& t : topics) {
     const auto it = m_checks.find(t);
     if (it != m_checks.end() && it->second.min_insync > 0) min_insync[t] = it->second.min_insync;
+    if (min_insync.size() == k_max_topics) break;
   }
   return relay::isr_shortfalls(m_admin.get(), min_insync, m_admin_timeout);
 }
