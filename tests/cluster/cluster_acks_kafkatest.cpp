@@ -105,34 +105,40 @@ RawOutcome raw_producer_loss(const std::string& topic, const std::string& acks,
   return out;
 }
 
-// The negative control: acks=1 (min.insync.replicas does not apply to it).
-TEST_F(ClusterAcks, AcksOneLosesAcknowledgedWritesWhenAnUncleanLeaderIsElected) {
-  const std::string topic = test::unique_name("cl_acks1");
-  create_topic(topic, 1, 3, {{"unclean.leader.election.enable", "true"}});
-  const auto r = raw_producer_loss(topic, "1", "false");
+// The negative controls: a plain producer where the broker lets the leader alone
+// acknowledge. acks=1 ignores min.insync.replicas; acks=all is only as strong as it.
+struct Weak {
+  const char* name;
+  const char* acks;
+  const char* idempotence;
+  const char* min_insync;
+};
+
+void PrintTo(const Weak& w, std::ostream* os) {
+  *os << w.name;
+}
+
+class ClusterAcksControl : public ClusterAcks, public ::testing::WithParamInterface<Weak> {};
+
+TEST_P(ClusterAcksControl, LosesAcknowledgedWritesWhenAnUncleanLeaderIsElected) {
+  const Weak& w = GetParam();
+  const std::string topic = test::unique_name(w.name);
+  create_topic(topic, 1, 3,
+               {{"unclean.leader.election.enable", "true"}, {"min.insync.replicas", w.min_insync}});
+  const auto r = raw_producer_loss(topic, w.acks, w.idempotence);
   std::cout << fmt::format(
-                   "[cluster] acks=1, min.insync.replicas=2, unclean election: {} "
+                   "[cluster] acks={}, min.insync.replicas={}, unclean election: {} "
                    "acknowledged, {} lost\n",
-                   r.acknowledged, r.lost)
+                   w.acks, w.min_insync, r.acknowledged, r.lost)
             << std::flush;
-  EXPECT_EQ(r.acknowledged, 2000u) << "the leader alone acknowledges acks=1 writes";
+  EXPECT_EQ(r.acknowledged, 2000u) << "the leader alone acknowledges these writes";
   EXPECT_GT(r.lost, 0u) << "the negative control saw no loss: the scenario did not happen";
 }
 
-// acks=all is only as strong as min.insync.replicas: with 1, the leader alone acknowledges.
-TEST_F(ClusterAcks, AcksAllWithMinInsyncOneLosesLikeAcksOne) {
-  const std::string topic = test::unique_name("cl_minisr1");
-  create_topic(topic, 1, 3,
-               {{"unclean.leader.election.enable", "true"}, {"min.insync.replicas", "1"}});
-  const auto r = raw_producer_loss(topic, "all", "true");
-  std::cout << fmt::format(
-                   "[cluster] acks=all, min.insync.replicas=1, unclean election: {} "
-                   "acknowledged, {} lost\n",
-                   r.acknowledged, r.lost)
-            << std::flush;
-  EXPECT_EQ(r.acknowledged, 2000u);
-  EXPECT_GT(r.lost, 0u) << "min.insync.replicas=1 should have let the leader alone acknowledge";
-}
+INSTANTIATE_TEST_SUITE_P(Cluster, ClusterAcksControl,
+                         ::testing::Values(Weak{"acks1", "1", "false", "2"},
+                                           Weak{"acksall_minisr1", "all", "true", "1"}),
+                         [](const auto& p) { return std::string(p.param.name); });
 
 TEST_F(ClusterAcks, RelayLosesNothingWhereAcksOneLoses) {
   Scenario s("cl_acksall", {.messages = 2000,
