@@ -9,6 +9,13 @@
 #   scripts/servers.sh start-kafka DIR           run it again: same config, ports and data
 #   scripts/servers.sh stop-pg DIR [MODE]        pg_ctl stop -m MODE (default immediate)
 #   scripts/servers.sh start-pg DIR              start it again: same data directory and port
+# On a primary + standby pair (TXBOX_TEST_PG_STANDBY=1, scripts/lib/pg_ha.sh):
+#   scripts/servers.sh pg-cut-standby DIR        stop the standby's replication (it stays up)
+#   scripts/servers.sh pg-reconnect-standby DIR  let it replicate again (it catches up)
+#   scripts/servers.sh pg-kill-primary DIR       crash the primary (pg_ctl stop -m immediate)
+#   scripts/servers.sh pg-promote DIR            promote the standby
+#   scripts/servers.sh pg-attach-standby DIR     the killed node as a new standby of the primary
+#   scripts/servers.sh pg-status DIR             "primary N standby M|none"
 #
 # endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
 # TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
@@ -19,6 +26,8 @@
 # and a second CA that signed nothing): PostgreSQL with ssl=on, and Kafka on a second listener
 # (SSL, client certificate required). endpoints.env then has TXBOX_TEST_PG_TLS (conninfo with
 # sslmode=verify-full), TXBOX_TEST_KAFKA_TLS and TXBOX_TEST_TLS_DIR.
+# TXBOX_TEST_PG_STANDBY=1 also starts a streaming standby (TXBOX_TEST_PG_SYNC=1: synchronous)
+# and adds multi-host conninfos to endpoints.env: see scripts/lib/pg_ha.sh.
 # If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
 # them, so the tests can run against servers you point them at.
 set -euo pipefail
@@ -28,6 +37,8 @@ root=$(cd "$here/.." && pwd)
 KAFKA_VERSION=3.9.1
 cache=${TXBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/txbox}
 jars=$cache/kafka-$KAFKA_VERSION
+# shellcheck source=lib/pg_ha.sh
+source "$here/lib/pg_ha.sh"
 
 log() { printf '[servers] %s\n' "$*" >&2; }
 die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
@@ -325,6 +336,7 @@ case $cmd in
     what=${3:-all}
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    pg_ha_stop "$dir"
     stop_all "$dir"
     rm -rf "$dir/pg" "$dir/kafka" "$dir/endpoints.env"
     if [[ -n ${TXBOX_TEST_PG:-} && -n ${TXBOX_TEST_KAFKA:-} ]]; then
@@ -333,13 +345,14 @@ case $cmd in
         echo "TXBOX_TEST_PG_ADMIN='${TXBOX_TEST_PG_ADMIN:-$TXBOX_TEST_PG}'"; } > "$dir/endpoints.env"
       exit 0
     fi
-    trap 'stop_all "$dir"' ERR
+    trap 'pg_ha_stop "$dir"; stop_all "$dir"' ERR
     t0=$(date +%s.%N)
     if [[ ${TXBOX_TEST_TLS:-0} == 1 ]]; then
       make_tls "$dir"
       echo "TXBOX_TEST_TLS_DIR='$dir/tls'" >> "$dir/endpoints.env"
     fi
     [[ $what == kafka ]] || start_pg "$dir"
+    [[ $what == kafka || ${TXBOX_TEST_PG_STANDBY:-0} != 1 ]] || pg_ha_start "$dir"
     t1=$(date +%s.%N)
     [[ $what == pg ]] || start_kafka "$dir"
     t2=$(date +%s.%N)
@@ -347,7 +360,8 @@ case $cmd in
       'BEGIN { printf "ready: PostgreSQL %.1f s, Kafka %.1f s; endpoints in %s", b - a, c - b, f }')"
     ;;
   stop)
-    stop_all "${2:?usage: servers.sh stop DIR}"
+    pg_ha_stop "${2:?usage: servers.sh stop DIR}"
+    stop_all "$2"
     ;;
   kafka-jars)
     kafka_jars
@@ -364,9 +378,17 @@ case $cmd in
   start-pg)
     start_pg_again "${2:?usage: servers.sh start-pg DIR}"
     ;;
+  pg-cut-standby) pg_ha_cut_standby "${2:?usage: servers.sh pg-cut-standby DIR}" ;;
+  pg-reconnect-standby) pg_ha_reconnect_standby "${2:?usage: servers.sh pg-reconnect-standby DIR}" ;;
+  pg-kill-primary) pg_ha_kill_primary "${2:?usage: servers.sh pg-kill-primary DIR}" ;;
+  pg-promote) pg_ha_promote "${2:?usage: servers.sh pg-promote DIR}" ;;
+  pg-attach-standby) pg_ha_attach_standby "${2:?usage: servers.sh pg-attach-standby DIR}" ;;
+  pg-status) pg_ha_status "${2:?usage: servers.sh pg-status DIR}" ;;
   *)
     echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars |" \
-      "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR" >&2
+      "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR |" \
+      "pg-cut-standby DIR | pg-reconnect-standby DIR | pg-kill-primary DIR | pg-promote DIR |" \
+      "pg-attach-standby DIR | pg-status DIR" >&2
     exit 2
     ;;
 esac
