@@ -19,7 +19,7 @@ pg_ha_state() { echo "$1/pg_ha"; }
 pg_ha_node_opts() {  # DIR NODE: the node's postgres options (node 0's are DIR/pg.opts)
   local dir=$1 node=$2 port
   port=$(cat "$(pg_ha_state "$dir")/node$node.port")
-  sed -e "s/ -p [0-9]* / -p $port /" "$dir/pg.opts"
+  sed -e "s/ -p [0-9]* / -p $port /" "$dir/pg.opts" | sed -e "s/$/ -c cluster_name=node$node/"
 }
 
 pg_ha_admin() {  # DIR NODE: the superuser conninfo of a node
