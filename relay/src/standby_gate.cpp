@@ -16,9 +16,12 @@ namespace {
 using namespace std::chrono_literals;
 
 // Polls of pg_stat_replication: the first soon (a streaming standby usually confirms within a
-// millisecond or two of the primary's flush), then less often while it lags.
+// millisecond or two of the primary's flush), then every few milliseconds while it lags (the
+// wait overshoots the standby's confirmation by at most that), and slowly while too few
+// standbys are connected at all (that lasts).
 constexpr auto k_first_poll = 500us;
-constexpr auto k_max_poll = 20ms;
+constexpr auto k_max_poll = 4ms;
+constexpr auto k_absent_poll = 100ms;
 
 std::string names(const std::vector<Standby>& standbys) {
   if (standbys.empty()) return "none connected";
@@ -92,8 +95,10 @@ StandbyVerdict StandbyGate::wait(pqxx::connection& db, std::size_t rows,
     v.flushed = static_cast<std::size_t>(std::count_if(v.standbys.begin(), v.standbys.end(),
                                                        [](const auto& s) { return s.flushed; }));
     v.pass = v.flushed >= static_cast<std::size_t>(m_required);
-    if (v.pass || stop.stop_requested() || clock::now() + pause >= until) break;
-    std::this_thread::sleep_for(pause);  // at most 20 ms: a stop is seen soon enough
+    const bool absent = v.standbys.size() < static_cast<std::size_t>(m_required);
+    const std::chrono::microseconds next = absent ? k_absent_poll : pause;
+    if (v.pass || stop.stop_requested() || clock::now() + next >= until) break;
+    std::this_thread::sleep_for(next);  // at most 100 ms: a stop is seen soon enough
     pause = std::min<std::chrono::microseconds>(pause * 2, k_max_poll);
   }
   v.waited = clock::now() - start;

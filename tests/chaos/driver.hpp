@@ -48,7 +48,8 @@ class Driver {
     restart_consumer,
     cont_consumer,
     start_broker,
-    start_pg
+    start_pg,
+    attach_standby
   };
   /// A scheduled event.
   struct Event {
@@ -82,6 +83,11 @@ class Driver {
   void poll_servers();
   void server_start_async(bool kafka);
   std::string terminate_backends(std::uint64_t pick);
+  // pg_failover.cpp: the pair of --pg-failover.
+  void pg_pair_setup();
+  void pg_pair_started();
+  bool pg_fail_over(const std::string& label, double down_s);
+  void pg_attach_standby();
   /// The index in `pool` of a running child chosen by `pick`; nullopt when none runs.
   static std::optional<std::size_t> pick_child(const Pool& pool, std::uint64_t pick);
 
@@ -100,6 +106,7 @@ class Driver {
   std::priority_queue<Event, std::vector<Event>, std::greater<>> m_events;
   std::set<std::size_t> m_waited;  // plan indices of the faults that were postponed
   ServerState m_broker = ServerState::up, m_pg = ServerState::up;
+  bool m_standby = true;  // --pg-failover: the primary has its standby
   std::thread m_server_thread_kafka, m_server_thread_pg;
   std::atomic<int> m_kafka_result{-1}, m_pg_result{-1};  // -1 running, 0 ok, 1 failed
   std::string m_infra_error;

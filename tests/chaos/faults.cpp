@@ -148,7 +148,7 @@ void Driver::inject(std::size_t i) {
       break;
     }
     case Fault::pg_restart: {
-      if (m_pg != ServerState::up) return postpone();
+      if (m_pg != ServerState::up || !m_standby) return postpone();
       if (!m_servers->run("stop-pg", "immediate")) {
         m_infra_error = "could not stop PostgreSQL; see " + m_servers->log();
         return;
@@ -159,6 +159,10 @@ void Driver::inject(std::size_t i) {
       say(n + fmt::format("pg_ctl stop -m immediate (start again in {:.1f} s)", f.down_s));
       break;
     }
+    case Fault::pg_failover:
+      if (m_pg != ServerState::up || !m_standby) return postpone();
+      if (!pg_fail_over(n, f.down_s)) return;
+      break;
     case Fault::conn_reset: {
       if (m_pg != ServerState::up) return postpone();
       try {
@@ -205,6 +209,9 @@ void Driver::handle(const Event& e) {
     case Action::start_pg:
       say("starting PostgreSQL again");
       server_start_async(false);
+      break;
+    case Action::attach_standby:
+      pg_attach_standby();
       break;
   }
 }

@@ -21,15 +21,16 @@ enum class Fault {
   broker_restart,  ///< SIGKILL the Kafka broker, start it again on the same data
   pg_restart,      ///< pg_ctl stop -m immediate, start again on the same data and port
   conn_reset,      ///< pg_terminate_backend of a relay's, a consumer's or everyone's backends
+  pg_failover,     ///< kill the primary, promote the standby, attach a new one (--pg-failover)
 };
-inline constexpr std::size_t k_fault_kinds = 7;
+inline constexpr std::size_t k_fault_kinds = 8;
 
 inline std::string_view fault_name(Fault f) {
   constexpr std::array<std::string_view, k_fault_kinds> names = {
-      "relay SIGKILL + restart",     "relay SIGSTOP past its lease",
-      "consumer SIGKILL + restart",  "consumer SIGSTOP past session",
-      "broker kill -9 + restart",    "PostgreSQL stop -m immediate",
-      "connection reset (terminate)"};
+      "relay SIGKILL + restart",      "relay SIGSTOP past its lease",
+      "consumer SIGKILL + restart",   "consumer SIGSTOP past session",
+      "broker kill -9 + restart",     "PostgreSQL stop -m immediate",
+      "connection reset (terminate)", "PostgreSQL failover (promote)"};
   return names[static_cast<std::size_t>(f)];
 }
 
@@ -43,16 +44,19 @@ struct PlannedFault {
 /// `count` faults at uniform random instants in [from_s, to_s], sorted. With count >= the
 /// number of kinds, every kind occurs at least once; the rest are drawn by weight.
 /// A SIGSTOP lasts 0.5-3 s longer than `lease_s` (relay) or `session_s` (consumer).
+/// pg_failover is drawn only with `pg_failover` (a schedule without it is the same as before).
 inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double from_s,
-                                           double to_s, double lease_s, double session_s) {
+                                           double to_s, double lease_s, double session_s,
+                                           bool pg_failover = false) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> when(from_s, to_s);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
-  // relay_kill, relay_stop, consumer_kill, consumer_stop, broker, pg, conn_reset
-  std::discrete_distribution<int> weighted({3, 2, 3, 1, 2, 2, 3});
+  // relay_kill, relay_stop, consumer_kill, consumer_stop, broker, pg, conn_reset, pg_failover
+  std::discrete_distribution<int> weighted({3, 2, 3, 1, 2, 2, 3, pg_failover ? 2.0 : 0.0});
+  const std::size_t kinds_drawn = pg_failover ? k_fault_kinds : k_fault_kinds - 1;
   std::vector<Fault> kinds;
-  if (count >= static_cast<int>(k_fault_kinds)) {
-    for (std::size_t k = 0; k < k_fault_kinds; ++k) kinds.push_back(static_cast<Fault>(k));
+  if (count >= static_cast<int>(kinds_drawn)) {
+    for (std::size_t k = 0; k < kinds_drawn; ++k) kinds.push_back(static_cast<Fault>(k));
   }
   while (static_cast<int>(kinds.size()) < count) kinds.push_back(static_cast<Fault>(weighted(rng)));
   std::shuffle(kinds.begin(), kinds.end(), rng);
@@ -71,6 +75,7 @@ inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double
         break;
       case Fault::broker_restart:
       case Fault::pg_restart:
+      case Fault::pg_failover:  // until the new standby is attached
         f.down_s = 0.5 + 3.5 * unit(rng);
         break;
       case Fault::conn_reset:

@@ -99,7 +99,8 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   for (const auto& d : v.details) std::cout << d << "\n";
   const std::string replay =
       fmt::format("txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}", o.work.seed,
-                  o.work.messages, o.faults, o.work.write_seconds);
+                  o.work.messages, o.faults, o.work.write_seconds) +
+      (o.pg_failover ? " --pg-failover" : "");
   if (violations.empty()) {
     std::cout << fmt::format("PASS (seed {}; replay: {})\n", o.work.seed, replay);
     return 0;

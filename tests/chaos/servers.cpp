@@ -23,7 +23,8 @@ bool Servers::run(const std::string& cmd, const std::string& arg) const {
   if (!arg.empty()) argv.push_back(arg);
   // Never adopt servers a user pointed the integration tests at: these get killed.
   const auto env = environment(
-      {"TXBOX_TEST_PG", "TXBOX_TEST_KAFKA", "TXBOX_TEST_PG_ADMIN", "TXBOX_TEST_KAFKA_PARTITIONS"});
+      {"TXBOX_TEST_PG", "TXBOX_TEST_KAFKA", "TXBOX_TEST_PG_ADMIN", "TXBOX_TEST_KAFKA_PARTITIONS"},
+      m_extra);
   return run_logged(argv, env, m_log) == 0;
 }
 

@@ -74,7 +74,20 @@ TEST_F(FailoverTest, WithoutTheGuardTheWindowIsPublishedAsPhantoms) {
   EXPECT_GT(ghost.size(), 0u) << "the control: the cut-off window must produce phantoms";
   EXPECT_TRUE(relay->running()) << relay->output();
   EXPECT_EQ(consumer.error(), "");
+  EXPECT_NE(ctl_status().find("primary; standbys: none"), std::string::npos);
   pair_command("pg-attach-standby");
+  // txboxctl on the multi-host conninfo reads the new primary and names its new standby.
+  const std::string st = pair_status();
+  const std::string primary = st.substr(st.find("primary ") + 8, 1);
+  const std::string standby = st.substr(st.find("standby ") + 8, 1);
+  std::ifstream port_file(pair_value("TXBOX_TEST_PG_HA_DIR") + "/node" + primary + ".port");
+  std::string port;
+  port_file >> port;
+  const std::string out = ctl_status();
+  EXPECT_NE(out.find("Server: 127.0.0.1:" + port + ", primary; standbys: node" + standby +
+                     "@127.0.0.1 streaming async"),
+            std::string::npos)
+      << out;
 }
 
 TEST_F(FailoverTest, WithTheGuardNothingIsLostNoPhantomNoDuplicateEffect) {
@@ -173,8 +186,9 @@ TEST_F(FailoverTest, TheGuardNeedsPgMonitor) {
                         &out),
             3)
       << out;
-  EXPECT_NE(out.find("'relay.wait_for_standbys' = '33' is invalid: expected a whole number from 0 to 32"),
-            std::string::npos)
+  EXPECT_NE(
+      out.find("'relay.wait_for_standbys' = '33' is invalid: expected a whole number from 0 to 32"),
+      std::string::npos)
       << out;
 }
 

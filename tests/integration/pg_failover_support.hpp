@@ -248,6 +248,16 @@ class FailoverTest : public ::testing::Test {
     };
   }
 
+  /// `txboxctl status` of this schema on the multi-host conninfo; fails the test unless 0.
+  std::string ctl_status() {
+    std::string out;
+    const int rc = run_command(
+        program("txboxctl") + " --database-url '" + multi() + "' --schema " + schema_ + " status",
+        &out);
+    EXPECT_EQ(rc, 0) << out;
+    return out;
+  }
+
   std::string schema_, topic_;
   int http_port_ = 0;
 };
