@@ -165,6 +165,34 @@ TEST_F(FailoverTest, TheGuardHoldsWhileTheStandbyIsAwayThenDelivers) {
   EXPECT_TRUE(relay->running());
 }
 
+// The rows held for the standbys can vanish — lost with the old primary in a promotion —
+// while the relay holds: the hold (the gauge, /readyz, the log) must end with them.
+TEST_F(FailoverTest, TheHoldEndsWhenThePromotionLostTheHeldRows) {
+  auto relay = start_relay({"--wait-for-standbys", "1"});
+  place_orders("warm", 1);
+  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
+  wait_standby_caught_up();
+  pair_command("pg-cut-standby");
+  place_orders("lost", 5);
+  ASSERT_TRUE(
+      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 5; }, 20s))
+      << relay->output();
+  fail_over();
+  pair_command("pg-attach-standby");
+  EXPECT_EQ(pending(), 0) << "the held rows went with the old primary";
+  EXPECT_TRUE(wait_until(
+      [&] {
+        return metric(http_port_, "txbox_relay_standby_held_rows") == 0 &&
+               readyz(http_port_) == 200;
+      },
+      10s))
+      << "held rows " << metric(http_port_, "txbox_relay_standby_held_rows") << ", /readyz "
+      << readyz(http_port_) << "\n"
+      << relay->output();
+  EXPECT_EQ(topic_size(topic_), 1u);
+  EXPECT_TRUE(relay->running());
+}
+
 TEST_F(FailoverTest, TheGuardNeedsPgMonitor) {
   const std::string role = unique_name("pgha_relay_role");
   sql("CREATE ROLE " + role + " LOGIN IN ROLE txbox_relay");
