@@ -113,6 +113,7 @@ struct Relay::impl {
     }
     auto rows = store.claim(db(), leases.view());
     if (rows.empty()) {
+      if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
       health.db_ok();  // every statement of a pass went through
       session->wait_for_work(
           stop, std::min(cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(

@@ -106,6 +106,17 @@ StandbyVerdict StandbyGate::wait(pqxx::connection& db, std::size_t rows,
   return v;
 }
 
+std::optional<StandbyVerdict> StandbyGate::nothing_claimed() {
+  if (!m_holding) return std::nullopt;
+  spdlog::info(
+      "standbys: no rows left to hold after {:.1f} s (the held rows are gone: lost with a "
+      "failed-over primary, or their shards moved to another relay)",
+      std::chrono::duration<double>(clock::now() - m_hold_since).count());
+  m_holding = false;
+  m_waiting_on.clear();
+  return StandbyVerdict{};
+}
+
 void StandbyGate::report(const StandbyVerdict& v, std::size_t rows) {
   if (v.pass) {
     if (m_holding) {

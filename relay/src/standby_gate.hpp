@@ -13,6 +13,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <optional>
 #include <pqxx/connection>
 #include <stop_token>
 #include <string>
@@ -57,6 +58,11 @@ class StandbyGate {
   /// transient_error when the session is on a standby (reconnect).
   StandbyVerdict wait(pqxx::connection& db, std::size_t rows, const std::stop_token& stop,
                       clock::time_point until);
+
+  /// A pass claimed nothing: a hold in progress is over (its rows are gone: lost with a failed
+  /// primary, or their shards moved to another relay). Logs that once; nullopt when there was
+  /// no hold, else the verdict to report (pass, nothing held).
+  std::optional<StandbyVerdict> nothing_claimed();
 
  private:
   std::vector<Standby> look(pqxx::connection& db, const std::string& lsn) const;
