@@ -193,6 +193,26 @@ TEST_F(FailoverTest, TheHoldEndsWhenThePromotionLostTheHeldRows) {
   EXPECT_TRUE(relay->running());
 }
 
+// txboxctl pointed at a standby (a conninfo left on the old primary's address after a
+// failover): a change is refused with the fix, not "retry the command".
+TEST_F(FailoverTest, TxboxctlOnAStandbyNamesTheFix) {
+  sql("INSERT INTO " + schema_ +
+      ".outbox_dead (message_id, topic, payload, headers, created_at, attempts, error) "
+      "VALUES (gen_random_uuid(), 't', 'x', '[]', now(), 1, 'refused')");
+  wait_standby_caught_up();
+  const std::string st = pair_status();
+  const std::string standby =
+      pair_value("TXBOX_TEST_PG_NODE" + st.substr(st.find("standby ") + 8, 1));
+  std::string out;
+  const int rc = run_command(program("txboxctl") + " --database-url '" + standby + "' --schema " +
+                                 schema_ + " outbox dead requeue --all",
+                             &out);
+  EXPECT_EQ(rc, 1) << out;
+  EXPECT_NE(out.find("read-only"), std::string::npos) << out;
+  EXPECT_NE(out.find("target_session_attrs=read-write"), std::string::npos) << out;
+  EXPECT_EQ(out.find("retry the command"), std::string::npos) << out;
+}
+
 TEST_F(FailoverTest, TheGuardNeedsPgMonitor) {
   const std::string role = unique_name("pgha_relay_role");
   sql("CREATE ROLE " + role + " LOGIN IN ROLE txbox_relay");
