@@ -165,6 +165,26 @@ TEST_F(FailoverTest, TheGuardHoldsWhileTheStandbyIsAwayThenDelivers) {
   EXPECT_TRUE(relay->running());
 }
 
+// After a reconnect the relay's leases on the new primary are still its own (the standby had
+// them): it takes them back at once instead of waiting up to the lease TTL for them to expire.
+TEST_F(FailoverTest, TheRelayTakesBackItsOwnLeasesAtOnceAfterAPromotion) {
+  auto relay = start_relay({}, 10'000);
+  place_orders("before", 1);
+  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
+  wait_standby_caught_up();
+  const auto promoted = fail_over();
+  place_orders("after", 1);
+  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
+  const double resume = seconds_since(promoted);
+  std::printf(
+      "[ figures  ] lease TTL 10 s: the relay published again %.2f s after the "
+      "promotion\n",
+      resume);
+  EXPECT_LT(resume, 5.0) << "waited for its own leases to expire:\n" << relay->output();
+  EXPECT_TRUE(relay->running());
+  pair_command("pg-attach-standby");
+}
+
 // The rows held for the standbys can vanish — lost with the old primary in a promotion —
 // while the relay holds: the hold (the gauge, /readyz, the log) must end with them.
 TEST_F(FailoverTest, TheHoldEndsWhenThePromotionLostTheHeldRows) {

@@ -203,11 +203,13 @@ class FailoverTest : public ::testing::Test {
   }
 
   /// A relay process on the multi-host conninfo, /metrics on `http_port_`.
-  std::unique_ptr<Process> start_relay(std::vector<std::string> extra = {}) {
+  std::unique_ptr<Process> start_relay(std::vector<std::string> extra = {},
+                                       int lease_ttl_ms = 3000) {
     const std::string path = "/tmp/" + unique_name("pgha_relay") + ".toml";
     std::ofstream f(path);
     f << "[database]\nurl = \"" << multi() << "\"\nschema = \"" << schema_
-      << "\"\n[relay]\nlease_ttl_ms = 3000\npoll_interval_ms = 100\nretry_backoff_min_ms = 50\n"
+      << "\"\n[relay]\nlease_ttl_ms = " << lease_ttl_ms
+      << "\npoll_interval_ms = 100\nretry_backoff_min_ms = 50\n"
          "retry_backoff_max_ms = 500\n[kafka]\n\"bootstrap.servers\" = \""
       << endpoints().kafka << "\"\n";
     f.close();
