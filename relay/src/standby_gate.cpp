@@ -139,9 +139,9 @@ void StandbyGate::report(const StandbyVerdict& v, std::size_t rows) {
   m_holding = true;
   m_waiting_on = who;
   spdlog::warn(
-      "standbys: holding {} claimed row(s) in the outbox: relay.wait_for_standbys = {} but {} "
-      "standby(s) flushed past {} ({}); publishing resumes by itself when enough standbys "
-      "catch up",
+      "standbys: holding the claimed rows in the outbox ({} in this round; the gauge "
+      "txbox_relay_standby_held_rows follows): relay.wait_for_standbys = {} but {} standby(s) "
+      "flushed past {} ({}); publishing resumes by itself when enough standbys catch up",
       rows, m_required, v.flushed, v.lsn, seen);
 }
 
