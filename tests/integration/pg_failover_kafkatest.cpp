@@ -259,6 +259,39 @@ TEST_F(FailoverTest, TheGuardNeedsPgMonitor) {
       << out;
 }
 
+// Synchronous replication keeps a commit invisible until the standby has it, except when the
+// waiting backend is cancelled: the control shows that phantom, the next test the guard's hold.
+TEST_F(FailoverTest, SynchronousReplicationStillLeaksACancelledCommitWithoutTheGuard) {
+  auto relay = start_relay();
+  place_orders("warm", 1);
+  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
+  wait_standby_caught_up();
+  place_cancelled_synchronous_order("cancelled-0");
+  ASSERT_TRUE(wait_until([&] { return kafka_orders().contains("cancelled-0"); }, 30s))
+      << relay->output();
+  fail_over();
+  EXPECT_EQ(phantoms(), std::set<std::string>{"cancelled-0"});
+  pair_command("pg-attach-standby");
+}
+
+TEST_F(FailoverTest, TheGuardHoldsACancelledSynchronousCommit) {
+  auto relay = start_relay({"--wait-for-standbys", "1"});
+  place_orders("warm", 1);
+  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
+  wait_standby_caught_up();
+  place_cancelled_synchronous_order("cancelled-0");
+  ASSERT_TRUE(
+      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 1; }, 20s))
+      << relay->output();
+  fail_over();
+  pair_command("pg-attach-standby");
+  EXPECT_TRUE(
+      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 0; }, 10s));
+  EXPECT_TRUE(phantoms().empty());
+  EXPECT_EQ(kafka_orders(), std::set<std::string>{"warm-0"});
+  EXPECT_TRUE(relay->running());
+}
+
 // The consumer's offsets, inbox rows and effects go back with the promotion: it reads again
 // from the offsets the new primary has, also when no message arrives after the failover.
 TEST_F(FailoverTest, TheInboxReReadsFromTheOffsetsTheNewPrimaryHas) {

@@ -130,6 +130,15 @@ class FailoverTest : public ::testing::Test {
       std::ifstream cut(pair_value("TXBOX_TEST_PG_HA_DIR") + "/node" + n + ".conninfo");
       if (cut) pair_command("pg-reconnect-standby");
     }
+    set_synchronous(false);
+  }
+
+  /// Makes the primary wait for its standby at every commit (synchronous_standby_names).
+  static void set_synchronous(bool on) {
+    pqxx::connection a(multi_admin());
+    pqxx::nontransaction(a).exec(on ? "ALTER SYSTEM SET synchronous_standby_names = '*'"
+                                    : "ALTER SYSTEM RESET synchronous_standby_names");
+    pqxx::nontransaction(a).exec("SELECT pg_reload_conf()");
   }
 
   static void sql(const std::string& statement) {
@@ -176,6 +185,46 @@ class FailoverTest : public ::testing::Test {
         }
       }
     }
+  }
+
+  /// Synchronous replication, the standby cut off: an order whose commit waits for the
+  /// standby is cancelled (pg_cancel_backend) during the wait. PostgreSQL then ends the wait with
+  /// a warning: the commit stays, visible, on the primary only. Replication is asynchronous again
+  /// afterwards (the standby stays cut off).
+  void place_cancelled_synchronous_order(const std::string& id) {
+    set_synchronous(true);
+    pair_command("pg-cut-standby");
+    pqxx::connection w(multi());
+    const int pid = pqxx::nontransaction(w).exec1("SELECT pg_backend_pid()")[0].as<int>();
+    std::string error;
+    std::thread writer([&] {
+      try {
+        pqxx::work tx(w);
+        tx.exec_params("INSERT INTO " + schema_ + ".orders (id) VALUES ($1)", id);
+        txbox::Outbox({.schema = schema_})
+            .enqueue(tx, txbox::Message{.topic = topic_, .key = id, .payload = id});
+        tx.commit();
+      } catch (const std::exception& e) {
+        error = e.what();
+      }
+    });
+    pqxx::connection a(multi_admin());
+    const bool waiting = wait_until(
+        [&] {
+          return pqxx::nontransaction(a)
+                     .exec_params(
+                         "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND "
+                         "wait_event = 'SyncRep'",
+                         pid)
+                     .size() == 1;
+        },
+        10s);
+    pqxx::nontransaction(a).exec_params("SELECT pg_cancel_backend($1)", pid);
+    writer.join();
+    set_synchronous(false);
+    ASSERT_TRUE(waiting) << "the commit did not wait for the synchronous standby";
+    ASSERT_EQ(error, "") << "the cancelled commit failed";
+    ASSERT_TRUE(orders().contains(id)) << "the cancelled commit is not visible on the primary";
   }
 
   long pending() { return scalar("SELECT count(*) FROM " + schema_ + ".outbox"); }
