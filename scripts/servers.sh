@@ -9,6 +9,13 @@
 #   scripts/servers.sh start-kafka DIR           run it again: same config, ports and data
 #   scripts/servers.sh stop-pg DIR [MODE]        pg_ctl stop -m MODE (default immediate)
 #   scripts/servers.sh start-pg DIR              start it again: same data directory and port
+# On a primary + standby pair (TXBOX_TEST_PG_STANDBY=1, scripts/lib/pg_ha.sh):
+#   scripts/servers.sh pg-cut-standby DIR        stop the standby's replication (it stays up)
+#   scripts/servers.sh pg-reconnect-standby DIR  let it replicate again (it catches up)
+#   scripts/servers.sh pg-kill-primary DIR       crash the primary (pg_ctl stop -m immediate)
+#   scripts/servers.sh pg-promote DIR            promote the standby
+#   scripts/servers.sh pg-attach-standby DIR     the killed node as a new standby of the primary
+#   scripts/servers.sh pg-status DIR             "primary N standby M|none"
 #
 # endpoints.env holds TXBOX_TEST_PG (the database owner, CREATEROLE, not superuser),
 # TXBOX_TEST_PG_ADMIN (superuser), TXBOX_TEST_KAFKA (bootstrap servers) and the pids.
@@ -22,6 +29,8 @@
 # TXBOX_TEST_KAFKA_BROKERS=3 starts a 3-broker cluster instead of the single broker, with its
 # own per-node fault commands (node-kill, node-pause, node-resume, node-start, node-wipe,
 # leader): see scripts/lib/kafka_cluster.sh.
+# TXBOX_TEST_PG_STANDBY=1 also starts a streaming standby (TXBOX_TEST_PG_SYNC=1: synchronous)
+# and adds multi-host conninfos to endpoints.env: see scripts/lib/pg_ha.sh.
 # If TXBOX_TEST_PG and TXBOX_TEST_KAFKA are already set, `start` starts nothing and records
 # them, so the tests can run against servers you point them at.
 set -euo pipefail
@@ -31,6 +40,8 @@ root=$(cd "$here/.." && pwd)
 KAFKA_VERSION=3.9.1
 cache=${TXBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/txbox}
 jars=$cache/kafka-$KAFKA_VERSION
+# shellcheck source=lib/pg_ha.sh
+source "$here/lib/pg_ha.sh"
 
 # shellcheck source=lib/kafka_cluster.sh
 source "$here/lib/kafka_cluster.sh"
@@ -332,6 +343,7 @@ case $cmd in
     what=${3:-all}
     mkdir -p "$dir"
     dir=$(cd "$dir" && pwd)
+    pg_ha_stop "$dir"
     stop_all "$dir"
     rm -rf "$dir/pg" "$dir/kafka" "$dir"/kafka-[0-9] "$dir/endpoints.env"
     if [[ -n ${TXBOX_TEST_PG:-} && -n ${TXBOX_TEST_KAFKA:-} ]]; then
@@ -340,13 +352,14 @@ case $cmd in
         echo "TXBOX_TEST_PG_ADMIN='${TXBOX_TEST_PG_ADMIN:-$TXBOX_TEST_PG}'"; } > "$dir/endpoints.env"
       exit 0
     fi
-    trap 'stop_all "$dir"' ERR
+    trap 'pg_ha_stop "$dir"; stop_all "$dir"' ERR
     t0=$(date +%s.%N)
     if [[ ${TXBOX_TEST_TLS:-0} == 1 ]]; then
       make_tls "$dir"
       echo "TXBOX_TEST_TLS_DIR='$dir/tls'" >> "$dir/endpoints.env"
     fi
     [[ $what == kafka ]] || start_pg "$dir"
+    [[ $what == kafka || ${TXBOX_TEST_PG_STANDBY:-0} != 1 ]] || pg_ha_start "$dir"
     t1=$(date +%s.%N)
     if [[ $what != pg && ${TXBOX_TEST_KAFKA_BROKERS:-1} != 1 ]]; then
       start_kafka_cluster "$dir" "$TXBOX_TEST_KAFKA_BROKERS"
@@ -358,7 +371,8 @@ case $cmd in
       'BEGIN { printf "ready: PostgreSQL %.1f s, Kafka %.1f s; endpoints in %s", b - a, c - b, f }')"
     ;;
   stop)
-    stop_all "${2:?usage: servers.sh stop DIR}"
+    pg_ha_stop "${2:?usage: servers.sh stop DIR}"
+    stop_all "$2"
     ;;
   kafka-jars)
     kafka_jars
@@ -393,11 +407,19 @@ case $cmd in
   leader)
     partition_leader "${2:?usage: servers.sh leader DIR TOPIC [PARTITION]}" "${3:?topic}" "${4:-0}"
     ;;
+  pg-cut-standby) pg_ha_cut_standby "${2:?usage: servers.sh pg-cut-standby DIR}" ;;
+  pg-reconnect-standby) pg_ha_reconnect_standby "${2:?usage: servers.sh pg-reconnect-standby DIR}" ;;
+  pg-kill-primary) pg_ha_kill_primary "${2:?usage: servers.sh pg-kill-primary DIR}" ;;
+  pg-promote) pg_ha_promote "${2:?usage: servers.sh pg-promote DIR}" ;;
+  pg-attach-standby) pg_ha_attach_standby "${2:?usage: servers.sh pg-attach-standby DIR}" ;;
+  pg-status) pg_ha_status "${2:?usage: servers.sh pg-status DIR}" ;;
   *)
     echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars |" \
       "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR |" \
       "node-kill DIR N [SIGNAL] | node-pause DIR N | node-resume DIR N | node-start DIR N |" \
-      "node-wipe DIR N | leader DIR TOPIC [PARTITION]" >&2
+      "node-wipe DIR N | leader DIR TOPIC [PARTITION] |" \
+      "pg-cut-standby DIR | pg-reconnect-standby DIR | pg-kill-primary DIR | pg-promote DIR |" \
+      "pg-attach-standby DIR | pg-status DIR" >&2
     exit 2
     ;;
 esac

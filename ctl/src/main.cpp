@@ -29,7 +29,8 @@ int fail(int code, const std::string& message) {
 
 // Any other failure, sorted by txbox's classifier: a temporary database failure (lock or
 // statement timeout, deadlock, serialization, the server shutting down) exits 5 and says to
-// retry; a lost connection 2; a permanent one (privileges, a missing table) 1, with its hint.
+// retry (a read-only server: how to reach the primary); a lost connection 2; a permanent one
+// (privileges, a missing table) 1, with its hint.
 int fail_database(const txbox::detail::failure& f, const std::string& url) {
   using txbox::detail::failure_kind;
   const std::string msg = clean_db_error(f.message, url);
@@ -38,6 +39,16 @@ int fail_database(const txbox::detail::failure& f, const std::string& url) {
       (f.sqlstate.empty() || f.sqlstate.starts_with("08"))) {
     return fail(k_exit_unreachable,
                 "lost the database connection (" + txbox::redact_conninfo(url) + "): " + msg);
+  }
+  if (f.sqlstate == "25006") {
+    // A standby, or a server being demoted. Through an address that follows the primary (a
+    // VIP, HAProxy) a retry works once the failover is done; a node's own address never does.
+    return fail(k_exit_transient,
+                "the server is read-only (a standby), nothing was changed: " + msg +
+                    ". Hint: retry once the failover is done if this address follows the "
+                    "primary; otherwise list every node in --database-url with "
+                    "target_session_attrs=read-write (docs/operations.md, PostgreSQL high "
+                    "availability)");
   }
   if (f.kind == failure_kind::db_transient) {
     return fail(k_exit_transient, "temporary database failure" + state +

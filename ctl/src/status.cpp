@@ -9,6 +9,7 @@
 
 #include "ctl.hpp"
 #include "output.hpp"
+#include "replication.hpp"
 #include "txbox/detail/schema.hpp"
 
 namespace txbox::ctl {
@@ -245,6 +246,7 @@ int cmd_status(const Options& o, const StatusOptions& so) {
                    row[3].as<std::string>(), duration(row[5].as<double>()) + " ago"});
   }
   const std::string now = tx.exec1("SELECT " + sql_ts("now()"))[0].as<std::string>();
+  const Replication replication = read_replication(tx);
   tx.commit();
 
   if (o.json) {
@@ -266,12 +268,14 @@ int cmd_status(const Options& o, const StatusOptions& so) {
            {"outbox_by_topic", j_outbox_dead},
            {"inbox", inbox_dead},
            {"inbox_by_consumer", j_inbox_dead}}},
-         {"inbox_offsets", j_offsets}});
+         {"inbox_offsets", j_offsets},
+         {"server", to_json(replication)}});
     return k_exit_ok;
   }
 
   std::cout << fmt::format("txbox status: database {}, schema {} (version {}), at {}\n\n",
                            db.dbname, db.schema, state.version, now);
+  std::cout << describe(replication) << "\n\n";
   if (total == 0) {
     std::cout << "Outbox backlog: empty\n";
   } else if (backlog.exact) {

@@ -36,6 +36,9 @@ const std::vector<setting<RelayConfig>>& relay_settings() {
                 "first wait after a failure (database, broker, a refused message)"),
       number<C>("relay.retry_backoff_max_ms", &C::retry_backoff_max, 1, 86'400'000,
                 "longest wait between retries"),
+      number<C>("relay.wait_for_standbys", &C::wait_for_standbys, 0, 32,
+                "publish a round only after this many standbys flushed its WAL (no phantom "
+                "messages after a failover; needs pg_monitor); 0: off"),
       text<C>("http.listen", &C::http_listen, "host:port for /metrics, /healthz, /readyz",
               [](const std::string& v) { return or_when_empty(v, "(off)"); }),
   });

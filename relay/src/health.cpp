@@ -23,7 +23,7 @@ Health::Health(const std::string& database)
 }
 
 void Health::update_ready() {
-  m_st.ready = m_db_up && m_broker_ok && m_problem.empty();
+  m_st.ready = m_db_up && m_broker_ok && m_standbys_ok && m_problem.empty();
 }
 
 void Health::db_connected() {
@@ -161,6 +161,16 @@ void Health::on_late_reports(std::uint64_t total) {
   m_st.late_reports = total;
 }
 
+void Health::on_standbys(const StandbyVerdict& v, std::size_t rows) {
+  std::lock_guard lock(m_mutex);
+  m_st.standby_held_rows = v.pass ? 0 : rows;
+  m_st.standbys_flushed = v.flushed;
+  m_st.standby_wait_seconds += std::chrono::duration<double>(v.waited).count();
+  if (!v.pass) ++m_st.standby_holds;
+  m_standbys_ok = v.pass;  // the gate logs the state changes
+  update_ready();
+}
+
 RelayStats Health::snapshot() const {
   std::lock_guard lock(m_mutex);
   return m_st;
@@ -192,7 +202,8 @@ std::string Health::metrics_text() const {
          fmt::format("{:.3f}", st.oldest_pending_seconds));
   metric("txbox_relay_producer_queue", "gauge", "Messages in librdkafka's queue.",
          std::to_string(st.producer_queue));
-  metric("txbox_relay_ready", "gauge", "1 when the database and Kafka are reachable.",
+  metric("txbox_relay_ready", "gauge",
+         "1 when the database and Kafka are reachable (and the standby gate passes).",
          st.ready ? "1" : "0");
   metric("txbox_relay_producer_restarts_total", "counter",
          "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
@@ -212,6 +223,19 @@ std::string Health::metrics_text() const {
   for (const auto& [t, n] : st.held_by_topic) {
     p.sample("txbox_relay_durability_held_total", topic(t), std::to_string(n));
   }
+  metric("txbox_relay_standby_held_rows", "gauge",
+         "Claimed rows kept in the outbox until relay.wait_for_standbys standbys flush their "
+         "WAL (0: publishing).",
+         std::to_string(st.standby_held_rows));
+  metric("txbox_relay_standbys_flushed", "gauge",
+         "Standbys that had flushed the last round's WAL when it was checked.",
+         std::to_string(st.standbys_flushed));
+  metric("txbox_relay_standby_holds_total", "counter",
+         "Rounds held because fewer than relay.wait_for_standbys standbys caught up.",
+         std::to_string(st.standby_holds));
+  metric("txbox_relay_standby_wait_seconds_total", "counter",
+         "Time rounds spent waiting for the standbys to flush their WAL.",
+         fmt::format("{:.6f}", st.standby_wait_seconds));
   p.histogram("txbox_relay_commit_to_ack_seconds", "Time from outbox insert to Kafka ack.", "",
               st.ack_latency_buckets, st.ack_latency_counts, st.ack_latency_count,
               st.ack_latency_sum);

@@ -12,6 +12,7 @@
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "settle_plan.hpp"
+#include "standby_gate.hpp"
 #include "txbox/detail/failure.hpp"
 #include "txbox/relay.hpp"
 
@@ -40,6 +41,8 @@ class Health {
   void on_weak_topics(std::set<std::string> weak);
   void on_producer_replaced();
   void on_late_reports(std::uint64_t total);
+  /// The standby gate's verdict on a round of `rows` rows (held: not ready until it passes).
+  void on_standbys(const StandbyVerdict& v, std::size_t rows);
 
   [[nodiscard]] RelayStats snapshot() const;
   /// Prometheus text exposition of snapshot().
@@ -55,6 +58,7 @@ class Health {
   bool m_db_up = false;
   bool m_broker_ok = true;
   std::string m_isr_problem;  // describe() of the last shortfalls logged, empty: none
+  bool m_standbys_ok = true;  // the standby gate passed the last round
   std::string m_problem;      // the permanent failure or bug being retried, empty: none
   std::string m_transient;    // the last transient failure logged since the last good round
 };

@@ -76,16 +76,22 @@ LeaseTick LeaseTable::tick(pqxx::connection& db) {
     for (auto sh : extra) kept.erase(static_cast<int>(sh));
     changes += extra.size();
   } else if (static_cast<int>(kept.size()) < target) {
+    // Free or expired shards, and our own that we do not hold in the view: leases a forgotten
+    // session of ours took (after a reconnect, a failover). Waiting for those to expire would
+    // stall their shards for up to a lease TTL; the new epoch fences anything that session
+    // had in flight. Our own first, so that they do not sit idle while we take others.
+    const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
     const auto r = tx.exec_params(
         "UPDATE " + leases +
-            " x SET owner = $1, epoch = x.epoch + 1, "
-            "expires_at = now() + $2::interval WHERE (x.owner IS NULL OR x.expires_at <= now()) "
+            " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+            "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
             "AND x.shard IN (SELECT shard FROM " +
             leases +
-            " WHERE owner IS NULL OR "
-            "expires_at <= now() ORDER BY random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
+            " WHERE (owner IS NULL OR expires_at <= now() OR owner = $1) "
+            "AND NOT shard = ANY($4::int[]) ORDER BY owner IS NOT DISTINCT FROM $1 DESC, "
+            "random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
             "RETURNING x.shard, x.epoch",
-        m_owner, interval(m_ttl), target - static_cast<int>(kept.size()));
+        m_owner, interval(m_ttl), target - static_cast<int>(kept.size()), kept_shards);
     for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
     changes += r.size();
   }

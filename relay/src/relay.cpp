@@ -17,6 +17,7 @@
 #include "publisher.hpp"
 #include "session.hpp"
 #include "settle_plan.hpp"
+#include "standby_gate.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
@@ -63,6 +64,7 @@ struct Relay::impl {
         leases(detail::schema_name(cfg.schema), cfg.name, cfg.lease_ttl),
         store(detail::schema_name(cfg.schema), cfg.name, cfg.batch_size, cfg.max_batch_bytes),
         gate(cfg.kafka, cfg.strict_durability, admin_timeout(cfg)),
+        standbys(cfg.wait_for_standbys),
         publisher({.kafka = cfg.kafka,
                    .max_batch_bytes = cfg.max_batch_bytes,
                    .delivery_budget = delivery_budget(cfg),
@@ -73,6 +75,7 @@ struct Relay::impl {
   relay::LeaseTable leases;
   relay::OutboxStore store;
   relay::DurabilityGate gate;
+  relay::StandbyGate standbys;
   relay::Publisher publisher;
   std::unique_ptr<relay::Session> session;
   std::mt19937_64 rng{std::random_device{}()};
@@ -110,13 +113,28 @@ struct Relay::impl {
     }
     auto rows = store.claim(db(), leases.view());
     if (rows.empty()) {
+      if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
       health.db_ok();  // every statement of a pass went through
       session->wait_for_work(
           stop, std::min(cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(
                                                 leases.next_tick() - clock::now())));
       return;
     }
+    if (!standbys_have(rows, stop)) return;
     publish(rows, stop);
+  }
+
+  // The phantom guard: true when relay.wait_for_standbys standbys flushed the claim's WAL
+  // (waiting up to a second, and never into the round's delivery budget). Else the rows stay
+  // in the outbox, untouched, and the next pass claims them again.
+  bool standbys_have(const std::vector<relay::Row>& rows, const std::stop_token& stop) {
+    if (!standbys.enabled()) return true;
+    const auto until = std::min<clock::time_point>(leases.view().valid_until - delivery_budget(cfg),
+                                                   clock::now() + 1s);
+    const auto verdict = standbys.wait(db(), rows.size(), stop, until);
+    health.on_standbys(verdict, rows.size());
+    if (!verdict.pass) health.db_ok();  // holding is not a database failure
+    return verdict.pass;
   }
 
   void publish(std::vector<relay::Row>& rows, const std::stop_token& stop) {
@@ -183,6 +201,7 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>(std::move(confi
   auto& m = *m_impl;
   try {
     m.connect();
+    m.standbys.check_privilege(m.db());
     // The topics waiting at the shards' heads and relay.durability_topics; topics further
     // back are checked before their first publish.
     auto topics = m.store.head_topics(m.db(), k_start_topics_per_shard);

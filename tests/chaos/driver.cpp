@@ -47,7 +47,8 @@ void Driver::start_children() {
         name,
         std::vector<std::string>{RELAY_BIN, "--database-url",
                                  pg + " application_name=chaos-" + name,
-                                 "--kafka-bootstrap-servers", kafka, "--name", name},
+                                 "--kafka-bootstrap-servers", kafka, "--name", name,
+                                 "--wait-for-standbys", m_o.pg_failover ? "1" : "0"},
         // On the cluster the topic must be durable: a relay that finds it weak exits 5 at
         // start (an unexpected exit, so the run fails).
         environment(drop, {"TXBOX_RELAY_LEASE_TTL_MS=" + std::to_string(m_o.lease_ttl_ms),
@@ -112,7 +113,8 @@ int Driver::run() {
   setup();
   const double window_to = m_o.work.write_seconds + 10;
   m_plan = make_plan(m_o.work.seed, m_o.faults, std::min(5.0, window_to / 2), window_to,
-                     m_o.lease_ttl_ms / 1000.0, m_o.session_timeout_ms / 1000.0, m_o.brokers == 3);
+                     m_o.lease_ttl_ms / 1000.0, m_o.session_timeout_ms / 1000.0, m_o.brokers == 3,
+                     m_o.pg_failover);
   std::cout << fmt::format(
                    "txbox chaos: seed {}, {} messages on {} keys, {} writers, {} relays, {} "
                    "consumers ({}), {} partitions on {}, {} faults, {} poison + {} oversize "
@@ -126,6 +128,7 @@ int Driver::run() {
 
   // Servers of our own, stopped by the guardian if we die.
   m_guardian = std::make_unique<Guardian>(*m_servers);
+  pg_pair_setup();
   say("starting PostgreSQL and Kafka (scripts/servers.sh start)");
   if (!m_servers->run("start")) {
     std::cerr << "txbox_chaos: FAILED: the servers did not start:\n"
@@ -135,6 +138,7 @@ int Driver::run() {
     return 3;
   }
   m_env = m_servers->endpoints();
+  pg_pair_started();
   m_monitor = std::make_unique<Monitor>(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, m_o.partitions);
   m_tally.servers_s = since_start();
   int rc = 3;

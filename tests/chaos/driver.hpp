@@ -51,6 +51,7 @@ class Driver {
     start_pg,
     start_node,   // the cluster's broker m_node, after a leader kill
     resume_node,  // SIGCONT the cluster's broker m_node
+    attach_standby,
   };
   /// A scheduled event.
   struct Event {
@@ -88,6 +89,11 @@ class Driver {
   /// A fault against a broker of the cluster (leader kill, pause, disk loss).
   void inject_node_fault(const PlannedFault& f, const std::string& n);
   std::string terminate_backends(std::uint64_t pick);
+  // pg_failover.cpp: the pair of --pg-failover.
+  void pg_pair_setup();
+  void pg_pair_started();
+  bool pg_fail_over(const std::string& label, double down_s);
+  void pg_attach_standby();
   /// The index in `pool` of a running child chosen by `pick`; nullopt when none runs.
   static std::optional<std::size_t> pick_child(const Pool& pool, std::uint64_t pick);
 
@@ -108,6 +114,7 @@ class Driver {
   // On the cluster m_broker is up only while all three brokers are; m_node is the one faulted.
   ServerState m_broker = ServerState::up, m_pg = ServerState::up;
   int m_node = 0;
+  bool m_standby = true;  // --pg-failover: the primary has its standby
   std::thread m_server_thread_kafka, m_server_thread_pg;
   std::atomic<int> m_kafka_result{-1}, m_pg_result{-1};  // -1 running, 0 ok, 1 failed
   std::string m_infra_error;

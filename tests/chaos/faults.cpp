@@ -149,7 +149,7 @@ void Driver::inject(std::size_t i) {
       break;
     }
     case Fault::pg_restart: {
-      if (m_pg != ServerState::up) return postpone();
+      if (m_pg != ServerState::up || !m_standby) return postpone();
       if (!m_servers->run("stop-pg", "immediate")) {
         m_infra_error = "could not stop PostgreSQL; see " + m_servers->log();
         return;
@@ -160,6 +160,10 @@ void Driver::inject(std::size_t i) {
       say(n + fmt::format("pg_ctl stop -m immediate (start again in {:.1f} s)", f.down_s));
       break;
     }
+    case Fault::pg_failover:
+      if (m_pg != ServerState::up || !m_standby) return postpone();
+      if (!pg_fail_over(n, f.down_s)) return;
+      break;
     case Fault::conn_reset: {
       if (m_pg != ServerState::up) return postpone();
       try {
@@ -263,6 +267,9 @@ void Driver::handle(const Event& e) {
       }
       m_broker = ServerState::up;
       say(fmt::format("SIGCONT broker {}", m_node));
+      break;
+    case Action::attach_standby:
+      pg_attach_standby();
       break;
   }
 }

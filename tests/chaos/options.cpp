@@ -29,6 +29,9 @@ namespace {
   --session-timeout-ms N  consumer session timeout (default 3000)
   --relay-linger-ms N  the relays' kafka linger.ms (default 100: batches stay in flight
                        long enough for faults to land on them)
+  --pg-failover        PostgreSQL as primary + synchronous standby on the multi-host
+                       conninfo, relays with --wait-for-standbys 1, and the fault
+                       "kill the primary, promote the standby, attach a new one"
   --drain-timeout S    how long to wait for the pipeline to drain (default 300)
   --stall-timeout S    stop waiting when the drain made no progress for S s (default 90)
   --dir DIR            servers, logs (default: a new /tmp/txbox-chaos.XXXXXX)
@@ -110,6 +113,8 @@ Options parse_options(int argc, char** argv) {
       o.dir = value();
     } else if (a == "--keep") {
       o.keep = true;
+    } else if (a == "--pg-failover") {
+      o.pg_failover = true;
     } else {
       std::cerr << "txbox_chaos: unknown option " << a << "\n";
       usage(2);

@@ -26,6 +26,9 @@ struct Options {
   int relay_linger_ms = 100;
   std::string dir;
   bool keep = false;
+  // PostgreSQL as primary + synchronous standby, the pg_failover fault, relays with
+  // --wait-for-standbys 1 (pg_failover.cpp).
+  bool pg_failover = false;
 };
 
 /// Parses argv; prints the usage and exits 0 on --help, 2 on a bad option or value. Draws a

@@ -25,8 +25,9 @@ enum class Fault {
   leader_kill,   ///< SIGKILL the leader of a partition, start it again after a pause
   broker_pause,  ///< SIGSTOP a broker (sometimes past the controller's session), then SIGCONT
   disk_loss,     ///< a broker crashes and loses its disk; it rejoins empty and re-replicates
+  pg_failover,   ///< kill the primary, promote the standby, attach a new one (--pg-failover)
 };
-inline constexpr std::size_t k_fault_kinds = 10;
+inline constexpr std::size_t k_fault_kinds = 11;
 
 inline std::string_view fault_name(Fault f) {
   constexpr std::array<std::string_view, k_fault_kinds> names = {
@@ -34,13 +35,17 @@ inline std::string_view fault_name(Fault f) {
       "consumer SIGKILL + restart",   "consumer SIGSTOP past session",
       "broker kill -9 + restart",     "PostgreSQL stop -m immediate",
       "connection reset (terminate)", "partition leader kill -9",
-      "broker SIGSTOP + SIGCONT",     "broker disk loss"};
+      "broker SIGSTOP + SIGCONT",     "broker disk loss",
+      "PostgreSQL failover (promote)"};
   return names[static_cast<std::size_t>(f)];
 }
 
-/// Whether fault kind `f` is injected on a single broker (`cluster` false) or the cluster.
-inline bool applies(Fault f, bool cluster) {
+/// Whether fault kind `f` is injected on a single broker (`cluster` false) or the cluster,
+/// and with --pg-failover.
+inline bool applies(Fault f, bool cluster, bool pg_failover = false) {
   switch (f) {
+    case Fault::pg_failover:
+      return pg_failover;
     case Fault::broker_restart:
       return !cluster;
     case Fault::leader_kill:
@@ -60,21 +65,22 @@ struct PlannedFault {
 };
 
 /// `count` faults at uniform random instants in [from_s, to_s], sorted. With count >= the
-/// number of kinds that apply (`cluster`: the 3-broker kinds), every one occurs at least
-/// once; the rest are drawn by weight. A SIGSTOP lasts 0.5-3 s longer than `lease_s` (relay)
-/// or `session_s` (consumer); a broker's lasts 1-14 s (the controller fences it after 9 s).
+/// number of kinds that apply (`cluster`: the 3-broker kinds; `pg_failover`), every one
+/// occurs at least once; the rest are drawn by weight. A SIGSTOP lasts 0.5-3 s longer than
+/// `lease_s` (relay) or `session_s` (consumer); a broker's lasts 1-14 s (the controller
+/// fences it after 9 s). Without either flag a seed gives the same schedule as before them.
 inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double from_s,
                                            double to_s, double lease_s, double session_s,
-                                           bool cluster = false) {
+                                           bool cluster = false, bool pg_failover = false) {
   std::mt19937_64 rng(seed);
   std::uniform_real_distribution<double> when(from_s, to_s);
   std::uniform_real_distribution<double> unit(0.0, 1.0);
   // relay_kill, relay_stop, consumer_kill, consumer_stop, broker, pg, conn_reset, then the
-  // cluster's: leader_kill, broker_pause, disk_loss
-  std::array<double, k_fault_kinds> weights = {3, 2, 3, 1, 2, 2, 3, 3, 2, 1};
+  // cluster's: leader_kill, broker_pause, disk_loss; then pg_failover
+  std::array<double, k_fault_kinds> weights = {3, 2, 3, 1, 2, 2, 3, 3, 2, 1, 2};
   std::vector<Fault> kinds;
   for (std::size_t k = 0; k < k_fault_kinds; ++k) {
-    if (!applies(static_cast<Fault>(k), cluster)) weights[k] = 0;
+    if (!applies(static_cast<Fault>(k), cluster, pg_failover)) weights[k] = 0;
   }
   const auto applicable = static_cast<int>(
       std::count_if(weights.begin(), weights.end(), [](double w) { return w > 0; }));
@@ -102,6 +108,7 @@ inline std::vector<PlannedFault> make_plan(std::uint64_t seed, int count, double
       case Fault::broker_restart:
       case Fault::pg_restart:
       case Fault::leader_kill:
+      case Fault::pg_failover:  // until the new standby is attached
         f.down_s = 0.5 + 3.5 * unit(rng);
         break;
       case Fault::broker_pause:

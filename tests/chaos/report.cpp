@@ -74,7 +74,7 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   row("faults injected", group(t.faults_done),
       t.postponed > 0 ? fmt::format("{} waited for an eligible target", t.postponed) : "");
   for (std::size_t k = 0; k < k_fault_kinds; ++k) {
-    if (!applies(static_cast<Fault>(k), o.brokers == 3)) continue;
+    if (!applies(static_cast<Fault>(k), o.brokers == 3, o.pg_failover)) continue;
     row("  " + std::string(fault_name(static_cast<Fault>(k))), group(t.fault_counts[k]));
   }
   row("  backends terminated", group(t.terminated_backends));
@@ -98,9 +98,10 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   for (const auto& e : t.unexpected_exits) std::cout << "  exit: " << e << "\n";
   for (const auto& e : t.unclean_stops) std::cout << "  stop: " << e << "\n";
   for (const auto& d : v.details) std::cout << d << "\n";
-  const std::string replay = fmt::format(
-      "txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}{}", o.work.seed,
-      o.work.messages, o.faults, o.work.write_seconds, o.brokers == 3 ? " --brokers 3" : "");
+  const std::string replay =
+      fmt::format("txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}", o.work.seed,
+                  o.work.messages, o.faults, o.work.write_seconds) +
+      (o.brokers == 3 ? " --brokers 3" : "") + (o.pg_failover ? " --pg-failover" : "");
   if (violations.empty()) {
     std::cout << fmt::format("PASS (seed {}; replay: {})\n", o.work.seed, replay);
     return 0;

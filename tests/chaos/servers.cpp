@@ -22,9 +22,11 @@ bool Servers::run(const std::string& cmd, const std::string& arg) const {
   std::vector<std::string> argv = {"/bin/bash", script(), cmd, m_dir};
   if (!arg.empty()) argv.push_back(arg);
   // Never adopt servers a user pointed the integration tests at: these get killed.
+  std::vector<std::string> extra = m_extra;
+  extra.push_back("TXBOX_TEST_KAFKA_BROKERS=" + std::to_string(m_brokers));
   const auto env = environment({"TXBOX_TEST_PG", "TXBOX_TEST_KAFKA", "TXBOX_TEST_PG_ADMIN",
                                 "TXBOX_TEST_KAFKA_PARTITIONS", "TXBOX_TEST_KAFKA_BROKERS"},
-                               {"TXBOX_TEST_KAFKA_BROKERS=" + std::to_string(m_brokers)});
+                               extra);
   return run_logged(argv, env, m_log) == 0;
 }
 

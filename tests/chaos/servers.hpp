@@ -29,6 +29,9 @@ class Servers {
   /// DIR/endpoints.env as a map (TXBOX_TEST_PG, TXBOX_TEST_KAFKA, ...).
   [[nodiscard]] std::map<std::string, std::string> endpoints() const;
 
+  /// "NAME=VALUE" settings every later run() gets (e.g. TXBOX_TEST_PG_STANDBY=1).
+  void add_env(std::vector<std::string> extra) { m_extra = std::move(extra); }
+
   static std::string script();
   [[nodiscard]] const std::string& dir() const { return m_dir; }
   [[nodiscard]] const std::string& log() const { return m_log; }
@@ -36,6 +39,7 @@ class Servers {
  private:
   std::string m_dir, m_log;
   int m_brokers;
+  std::vector<std::string> m_extra;
 };
 
 /// A process in its own session that runs `servers.sh stop DIR` when the driver dies without

@@ -44,6 +44,10 @@ struct RelayConfig {
   std::vector<std::string> durability_topics;
   std::chrono::milliseconds retry_backoff_min{200};
   std::chrono::milliseconds retry_backoff_max{30'000};
+  /// The phantom guard: a claimed round goes to Kafka only after this many physical standbys
+  /// flushed the WAL the claim saw (pg_stat_replication; the database user needs pg_monitor).
+  /// Fewer connected or caught up: the rows wait in the outbox. 0: off.
+  int wait_for_standbys = 0;
   std::string http_listen;  ///< "host:port" for /metrics, /healthz, /readyz; empty: off
 };
 
@@ -71,6 +75,10 @@ struct RelayStats {
   /// Partitions of the waiting round's topics with fewer in-sync replicas than their
   /// min.insync.replicas (Kafka refuses acks=all writes to them); 0 once deliveries succeed.
   std::size_t partitions_below_min_isr = 0;
+  std::size_t standby_held_rows = 0;  ///< rows of the last round held for the standbys
+  std::size_t standbys_flushed = 0;   ///< standbys past the last round's WAL point
+  std::uint64_t standby_holds = 0;    ///< rounds held because too few standbys caught up
+  double standby_wait_seconds = 0;    ///< time rounds spent waiting for the standbys
 };
 
 /// A target topic is below the durability minimum and strict_durability is on. Fix the topic
@@ -86,7 +94,8 @@ class durability_error : public error {
 class Relay {
  public:
   /// Throws config_error on invalid or unsafe settings (e.g. acks other than all,
-  /// enable.idempotence=false), schema_error when the schema is missing or too old,
+  /// enable.idempotence=false, wait_for_standbys > 0 for a database user without pg_monitor),
+  /// schema_error when the schema is missing or too old,
   /// transient_error when the database cannot be reached, durability_error when
   /// strict_durability is on and a topic in the outbox or in durability_topics is weak.
   /// Checks the durability of those topics (blocks up to a few seconds when Kafka is down:
