@@ -49,10 +49,15 @@ source "$here/lib/kafka_cluster.sh"
 log() { printf '[servers] %s\n' "$*" >&2; }
 die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
 
+# A port below the kernel's ephemeral range: a server restarted by a fault must get its port
+# back, and a port in that range may meanwhile be the local end of some client's connection
+# (then the restart fails with "Address already in use").
 free_port() {
-  local p
-  for p in $(shuf -i 20000-59999 -n 200); do
-    if ! ss -Htln "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+  local p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  (( low > 12000 )) || die "the ephemeral port range starts at $low: no room below it for servers"
+  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
+    if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
   done
   die "no free TCP port found on 127.0.0.1"
 }
