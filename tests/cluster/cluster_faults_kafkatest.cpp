@@ -49,7 +49,9 @@ class ClusterFaults : public ::testing::Test {
 // seconds later; then the new leader killed the same way. The relays follow the new leaders
 // (librdkafka's metadata refresh) without a restart; the stall each kill caused is printed.
 TEST_F(ClusterFaults, LeaderKillTwiceWhilePublishingLosesNothing) {
-  Scenario s("cl_leader", {.messages = 6000, .write_seconds = 45});
+  // Paced to write for 150 s, stopped after the second kill: the kills fall while messages
+  // flow however slow the machine is.
+  Scenario s("cl_leader", {.messages = 30000, .write_seconds = 150});
   s.start_writing();
   std::this_thread::sleep_for(8s);
   for (int round = 0; round < 2; ++round) {
@@ -62,6 +64,7 @@ TEST_F(ClusterFaults, LeaderKillTwiceWhilePublishingLosesNothing) {
     ASSERT_TRUE(wait_partitions(s.topic(), fully_in_sync, 60s)) << "broker did not rejoin";
     std::this_thread::sleep_for(2s);
   }
+  s.stop_writing();
   s.wait_writers(120s);
   expect_clean(s, "leader kill x2");
   for (std::size_t i = 0; i < 2; ++i) {
@@ -136,7 +139,7 @@ TEST_F(ClusterFaults, IsrBelowMinInsyncHoldsRowsUntilBrokersReturn) {
 // Then another broker is killed, so every acks=all write needs the wiped one, and the wiped
 // broker's replicas must reach the end of every partition (its replication-offset-checkpoint).
 TEST_F(ClusterFaults, DiskLossRejoinsEmptyAndLosesNothingAcknowledged) {
-  Scenario s("cl_disk", {.messages = 5000, .write_seconds = 35});
+  Scenario s("cl_disk", {.messages = 30000, .write_seconds = 150});  // stopped below
   s.start_writing();
   std::this_thread::sleep_for(6s);
   const int wiped = describe(s.topic()).at(0).leader;
@@ -151,6 +154,7 @@ TEST_F(ClusterFaults, DiskLossRejoinsEmptyAndLosesNothingAcknowledged) {
   node("node-kill", other);
   std::this_thread::sleep_for(12s);
   node("node-start", other);
+  s.stop_writing();
   s.wait_writers(120s);
   expect_clean(s, "disk loss");
   // Every record is on the wiped broker too: its high watermarks reach the end offsets.

@@ -69,6 +69,7 @@ Scenario::Scenario(const std::string& name, ScenarioOptions o) {
 
 Scenario::~Scenario() {
   m_stop = true;
+  m_stop_writers = true;
   for (auto& t : m_writers) {
     if (t.joinable()) t.join();
   }
@@ -92,7 +93,7 @@ void Scenario::start_writing() {
   const auto t0 = Clock::now();
   for (int i = 0; i < w.writers; ++i) {
     m_writers.emplace_back(
-        [this, w, i, t0] { chaos::run_writer(w, i, m_pg, m_stats, t0, m_stop); });
+        [this, w, i, t0] { chaos::run_writer(w, i, m_pg, m_stats, t0, m_stop_writers); });
   }
   m_sampler = std::thread([this] { sample(); });
 }

@@ -39,6 +39,9 @@ class Scenario {
 
   /// Starts the writers (threads) and the progress sampler.
   void start_writing();
+  /// Stops the writers early: a test whose faults must fall while messages flow writes more
+  /// than it needs and stops once its faults are over (the checks count what committed).
+  void stop_writing() { m_stop_writers = true; }
   /// Waits for the writers to finish (fails the test after `timeout`).
   void wait_writers(std::chrono::seconds timeout);
   /// Waits until the outbox is empty and the consumer is at the topic's end; false (with
@@ -83,6 +86,7 @@ class Scenario {
   std::unique_ptr<test::Process> m_consumer;
   chaos::WriterStats m_stats;
   std::atomic<bool> m_stop{false};
+  std::atomic<bool> m_stop_writers{false};
   std::vector<std::thread> m_writers;
   std::thread m_sampler;
   std::atomic<long> m_published{0};
