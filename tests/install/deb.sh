@@ -20,6 +20,7 @@ cleanup() {
   rm -rf "$work"
 }
 trap cleanup EXIT
+trap 'exit 143' TERM INT HUP  # a ctest timeout or ^C still runs cleanup (the purge)
 trap 'echo "deb check: line $LINENO failed: $BASH_COMMAND" >&2' ERR
 fail() {
   echo "deb check: $*" >&2
