@@ -20,9 +20,13 @@ limit = min(v["raw_drain"], v["raw_produce"])
 ax.axhline(v["raw_drain"], ls="--", c="grey", label="raw claim+delete drain")
 ax.axhline(v["raw_produce"], ls=":", c="black", label="raw produce (acks=all, idempotent)")
 ax.axhline(0.5 * limit, ls="-.", c="red", label="target: 0.5× min(raw)")
-for k, x in v.items():
-    if k.startswith("peer_"):
-        ax.axhline(x, c="orange", label=k[5:].replace("_", " "))
+# Each peer its own colour (none of the ones above) and a label with its figure.
+peer_colors = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
+peers = sorted(k for k in v if k.startswith("peer_"))
+for i, k in enumerate(peers):
+    ax.axhline(v[k], c=peer_colors[i % len(peer_colors)], lw=1.5,
+               ls=("-", "--", "-.", ":")[(i // len(peer_colors)) % 4],
+               label=f"peer: {k[5:].replace('_', ' ')} ({v[k]:,.0f}/s)")
 ax.set_xticks(relays)
 ax.set_xlabel("relays")
 ax.set_ylabel("messages/s")

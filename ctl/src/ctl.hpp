@@ -44,10 +44,11 @@ struct Migration {
   const char* file;
   const char* description;
 };
-inline constexpr std::array<Migration, 3> k_migrations{{
+inline constexpr std::array<Migration, 4> k_migrations{{
     {1, "V1__create_txbox_schema.sql", "create txbox schema"},
     {2, "V2__relay_members_and_notify.sql", "relay members and notify"},
     {3, "V3__inbox_requeue.sql", "inbox requeue"},
+    {4, "V4__sql_enqueue.sql", "sql enqueue"},
 }};
 inline constexpr int k_latest_version = k_migrations.back().version;
 

@@ -19,6 +19,8 @@ inline constexpr int lock_namespace = 0x7478;
 inline constexpr int outbox_schema_version = 1;
 inline constexpr int relay_schema_version = 2;
 inline constexpr int inbox_schema_version = 3;
+/// The SQL enqueue, txbox.enqueue() (for writers in other languages; no C++ part needs it).
+inline constexpr int sql_enqueue_schema_version = 4;
 
 /// A schema name checked as an SQL identifier; hands out quoted table names.
 /// Example: schema_name s("txbox"); s.table("outbox") == "\"txbox\".outbox".

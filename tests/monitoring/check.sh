@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# The monitoring files against the real thing: docs/prometheus/txbox.rules.yml passes
+# `promtool check rules`; docs/grafana/txbox.json is what make_dashboard.py writes and its
+# queries parse (promtool, as recording rules); and every metric either file names exists in
+# the real output of a running txbox-relay (/metrics) and of a consumer
+# (Consumer::metrics_text(), written by examples/projector --metrics-file) that have handled
+# messages.
+#   tests/monitoring/check.sh SOURCE_DIR RELAY PROJECTOR   (TXBOX_TEST_ENV_FILE: the servers)
+set -euo pipefail
+src=$1
+relay_bin=$2
+projector_bin=$3
+work=$(mktemp -d)
+pids=()
+schema=
+sql() { psql "$TXBOX_TEST_PG" -qAtX -v ON_ERROR_STOP=1 "$@"; }
+cleanup() {
+  local pid
+  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
+  if [[ -n $schema ]]; then sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
+  rm -rf "$work"
+}
+trap cleanup EXIT
+fail() {
+  echo "monitoring check: $*" >&2
+  local f
+  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
+  exit 1
+}
+wait_for() {  # wait_for WHAT CMD...: until CMD succeeds, at most 90 s
+  local what=$1 _
+  shift
+  for _ in $(seq 1 450); do "$@" && return 0; sleep 0.2; done
+  fail "timed out waiting for $what"
+}
+rules=$src/docs/prometheus/txbox.rules.yml
+dashboard=$src/docs/grafana/txbox.json
+
+command -v promtool >/dev/null || fail "promtool not found (scripts/install-deps.sh installs prometheus)"
+promtool check rules "$rules" >"$work/promtool.log" 2>&1 || fail "promtool check rules $rules failed"
+python3 "$src/docs/grafana/make_dashboard.py" --check || fail "txbox.json is out of date"
+# The dashboard's queries as recording rules, for promtool to parse.
+python3 - "$dashboard" >"$work/dashboard.rules.yml" <<'PY'
+import json, sys
+d = json.load(open(sys.argv[1]))
+print("groups:\n  - name: dashboard\n    rules:")
+for i, p in enumerate(d["panels"]):
+    for t in p.get("targets", []):
+        print(f"      - record: txbox_dashboard_panel_{i}_{t['refId']}\n        expr: {json.dumps(t['expr'])}")
+PY
+promtool check rules "$work/dashboard.rules.yml" >"$work/promtool-dashboard.log" 2>&1 \
+  || fail "a dashboard query does not parse"
+
+# Real output: a relay and a consumer that have handled 3 messages.
+set -a
+# shellcheck disable=SC1090
+. "$TXBOX_TEST_ENV_FILE"
+set +a
+run=monitoring_$$_$RANDOM
+schema=$run
+topic=${run//_/-}
+bash "$src/migrations/render.sh" "$schema" | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
+for i in 1 2 3; do
+  sql -c "SELECT $schema.enqueue('$topic', 'k$i', convert_to('{\"order_id\": $i}', 'UTF8'), type => 'Other')" >/dev/null
+done
+port=
+for p in $(shuf -i 20000-59999 -n 100); do
+  if ! ss -Htln "sport = :$p" | grep -q .; then port=$p; break; fi
+done
+[[ -n $port ]] || fail "no free port"
+"$relay_bin" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$run" \
+  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" --http-listen "127.0.0.1:$port" >"$work/relay.log" 2>&1 &
+pids+=($!)
+published() { curl -sf "http://127.0.0.1:$port/metrics" >"$work/relay.txt" && grep -q '^txbox_relay_commit_to_ack_seconds_count 3$' "$work/relay.txt"; }
+wait_for "the relay to publish 3 messages" published
+"$projector_bin" --config "$src/examples/projector/projector.toml" --metrics-file "$work/inbox.txt" \
+  database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
+  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" >"$work/projector.log" 2>&1 &
+pids+=($!)
+consumed() { [[ -f $work/inbox.txt ]] && grep -q "^txbox_inbox_processed_total{.*} 3$" "$work/inbox.txt" \
+  && grep -q "^txbox_inbox_lag_messages{" "$work/inbox.txt"; }
+wait_for "the consumer to process 3 messages" consumed
+
+# Names in the output: sample names and the # TYPE lines (a labelled metric with no sample yet).
+cat "$work/relay.txt" "$work/inbox.txt" | sed -nE 's/^# TYPE ([a-z_]+) .*/\1/p; s/^([a-z_]+)[{ ].*/\1/p' \
+  | sort -u >"$work/exposed.txt"
+[[ $(wc -l <"$work/exposed.txt") -gt 20 ]] || fail "too few metrics exposed: $(cat "$work/exposed.txt")"
+missing() {  # missing FILE...: the txbox_* names in FILE that nothing exposes
+  grep -ohE '\btxbox_[a-z_]+' "$@" | grep -v '^txbox_dashboard_' | sort -u | comm -23 - "$work/exposed.txt"
+}
+# The check itself can fail: a made-up name is reported.
+echo "expr: rate(txbox_relay_no_such_metric_total[5m])" >"$work/bogus.yml"
+[[ $(missing "$work/bogus.yml") == txbox_relay_no_such_metric_total ]] || fail "the name check is broken"
+gone=$(missing "$rules" "$dashboard")
+[[ -z $gone ]] || fail "metrics named in the rules or the dashboard that no component exposes: $gone"
+n_rules=$(grep -ohE '\btxbox_[a-z_]+' "$rules" | sort -u | wc -l)
+n_dash=$(grep -ohE '\btxbox_[a-z_]+' "$dashboard" | sort -u | wc -l)
+echo "monitoring check: rules ($n_rules metrics) and dashboard ($n_dash metrics) parse, and" \
+  "every metric they name is exposed by the relay or the consumer"
