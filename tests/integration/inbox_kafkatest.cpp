@@ -302,7 +302,9 @@ TEST_F(InboxTest, UnmigratedSchemaIsRefusedWithTheMigrationToApply) {
     EXPECT_NE(std::string(e.what()).find("V1__create_txbox_schema.sql"), std::string::npos);
   }
   pqxx::connection conn(endpoints().pg);
-  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".schema_version WHERE version = 3");
+  // A schema at version 2: the consumer needs V3 (later migrations, such as V4's SQL enqueue,
+  // are not the inbox's business).
+  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".schema_version WHERE version >= 3");
   try {
     txbox::Consumer c(config(), record_effect());
     FAIL() << "expected schema_error";
