@@ -22,33 +22,40 @@ using namespace std::chrono_literals;
                                  "kafka: the progress topic: " + what);
 }
 
-// Reads the lane's partition from `start` to its end; the value of the last committed record,
-// or "" when there is none in that range.
-std::string last_value(rd_kafka_t* rk, const std::string& topic, int lane, std::int64_t start,
-                       std::int64_t end, clock::time_point until) {
-  const detail::partition_list_ptr parts(rd_kafka_topic_partition_list_new(1));
-  rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), lane)->offset = start;
+// Reads each lane's partition from its start offset to its end; per lane the value of the
+// last committed record in that range ("" when there is none).
+std::map<int, std::string> last_values(rd_kafka_t* rk, const std::string& topic,
+                                       const std::map<int, std::int64_t>& starts,
+                                       clock::time_point until) {
+  const detail::partition_list_ptr parts(
+      rd_kafka_topic_partition_list_new(static_cast<int>(starts.size())));
+  for (const auto& [lane, start] : starts) {
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), lane)->offset = start;
+  }
   if (const auto code = rd_kafka_assign(rk, parts.get())) {
     unreachable(fmt::format("assign failed: {}", rd_kafka_err2str(code)));
   }
-  std::string last;
-  bool done = start >= end;
-  while (!done) {
+  std::map<int, std::string> last;
+  std::size_t at_end = 0;
+  while (at_end < starts.size()) {
     if (clock::now() >= until) {
       rd_kafka_assign(rk, nullptr);
-      unreachable(fmt::format("reading partition {} timed out", lane));
+      unreachable("reading it timed out");
     }
     const detail::message_ptr m(rd_kafka_consumer_poll(rk, 100));
     if (!m) continue;
-    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) break;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ++at_end;
+      continue;
+    }
     if (m->err) {
       if (m->err == RD_KAFKA_RESP_ERR__TRANSPORT || m->err == RD_KAFKA_RESP_ERR__ALL_BROKERS_DOWN)
         continue;  // librdkafka reconnects; the deadline bounds it
       rd_kafka_assign(rk, nullptr);
-      unreachable(fmt::format("reading partition {} failed: {}", lane, rd_kafka_err2str(m->err)));
+      unreachable(
+          fmt::format("reading partition {} failed: {}", m->partition, rd_kafka_err2str(m->err)));
     }
-    if (m->payload) last.assign(static_cast<const char*>(m->payload), m->len);
-    done = m->offset + 1 >= end;
+    if (m->payload) last[m->partition].assign(static_cast<const char*>(m->payload), m->len);
   }
   rd_kafka_assign(rk, nullptr);
   return last;
@@ -90,6 +97,7 @@ ProgressLog::ProgressLog(const std::map<std::string, std::string>& kafka, std::s
   set_conf(conf.get(), "isolation.level", "read_committed");
   set_conf(conf.get(), "enable.partition.eof", "true");
   set_conf(conf.get(), "enable.auto.commit", "false");
+  set_conf(conf.get(), "fetch.wait.max.ms", "20");  // the end of a partition is what it waits for
   set_conf(conf.get(), "group.id", "txbox-progress-reader");  // never joins: assign() only
   m_consumer = make_client(std::move(conf), "progress reader", RD_KAFKA_CONSUMER);
 }
@@ -151,26 +159,43 @@ void ProgressLog::ensure_topic() {
                m_topic, k_lanes, rf);
 }
 
-std::vector<PublishedRow> ProgressLog::last_committed(int lane) {
+std::map<int, std::vector<PublishedRow>> ProgressLog::last_committed(
+    const std::vector<int>& lanes) {
   const auto until = clock::now() + m_timeout;
-  std::int64_t low = 0, high = 0;
-  for (;;) {
-    const auto code = rd_kafka_query_watermark_offsets(m_consumer.get(), m_topic.c_str(), lane,
-                                                       &low, &high, 2000);
-    if (code == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-    if (clock::now() >= until) {
-      unreachable(fmt::format("no watermarks for partition {}: {}", lane, rd_kafka_err2str(code)));
+  std::map<int, std::pair<std::int64_t, std::int64_t>> marks;  // lane -> low, high
+  for (int lane : lanes) {
+    std::int64_t low = 0, high = 0;
+    for (;;) {
+      const auto code = rd_kafka_query_watermark_offsets(m_consumer.get(), m_topic.c_str(), lane,
+                                                         &low, &high, 2000);
+      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) break;
+      if (clock::now() >= until) {
+        unreachable(
+            fmt::format("no watermarks for partition {}: {}", lane, rd_kafka_err2str(code)));
+      }
+    }
+    marks[lane] = {low, high};
+  }
+  std::map<int, std::vector<PublishedRow>> out;
+  // The last record is usually the newest but one (a commit marker follows it); aborted
+  // transactions and markers push it back: look further back where none was found.
+  for (std::int64_t window = 64;; window *= 16) {
+    std::map<int, std::int64_t> starts;
+    for (const auto& [lane, m] : marks) {
+      if (m.second > m.first) starts[lane] = std::max(m.first, m.second - window);
+    }
+    if (starts.empty()) break;
+    for (const auto& [lane, value] : last_values(m_consumer.get(), m_topic, starts, until)) {
+      if (!value.empty()) {
+        out[lane] = decode_progress(value);
+        marks.erase(lane);
+      }
+    }
+    for (const auto& [lane, start] : starts) {
+      if (start == marks[lane].first) marks.erase(lane);  // read from the start: none
     }
   }
-  // The last record is usually the newest but one (a commit marker follows it); aborted
-  // transactions and markers push it back: look further back until one is found.
-  for (std::int64_t window = 64; high > low; window *= 16) {
-    const std::int64_t start = std::max(low, high - window);
-    const std::string value = last_value(m_consumer.get(), m_topic, lane, start, high, until);
-    if (!value.empty()) return decode_progress(value);
-    if (start == low) break;
-  }
-  return {};
+  return out;
 }
 
 }  // namespace txbox::relay

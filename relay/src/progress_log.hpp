@@ -47,10 +47,10 @@ class ProgressLog {
   /// kafka_call_error when Kafka does not answer.
   void ensure_topic();
 
-  /// The rows named by the lane's last committed record (read_committed); empty when none.
-  /// Call after init_transactions of the lane's producer: then no transaction of the lane is
-  /// open. Throws kafka_call_error when Kafka does not answer in time.
-  std::vector<PublishedRow> last_committed(int lane);
+  /// Per lane, the rows named by its last committed record (read_committed); a lane without
+  /// one is left out. Call after init_transactions of the lanes' producers: then no
+  /// transaction of theirs is open. Throws kafka_call_error when Kafka does not answer.
+  std::map<int, std::vector<PublishedRow>> last_committed(const std::vector<int>& lanes);
 
   [[nodiscard]] const std::string& topic() const { return m_topic; }
 

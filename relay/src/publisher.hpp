@@ -27,7 +27,7 @@ struct PublisherOptions {
   std::chrono::milliseconds metadata_timeout{3'333};  ///< refresh after an unknown topic
   std::chrono::milliseconds stop_grace{5'000};        ///< unacknowledged messages at stop get this
   /// Set: a transactional producer with this transactional.id (the exactly_once lanes).
-  std::string transactional_id;
+  std::string transactional_id{};
   /// transaction.timeout.ms unless the user's properties set it.
   std::chrono::milliseconds transaction_timeout{20'000};
 };
@@ -38,7 +38,7 @@ struct TxnEnd {
   /// The producer can go on no more (fenced by a newer producer of its id, or the outcome of
   /// the commit is in doubt): replace it and learn from Kafka what was committed.
   bool fatal = false;
-  std::string error;  ///< why it did not commit
+  std::string error{};  ///< why it did not commit
 };
 
 class Publisher {

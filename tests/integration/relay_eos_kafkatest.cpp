@@ -1,0 +1,245 @@
+// relay.delivery = exactly_once on the real broker (and, built with TXBOX_EOS_ON_CLUSTER, on
+// the 3-broker cluster): what a plain read_committed consumer (not txbox) finds in the log
+// after the worst-timed crash and after a stall past the lease, and the same crash in
+// at_least_once mode as the negative control.
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <chrono>
+#include <fstream>
+#include <map>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "http_support.hpp"
+#include "relay_fixture.hpp"
+#ifdef TXBOX_EOS_ON_CLUSTER
+#include "cluster.hpp"
+#endif
+
+namespace txbox::test {
+namespace {
+
+using namespace std::chrono_literals;
+
+// Every committed record of `topic` as an isolation.level=read_committed consumer sees it:
+// each partition read from the start until librdkafka reports its end (the last stable
+// offset). Call it when no transaction is open on the topic (the relays stopped or idle).
+std::vector<Record> read_committed_log(const std::string& bootstrap, const std::string& topic) {
+  const auto ends = partition_ends(topic, bootstrap);
+  detail::conf_ptr conf(rd_kafka_conf_new());
+  char err[512];
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>{{"bootstrap.servers", bootstrap},
+                                          {"group.id", unique_name("audit")},
+                                          {"enable.auto.commit", "false"},
+                                          {"enable.partition.eof", "true"},
+                                          {"isolation.level", "read_committed"}}) {
+    rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err);
+  }
+  detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_CONSUMER, conf.get(), err, sizeof err));
+  if (!rk) throw std::runtime_error(err);
+  conf.release();
+  detail::partition_list_ptr parts(
+      rd_kafka_topic_partition_list_new(static_cast<int>(ends.size())));
+  for (const auto& [p, end] : ends) {
+    rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), p)->offset =
+        RD_KAFKA_OFFSET_BEGINNING;
+  }
+  rd_kafka_assign(rk.get(), parts.get());
+  std::vector<Record> out;
+  std::size_t at_end = 0;
+  const auto until = std::chrono::steady_clock::now() + 60s;
+  while (at_end < ends.size() && std::chrono::steady_clock::now() < until) {
+    detail::message_ptr m(rd_kafka_consumer_poll(rk.get(), 200));
+    if (!m) continue;
+    if (m->err == RD_KAFKA_RESP_ERR__PARTITION_EOF) {
+      ++at_end;
+      continue;
+    }
+    if (m->err) continue;
+    Record r;
+    r.topic = topic;
+    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
+    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
+    r.partition = m->partition;
+    r.offset = m->offset;
+    rd_kafka_headers_t* h = nullptr;
+    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+      const void* val = nullptr;
+      std::size_t len = 0;
+      if (rd_kafka_header_get_last(h, "ce_id", &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+        r.headers["ce_id"] = std::string(static_cast<const char*>(val), len);
+      }
+    }
+    out.push_back(std::move(r));
+  }
+  EXPECT_EQ(at_end, ends.size()) << "the audit did not reach the end of every partition";
+  rd_kafka_consumer_close(rk.get());
+  std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {
+    return a.partition != b.partition ? a.partition < b.partition : a.offset < b.offset;
+  });
+  return out;
+}
+
+// True while process `pid` is stopped (SIGSTOP): state T in /proc/<pid>/stat.
+bool stopped(int pid) {
+  std::ifstream f("/proc/" + std::to_string(pid) + "/stat");
+  std::string id, comm, state;
+  f >> id >> comm >> state;
+  return state == "T";
+}
+
+class ExactlyOnce : public RelayTest {
+ protected:
+  void SetUp() override {
+#ifdef TXBOX_EOS_ON_CLUSTER
+    cluster::restore_all();
+    schema_ = unique_name("eo");
+    topic_ = unique_name("eos_topic");
+    create_schema(schema_);
+    cluster::create_topic(topic_, 6);
+    bootstrap_ = cluster::bootstrap();
+#else
+    RelayTest::SetUp();
+    bootstrap_ = endpoints().kafka;
+#endif
+  }
+#ifdef TXBOX_EOS_ON_CLUSTER
+  void TearDown() override {
+    cluster::restore_all();
+  }
+#endif
+
+  // A relay process; `fault`: TXBOX_FAULT_POINT for it (empty: none).
+  std::unique_ptr<Process> relay(const std::string& name, bool exactly_once,
+                                 const std::string& fault = "", int http_port = 0) {
+    std::vector<std::string> argv = {"/usr/bin/env",
+                                     "TXBOX_FAULT_POINT=" + fault,
+                                     program("txbox-relay"),
+                                     "--config",
+                                     config_,
+                                     "--name",
+                                     name};
+    if (exactly_once) argv.emplace_back("--exactly-once");
+    if (http_port > 0) {
+      argv.emplace_back("--http-listen");
+      argv.push_back(fmt::format("127.0.0.1:{}", http_port));
+    }
+    return std::make_unique<Process>(argv, "/tmp/" + unique_name(name) + ".log");
+  }
+
+  // Rows in the outbox whose messages the log already holds: what a crash between Kafka's
+  // commit (or ack) and the DELETE leaves behind.
+  long overlap(int total) {
+    return static_cast<long>(read_committed_log(bootstrap_, topic_).size()) + pending() - total;
+  }
+
+  // The crash at the worst instant: relay A publishes small rounds and dies (SIGKILL) right
+  // after Kafka committed (acknowledged) its third, before its DELETE; relay B takes over and
+  // drains. Returns {rows both in the log and the outbox after the crash, duplicates in the
+  // log at the end, B's recovered-rows counter}.
+  struct Outcome {
+    long overlap = 0;
+    int duplicates = 0;
+    double recovered = 0;
+  };
+  Outcome crash_after_publish(bool exactly_once, int total) {
+    config_ = config("batch_size = 5");
+    enqueue(total, 20, 50);
+    auto a = relay("relay-a", exactly_once, "after_publish:3");
+    EXPECT_EQ(a->wait(90s), 128 + SIGKILL)
+        << "relay A did not die at the fault point (is it built with TXBOX_FAULT_POINTS?)\n"
+        << a->output();
+    Outcome o;
+    o.overlap = overlap(total);
+    const int port = free_port();
+    auto b = relay("relay-b", exactly_once, "", port);
+    EXPECT_TRUE(wait_drained(120s)) << pending() << " rows left\n" << b->output();
+    o.recovered = metric(port, "txbox_relay_recovered_rows_total");
+    b->signal(SIGTERM);
+    EXPECT_EQ(b->wait(30s), 0) << b->output();
+    o.duplicates = check_stream(read_committed_log(bootstrap_, topic_), total);
+    return o;
+  }
+
+  std::string config_;
+};
+
+TEST_F(ExactlyOnce, CrashAfterKafkaCommitBeforeDeleteLeavesEachMessageOnceInTheLog) {
+  const auto o = crash_after_publish(/*exactly_once=*/true, 3000);
+  // The fault left committed rows in the outbox (else the test proves nothing) ...
+  EXPECT_GT(o.overlap, 0) << "the crash left no committed row undeleted";
+  // ... which relay B deleted without sending them again.
+  EXPECT_EQ(o.duplicates, 0);
+  EXPECT_EQ(o.recovered, static_cast<double>(o.overlap));
+  std::cout << fmt::format(
+      "[eos] crash after commit: {} committed rows left in the outbox, {} "
+      "recovered by the next relay, {} duplicates in the log\n",
+      o.overlap, o.recovered, o.duplicates);
+}
+
+// The negative control: the same crash in at_least_once mode puts those rows in the log twice.
+TEST_F(ExactlyOnce, NegativeControlAtLeastOnceDuplicatesWhatTheCrashLeft) {
+  const auto o = crash_after_publish(/*exactly_once=*/false, 3000);
+  EXPECT_GT(o.overlap, 0);
+  EXPECT_EQ(o.duplicates, o.overlap);
+  std::cout << fmt::format("[eos] at_least_once control: {} duplicates in the log\n", o.duplicates);
+}
+
+// A relay frozen (SIGSTOP) with its transactions' rows acknowledged but not committed, past
+// its lease; relay B takes the lanes (fencing A) and drains; then A resumes and tries to
+// commit: Kafka refuses, and nothing of A's last round becomes visible.
+TEST_F(ExactlyOnce, StaleRelayResumedAfterTakeoverMakesNothingVisible) {
+  const int total = 2000;
+  config_ = config("batch_size = 5");
+  enqueue(total, 20, 50);
+  auto a = relay("relay-a", true, "before_commit:4:stop");
+  ASSERT_TRUE(wait_until([&] { return stopped(a->pid()); }, 60s))
+      << "relay A never stopped at the fault point\n"
+      << a->output();
+  auto b = relay("relay-b", true);
+  EXPECT_TRUE(wait_drained(120s)) << pending() << " rows left\n" << b->output();
+  a->signal(SIGCONT);
+  std::this_thread::sleep_for(5s);  // A tries to commit, is fenced, loses its lanes
+  b->signal(SIGTERM);
+  a->signal(SIGTERM);
+  EXPECT_EQ(b->wait(30s), 0) << b->output();
+  a->wait(30s);
+  EXPECT_EQ(check_stream(read_committed_log(bootstrap_, topic_), total), 0) << "relay A:\n"
+                                                                            << a->output();
+  EXPECT_NE(a->output().find("fenced"), std::string::npos)
+      << "relay A's commit was not refused by Kafka\n"
+      << a->output();
+}
+
+#ifdef TXBOX_EOS_ON_CLUSTER
+// The leader of the topic's partition 0 killed (SIGKILL) while transactions run; relays
+// and a second relay go on; the log holds each message once, in order per key.
+TEST_F(ExactlyOnce, LeaderKillDuringTransactionsLeavesEachMessageOnceInTheLog) {
+  const int total = 6000;
+  config_ = config("batch_size = 5");
+  enqueue(total, 20, 50);
+  auto a = relay("relay-a", true);
+  auto b = relay("relay-b", true);
+  ASSERT_TRUE(wait_until([&] { return pending() < total - 500; }, 60s)) << a->output();
+  const int leader = cluster::describe(topic_).at(0).leader;
+  ASSERT_GE(leader, 1);
+  cluster::node("node-kill", leader);
+  ASSERT_TRUE(wait_until([&] { return pending() < total / 2; }, 60s))
+      << "nothing published after the leader kill\n"
+      << a->output();
+  cluster::node("node-start", leader);
+  EXPECT_TRUE(wait_drained(180s)) << pending() << " rows left\n" << a->output();
+  a->signal(SIGTERM);
+  b->signal(SIGTERM);
+  EXPECT_EQ(a->wait(30s), 0) << a->output();
+  EXPECT_EQ(b->wait(30s), 0) << b->output();
+  EXPECT_EQ(check_stream(read_committed_log(bootstrap_, topic_), total), 0);
+}
+#endif
+
+}  // namespace
+}  // namespace txbox::test
