@@ -111,6 +111,14 @@ void validate_consumer_config(const ConsumerConfig& c) {
         "commits, so a crash loses messages, and it is useless here: txbox::inbox keeps the "
         "offsets in PostgreSQL, in the handler's transaction. Remove the setting");
   }
+  if (auto it = c.kafka.find("isolation.level");
+      it != c.kafka.end() && it->second != "read_committed") {
+    throw config_error(
+        "kafka.isolation.level = " + it->second +
+        " is refused: txbox::inbox reads with read_committed, so the messages of an aborted "
+        "Kafka transaction (an exactly_once relay fenced or retrying) never reach the handler. "
+        "Remove the setting");
+  }
   if (c.kafka.contains("auto.offset.reset")) {
     throw config_error(
         "kafka.auto.offset.reset is managed by txbox::inbox; use consumer.start_from "

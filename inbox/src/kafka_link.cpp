@@ -32,6 +32,9 @@ kafka_link::kafka_link(const ConsumerConfig& cfg, rebalance_fn on_rebalance)
   set("enable.auto.commit", "false");
   set("enable.auto.offset.store", "false");
   set("enable.partition.eof", "false");
+  // Only committed transactions (librdkafka's default, stated): an exactly_once relay's aborted
+  // transactions never reach the handler; at_least_once relays write no transactions.
+  set("isolation.level", "read_committed");
   set("auto.offset.reset", cfg.start_from_earliest ? "earliest" : "latest");
   // A topic that does not exist yet is looked for again every 10 s, not every 5 minutes.
   if (!cfg.kafka.contains("topic.metadata.refresh.interval.ms")) {

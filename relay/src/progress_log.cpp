@@ -162,37 +162,22 @@ void ProgressLog::ensure_topic() {
 std::map<int, std::vector<PublishedRow>> ProgressLog::last_committed(
     const std::vector<int>& lanes) {
   const auto until = clock::now() + m_timeout;
-  std::map<int, std::pair<std::int64_t, std::int64_t>> marks;  // lane -> low, high
-  for (int lane : lanes) {
-    std::int64_t low = 0, high = 0;
-    for (;;) {
-      const auto code = rd_kafka_query_watermark_offsets(m_consumer.get(), m_topic.c_str(), lane,
-                                                         &low, &high, 2000);
-      if (code == RD_KAFKA_RESP_ERR_NO_ERROR) break;
-      if (clock::now() >= until) {
-        unreachable(
-            fmt::format("no watermarks for partition {}: {}", lane, rd_kafka_err2str(code)));
-      }
-    }
-    marks[lane] = {low, high};
-  }
   std::map<int, std::vector<PublishedRow>> out;
+  std::vector<int> left = lanes;
   // The last record is usually the newest but one (a commit marker follows it); aborted
-  // transactions and markers push it back: look further back where none was found.
-  for (std::int64_t window = 64;; window *= 16) {
+  // transactions and markers push it back: look further back where none was found, at last
+  // from the beginning. Offsets relative to the end (not watermark queries, which can outlast
+  // their timeout while a leader moves) resolve to the last stable offset for read_committed.
+  const std::int64_t starts_at[] = {RD_KAFKA_OFFSET_TAIL(64), RD_KAFKA_OFFSET_TAIL(4096),
+                                    RD_KAFKA_OFFSET_BEGINNING};
+  for (const std::int64_t offset : starts_at) {
+    if (left.empty()) break;
     std::map<int, std::int64_t> starts;
-    for (const auto& [lane, m] : marks) {
-      if (m.second > m.first) starts[lane] = std::max(m.first, m.second - window);
-    }
-    if (starts.empty()) break;
+    for (int lane : left) starts[lane] = offset;
     for (const auto& [lane, value] : last_values(m_consumer.get(), m_topic, starts, until)) {
-      if (!value.empty()) {
-        out[lane] = decode_progress(value);
-        marks.erase(lane);
-      }
-    }
-    for (const auto& [lane, start] : starts) {
-      if (start == marks[lane].first) marks.erase(lane);  // read from the start: none
+      if (value.empty()) continue;
+      out[lane] = decode_progress(value);
+      std::erase(left, lane);
     }
   }
   return out;

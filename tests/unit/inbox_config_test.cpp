@@ -56,6 +56,16 @@ TEST(InboxConfig, AutoCommitIsRefusedWithTheReason) {
   EXPECT_NE(e.find("PostgreSQL"), std::string::npos) << e;
 }
 
+// The inbox reads only committed transactions (an exactly_once relay's aborted ones stay out).
+TEST(InboxConfig, ReadUncommittedIsRefusedWithTheReason) {
+  auto m = base();
+  m["kafka.isolation.level"] = "read_uncommitted";
+  const auto e = error_of(m);
+  EXPECT_NE(e.find("kafka.isolation.level = read_uncommitted is refused"), std::string::npos) << e;
+  m["kafka.isolation.level"] = "read_committed";
+  EXPECT_EQ(error_of(m), "");
+}
+
 TEST(InboxConfig, BadInputIsNamed) {
   auto m = base();
   m["consumer.max_batch"] = "lots";

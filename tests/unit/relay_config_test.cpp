@@ -127,6 +127,52 @@ TEST(RelayConfig, LoadsEveryKeyFromOverrides) {
   EXPECT_EQ(c.kafka.at("bootstrap.servers"), "h:1");
 }
 
+TEST(RelayConfig, DeliveryIsAtLeastOnceUnlessSetToExactlyOnce) {
+  std::map<std::string, std::string> m = {{"database.url", "postgresql:///app"},
+                                          {"kafka.bootstrap.servers", "h:1"}};
+  EXPECT_EQ(txbox::load_relay_config("", m).delivery, txbox::Delivery::at_least_once);
+  m["relay.delivery"] = "exactly_once";
+  EXPECT_EQ(txbox::load_relay_config("", m).delivery, txbox::Delivery::exactly_once);
+  m["relay.delivery"] = "exactly-once";
+  try {
+    (void)txbox::load_relay_config("", m);
+    FAIL() << "a misspelt mode was accepted";
+  } catch (const txbox::config_error& e) {
+    EXPECT_NE(std::string(e.what()).find("relay.delivery"), std::string::npos) << e.what();
+    EXPECT_NE(std::string(e.what()).find("exactly_once"), std::string::npos) << e.what();
+  }
+}
+
+// The settings exactly_once depends on are refused with the reason; the same ones pass in
+// at_least_once mode (where they do not matter to txbox's own reads).
+TEST(RelayConfig, ExactlyOnceRefusesSettingsThatBreakIt) {
+  auto c = valid();
+  c.delivery = txbox::Delivery::exactly_once;
+  EXPECT_EQ(error_of(c), "");
+  c.kafka["isolation.level"] = "read_uncommitted";
+  EXPECT_NE(error_of(c).find("kafka.isolation.level = read_uncommitted is refused"),
+            std::string::npos)
+      << error_of(c);
+  c.kafka.erase("isolation.level");
+  c.kafka["transaction.timeout.ms"] = "5000";  // lease ttl 10000
+  EXPECT_NE(error_of(c).find("must exceed relay.lease_ttl_ms = 10000"), std::string::npos)
+      << error_of(c);
+  c.kafka["transaction.timeout.ms"] = "soon";
+  EXPECT_NE(error_of(c).find("is not a number"), std::string::npos) << error_of(c);
+  c.kafka["transaction.timeout.ms"] = "30000";
+  EXPECT_EQ(error_of(c), "");
+  c.progress_topic = "bad topic";
+  EXPECT_NE(error_of(c).find("relay.progress_topic"), std::string::npos) << error_of(c);
+  c.progress_topic.clear();
+  c.kafka["transactional.id"] = "mine";
+  EXPECT_NE(error_of(c).find("kafka.transactional.id is managed by txbox-relay"), std::string::npos)
+      << error_of(c);
+
+  auto alo = valid();
+  alo.kafka["transaction.timeout.ms"] = "5000";
+  EXPECT_EQ(error_of(alo), "");
+}
+
 TEST(RelayConfig, DescribeHidesSecrets) {
   txbox::RelayConfig c = valid();
   c.database_url = "postgresql://u:hunter2@db/app";

@@ -107,8 +107,11 @@ TEST(Settings, DescribeAndMarkdownComeFromTheTable) {
 
 TEST(Settings, RelayTableHasEveryKeyWithItsDefault) {
   const auto keys = d::setting_keys(d::relay_settings());
-  EXPECT_EQ(keys.size(), 14u);
+  EXPECT_EQ(keys.size(), 16u);
   const std::string md = d::relay_settings_markdown();
+  EXPECT_NE(md.find("| `relay.delivery` | `TXBOX_RELAY_DELIVERY` | `at_least_once` |"),
+            std::string::npos)
+      << md;
   EXPECT_NE(
       md.find("| `relay.wait_for_standbys` | `TXBOX_RELAY_WAIT_FOR_STANDBYS` | `0` | 0..32 |"),
       std::string::npos)
