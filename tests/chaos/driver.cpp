@@ -178,7 +178,9 @@ int Driver::run() {
   m_kafka.reset();
   if (m_server_thread_kafka.joinable()) m_server_thread_kafka.join();
   if (m_server_thread_pg.joinable()) m_server_thread_pg.join();
+  const double t_stop = since_start();
   m_servers->run("stop");
+  say(fmt::format("servers stopped ({:.1f} s)", since_start() - t_stop));
   m_guardian->dismiss();
   if (rc == 0 && !m_o.keep) {
     std::error_code ec;
