@@ -133,6 +133,8 @@ failure classify(const std::exception_ptr& e) noexcept {
       return make(failure_kind::db_transient, true, "", x.what());
     } catch (const config_error& x) {
       return make(failure_kind::config, false, "", x.what());
+    } catch (const kafka_call_error& x) {
+      return make(x.kind, false, "", x.what());
     } catch (const schema_error& x) {
       failure f = make(failure_kind::db_permanent, false, "", x.what());
       f.hint = "apply the migrations (docs/migrations.md)";

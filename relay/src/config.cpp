@@ -39,6 +39,21 @@ const std::vector<setting<RelayConfig>>& relay_settings() {
       number<C>("relay.wait_for_standbys", &C::wait_for_standbys, 0, 32,
                 "publish a round only after this many standbys flushed its WAL (no phantom "
                 "messages after a failover; needs pg_monitor); 0: off"),
+      choice<C>(
+          "relay.delivery", {"at_least_once", "exactly_once"},
+          [](C& c, const std::string& v) {
+            c.delivery = v == "exactly_once" ? Delivery::exactly_once : Delivery::at_least_once;
+          },
+          [](const C& c) {
+            return std::string(c.delivery == Delivery::exactly_once ? "exactly_once"
+                                                                    : "at_least_once");
+          },
+          "exactly_once: Kafka transactions per lane of shards, read_committed consumers see "
+          "each message once (needs migration V5)"),
+      text<C>(
+          "relay.progress_topic", &C::progress_topic,
+          "exactly_once: compacted topic of each lane's last transaction",
+          [](const std::string& v) { return or_when_empty(v, "(txbox-progress-<outbox id>)"); }),
       text<C>("http.listen", &C::http_listen, "host:port for /metrics, /healthz, /readyz",
               [](const std::string& v) { return or_when_empty(v, "(off)"); }),
   });
@@ -50,6 +65,45 @@ std::string relay_settings_markdown() {
 }
 
 }  // namespace detail
+
+namespace {
+
+// The settings exactly_once depends on.
+void validate_exactly_once(const RelayConfig& c) {
+  if (auto it = c.kafka.find("isolation.level");
+      it != c.kafka.end() && it->second != "read_committed") {
+    throw config_error(fmt::format(
+        "kafka.isolation.level = {} is refused with relay.delivery = exactly_once: the relay "
+        "reads its progress topic to learn what a lane's last transaction published, and an "
+        "aborted transaction read as published would delete rows Kafka never kept. Remove it "
+        "(read_committed is librdkafka's default)",
+        it->second));
+  }
+  if (auto it = c.kafka.find("transaction.timeout.ms"); it != c.kafka.end()) {
+    long ms = 0;
+    try {
+      ms = std::stol(it->second);
+    } catch (const std::exception&) {
+      throw config_error("kafka.transaction.timeout.ms = '" + it->second + "' is not a number");
+    }
+    if (ms <= c.lease_ttl.count()) {
+      throw config_error(fmt::format(
+          "kafka.transaction.timeout.ms = {} must exceed relay.lease_ttl_ms = {}: a relay "
+          "commits a lane's transaction while it holds the lane's leases, and the broker "
+          "would abort it sooner. Raise it (default: twice the lease ttl) or remove it",
+          ms, c.lease_ttl.count()));
+    }
+  }
+  if (!c.progress_topic.empty()) {
+    try {
+      check_topic_name(c.progress_topic);
+    } catch (const message_rejected& e) {
+      throw config_error(fmt::format("relay.progress_topic: {}", e.what()));
+    }
+  }
+}
+
+}  // namespace
 
 RelayConfig load_relay_config(const std::string& toml_path, const config_map& overrides) {
   const config_map m = read_config(toml_path, {"database", "relay", "http", "kafka"}, overrides);
@@ -107,6 +161,7 @@ void validate_relay_config(const RelayConfig& c) {
           timeout));
     }
   }
+  if (c.delivery == Delivery::exactly_once) validate_exactly_once(c);
   for (const auto& topic : c.durability_topics) {
     try {
       check_topic_name(topic);

@@ -19,6 +19,8 @@ struct Settings {
   std::optional<int> min_insync;
   std::optional<bool> unclean;
   std::optional<int> default_replication;  // broker only
+  std::optional<int> txn_log_replication;  // broker only: transaction.state.log.*
+  std::optional<int> txn_log_min_isr;
 };
 
 std::optional<int> to_int(const char* v) {
@@ -42,6 +44,10 @@ Settings read_settings(const rd_kafka_ConfigResource_t* res) {
       if (value) s.unclean = std::string_view(value) == "true";
     } else if (name == "default.replication.factor") {
       s.default_replication = to_int(value);
+    } else if (name == "transaction.state.log.replication.factor") {
+      s.txn_log_replication = to_int(value);
+    } else if (name == "transaction.state.log.min.isr") {
+      s.txn_log_min_isr = to_int(value);
     }
   }
   return s;
@@ -57,14 +63,19 @@ bool broker_unreachable(rd_kafka_resp_err_t code) {
 std::vector<std::string> TopicDurability::problems() const {
   std::vector<std::string> out;
   if (!checked) return out;
-  const char* rf_name = exists ? "replication.factor" : "default.replication.factor";
+  const bool txn_log = topic == transaction_state_topic;
+  const char* rf_name = exists    ? "replication.factor"
+                        : txn_log ? "transaction.state.log.replication.factor"
+                                  : "default.replication.factor";
   if (replication_factor < min_replication_factor) {
     out.push_back(
         fmt::format("{}={} (needs >= {})", rf_name, replication_factor, min_replication_factor));
   }
   if (min_insync_replicas < detail::min_insync_replicas) {
-    out.push_back(fmt::format("min.insync.replicas={} (needs >= {})", min_insync_replicas,
-                              detail::min_insync_replicas));
+    out.push_back(
+        fmt::format("{}={} (needs >= {})",
+                    txn_log && !exists ? "transaction.state.log.min.isr" : "min.insync.replicas",
+                    min_insync_replicas, detail::min_insync_replicas));
   }
   if (unclean_leader_election)
     out.emplace_back("unclean.leader.election.enable=true (needs false)");
@@ -79,6 +90,12 @@ std::string TopicDurability::summary() const {
 }
 
 std::string TopicDurability::hint() const {
+  if (!exists && topic == transaction_state_topic) {
+    return fmt::format(
+        "set transaction.state.log.replication.factor={} and transaction.state.log.min.isr={} "
+        "in every broker's server.properties before the first transaction",
+        min_replication_factor, detail::min_insync_replicas);
+  }
   if (!exists) {
     return fmt::format(
         "create it first: kafka-topics.sh --create --topic {} --replication-factor {} --config "
@@ -230,6 +247,14 @@ std::vector<TopicDurability> describe_durability(rd_kafka_t* rk,
       if (const auto it = topic_settings.find(d.topic); it != topic_settings.end()) s = &it->second;
     } else if (broker_settings) {
       s = &*broker_settings;
+    }
+    if (!d.exists && d.topic == transaction_state_topic && s && s->txn_log_replication &&
+        s->txn_log_min_isr) {
+      // Created by the first transaction with the broker's transaction.state.log.* settings.
+      d.replication_factor = *s->txn_log_replication;
+      d.min_insync_replicas = *s->txn_log_min_isr;
+      d.checked = true;
+      continue;
     }
     if (!s || !s->min_insync || !s->unclean || (!d.exists && !s->default_replication)) {
       d.error = d.exists ? "DescribeConfigs returned no min.insync.replicas or "

@@ -14,6 +14,8 @@ namespace txbox::detail {
 /// The minimums txbox asks of a topic: a broker failure must not lose an acknowledged message.
 inline constexpr int min_replication_factor = 3;
 inline constexpr int min_insync_replicas = 2;
+/// Kafka's transaction log (exactly_once): checked like a target topic.
+inline constexpr const char* transaction_state_topic = "__transaction_state";
 
 /// One topic's durability settings, as the broker reports them.
 struct TopicDurability {

@@ -171,6 +171,32 @@ void Health::on_standbys(const StandbyVerdict& v, std::size_t rows) {
   update_ready();
 }
 
+void Health::on_transactions(std::size_t committed, std::size_t aborted,
+                             const std::vector<double>& commit_seconds,
+                             const std::string& first_abort) {
+  std::lock_guard lock(m_mutex);
+  m_st.transactions_committed += committed;
+  m_st.transactions_aborted += aborted;
+  for (double s : commit_seconds) {
+    m_st.commit_seconds_sum += s;
+    ++m_st.commit_count;
+  }
+  if (aborted > 0 && first_abort != m_abort) {
+    spdlog::warn("exactly-once: {} transaction(s) aborted ({}); their rows go out in new ones",
+                 aborted, first_abort);
+    m_abort = first_abort;
+  } else if (aborted == 0 && committed > 0 && !m_abort.empty()) {
+    spdlog::info("exactly-once: transactions commit again");
+    m_abort.clear();
+  }
+}
+
+void Health::on_lanes(std::size_t lanes, std::size_t recovered_rows) {
+  std::lock_guard lock(m_mutex);
+  m_st.lanes_owned = lanes;
+  m_st.recovered_rows += recovered_rows;
+}
+
 RelayStats Health::snapshot() const {
   std::lock_guard lock(m_mutex);
   return m_st;
@@ -236,6 +262,22 @@ std::string Health::metrics_text() const {
   metric("txbox_relay_standby_wait_seconds_total", "counter",
          "Time rounds spent waiting for the standbys to flush their WAL.",
          fmt::format("{:.6f}", st.standby_wait_seconds));
+  metric("txbox_relay_transactions_committed_total", "counter",
+         "exactly_once: Kafka transactions committed.", std::to_string(st.transactions_committed));
+  metric("txbox_relay_transactions_aborted_total", "counter",
+         "exactly_once: Kafka transactions aborted (their rows are sent again in new ones).",
+         std::to_string(st.transactions_aborted));
+  metric("txbox_relay_transaction_commit_seconds_sum", "counter",
+         "exactly_once: time spent in commit_transaction.",
+         fmt::format("{:.6f}", st.commit_seconds_sum));
+  metric("txbox_relay_transaction_commit_seconds_count", "counter",
+         "exactly_once: commit_transaction calls.", std::to_string(st.commit_count));
+  metric("txbox_relay_recovered_rows_total", "counter",
+         "exactly_once: rows deleted at a lane's takeover without a re-send (committed in Kafka "
+         "by the lane's previous owner, not yet deleted).",
+         std::to_string(st.recovered_rows));
+  metric("txbox_relay_lanes_owned", "gauge",
+         "exactly_once: lanes (8 shards each) this relay holds.", std::to_string(st.lanes_owned));
   p.histogram("txbox_relay_commit_to_ack_seconds", "Time from outbox insert to Kafka ack.", "",
               st.ack_latency_buckets, st.ack_latency_counts, st.ack_latency_count,
               st.ack_latency_sum);

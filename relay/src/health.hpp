@@ -44,6 +44,12 @@ class Health {
   /// The standby gate's verdict on a round of `rows` rows (held: not ready until it passes).
   void on_standbys(const StandbyVerdict& v, std::size_t rows);
 
+  /// exactly_once: a round's transactions (an abort is logged once per distinct reason).
+  void on_transactions(std::size_t committed, std::size_t aborted,
+                       const std::vector<double>& commit_seconds, const std::string& first_abort);
+  /// exactly_once: the lanes held, and rows deleted at a takeover without a re-send.
+  void on_lanes(std::size_t lanes, std::size_t recovered_rows);
+
   [[nodiscard]] RelayStats snapshot() const;
   /// Prometheus text exposition of snapshot().
   [[nodiscard]] std::string metrics_text() const;
@@ -61,6 +67,7 @@ class Health {
   bool m_standbys_ok = true;  // the standby gate passed the last round
   std::string m_problem;      // the permanent failure or bug being retried, empty: none
   std::string m_transient;    // the last transient failure logged since the last good round
+  std::string m_abort;        // the last abort reason logged, empty: committing again
 };
 
 }  // namespace txbox::relay

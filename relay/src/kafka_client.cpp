@@ -28,13 +28,25 @@ void log_rdkafka(const rd_kafka_t*, int level, const char* fac, const char* buf)
   }
 }
 
-detail::kafka_ptr make_client(detail::conf_ptr conf, const char* what) {
+detail::kafka_ptr make_client(detail::conf_ptr conf, const char* what, rd_kafka_type_t type) {
   char err[512];
   rd_kafka_conf_set_log_cb(conf.get(), log_rdkafka);
-  detail::kafka_ptr rk(rd_kafka_new(RD_KAFKA_PRODUCER, conf.get(), err, sizeof err));
+  detail::kafka_ptr rk(rd_kafka_new(type, conf.get(), err, sizeof err));
   if (!rk) throw config_error(fmt::format("cannot create the Kafka {}: {}", what, err));
   conf.release();  // rd_kafka_new took ownership on success
   return rk;
+}
+
+std::map<std::string, std::string> connection_settings(
+    const std::map<std::string, std::string>& kafka) {
+  std::map<std::string, std::string> out;
+  for (const auto& [k, v] : kafka) {
+    for (const char* prefix : {"bootstrap.servers", "security.", "ssl.", "sasl.", "client.",
+                               "socket.", "broker.", "api.version", "reconnect.", "retry."}) {
+      if (k.starts_with(prefix)) out[k] = v;
+    }
+  }
+  return out;
 }
 
 }  // namespace txbox::relay

@@ -13,8 +13,24 @@ int fair_share(int live_relays, int shard_count) noexcept {
   return (std::max(shard_count, 0) + live - 1) / live;
 }
 
-LeaseTable::LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl)
-    : m_schema(std::move(schema)), m_owner(std::move(owner)), m_ttl(ttl) {}
+LeaseTable::LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl,
+                       int unit)
+    : m_schema(std::move(schema)), m_owner(std::move(owner)), m_ttl(ttl), m_unit(unit) {}
+
+namespace {
+
+// The shards of `held` whose group of `unit` is not wholly held (a lane half lost).
+std::vector<std::int64_t> partial_groups(const std::map<int, std::int64_t>& held, int unit) {
+  std::map<int, int> count;
+  for (const auto& [sh, ep] : held) ++count[sh / unit];
+  std::vector<std::int64_t> out;
+  for (const auto& [sh, ep] : held) {
+    if (count[sh / unit] < unit) out.push_back(sh);
+  }
+  return out;
+}
+
+}  // namespace
 
 void LeaseTable::forget() {
   m_view = {};
@@ -44,7 +60,7 @@ LeaseTick LeaseTable::tick(pqxx::connection& db) {
       tx.exec_params1("SELECT count(*) FROM " + relays + " WHERE seen_at > now() - $1::interval",
                       interval(m_ttl))[0]
           .as<int>();
-  const int target = fair_share(live, detail::shard_count);
+  const int target = fair_share(live, detail::shard_count / m_unit) * m_unit;
 
   // Renew what we hold (by shard and epoch: a lease taken over meanwhile is not renewed).
   std::map<int, std::int64_t> kept;
@@ -61,20 +77,46 @@ LeaseTick LeaseTable::tick(pqxx::connection& db) {
   }
   std::size_t changes = m_view.epochs.size() - kept.size();
   if (changes > 0) spdlog::warn("leases: lost {} shard(s) to other relays", changes);
+  const auto give_back = [&](const std::vector<std::int64_t>& shards) {
+    if (shards.empty()) return;
+    tx.exec_params("UPDATE " + leases +
+                       " SET owner = NULL, expires_at = '-infinity' "
+                       "WHERE owner = $1 AND shard = ANY($2::int[])",
+                   m_owner, int_array(shards));
+    for (auto sh : shards) kept.erase(static_cast<int>(sh));
+    changes += shards.size();
+  };
+  if (m_unit > 1) give_back(partial_groups(kept, m_unit));  // a lane is held whole or not at all
 
   // Give back what exceeds our fair share, take free or expired shards up to it.
   if (static_cast<int>(kept.size()) > target) {
+    // The highest shards go (whole groups: kept holds whole groups, target counts them).
     std::vector<std::int64_t> extra;
     for (auto it = kept.rbegin();
          it != kept.rend() && static_cast<int>(kept.size() - extra.size()) > target; ++it) {
       extra.push_back(it->first);
     }
-    tx.exec_params("UPDATE " + leases +
-                       " SET owner = NULL, expires_at = '-infinity' "
-                       "WHERE owner = $1 AND shard = ANY($2::int[])",
-                   m_owner, int_array(extra));
-    for (auto sh : extra) kept.erase(static_cast<int>(sh));
-    changes += extra.size();
+    give_back(extra);
+  } else if (static_cast<int>(kept.size()) < target && m_unit > 1) {
+    // Whole groups whose every shard is free, expired or ours; ours first. A shard that
+    // changed hands between the choice and the update leaves its group partial: given back.
+    const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
+    const auto r = tx.exec_params(
+        "UPDATE " + leases +
+            " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+            "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
+            "AND x.shard / $5 IN (SELECT shard / $5 FROM " +
+            leases +
+            " GROUP BY shard / $5 "
+            "HAVING bool_and(owner IS NULL OR expires_at <= now() OR owner = $1) "
+            "AND NOT bool_or(shard = ANY($4::int[])) "
+            "ORDER BY bool_or(owner IS NOT DISTINCT FROM $1) DESC, random() LIMIT $3) "
+            "RETURNING x.shard, x.epoch",
+        m_owner, interval(m_ttl), (target - static_cast<int>(kept.size())) / m_unit, kept_shards,
+        m_unit);
+    for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+    changes += r.size();
+    give_back(partial_groups(kept, m_unit));
   } else if (static_cast<int>(kept.size()) < target) {
     // Free or expired shards, and our own that we do not hold in the view: leases a forgotten
     // session of ours took (after a reconnect, a failover). Waiting for those to expire would

@@ -24,7 +24,10 @@ struct LeaseTick {
 
 class LeaseTable {
  public:
-  LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl);
+  /// `unit`: shards are taken and given back in aligned groups of this many (1: one by one;
+  /// k_lane_shards: whole lanes, for exactly_once), and the fair share counts groups.
+  LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl,
+             int unit = 1);
 
   /// Heartbeat; renews the held leases (by epoch), gives back what exceeds the fair share and
   /// takes free or expired shards up to it. The first tick only registers the heartbeat.
@@ -46,6 +49,7 @@ class LeaseTable {
   detail::schema_name m_schema;
   std::string m_owner;
   std::chrono::milliseconds m_ttl;
+  int m_unit;
   LeaseView m_view;
   clock::time_point m_next_tick{};
   bool m_joined = false;

@@ -54,7 +54,7 @@ int main(int argc, char** argv) {
   std::string config_path;
   std::map<std::string, std::string> overrides;
   std::string database_url, schema, bootstrap, name, http_listen, log_level = "info";
-  bool check_config = false, strict = false, no_notify = false;
+  bool check_config = false, strict = false, no_notify = false, exactly_once = false;
   std::string wait_for_standbys;
   app.add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
   app.add_option("--database-url", database_url, "libpq URI or conninfo (database.url)");
@@ -70,6 +70,9 @@ int main(int argc, char** argv) {
   app.add_option("--wait-for-standbys", wait_for_standbys,
                  "publish a round only after N standbys flushed its WAL "
                  "(relay.wait_for_standbys; needs pg_monitor; 0: off)");
+  app.add_flag("--exactly-once", exactly_once,
+               "Kafka transactions per lane of shards: read_committed consumers see each "
+               "message once (relay.delivery = exactly_once; needs migration V5)");
   app.add_flag("--no-notify", no_notify, "do not LISTEN; poll only (PgBouncer transaction mode)");
   app.add_flag("--check-config", check_config,
                "validate the config, print it (secrets hidden), exit");
@@ -88,6 +91,7 @@ int main(int argc, char** argv) {
   if (!http_listen.empty()) overrides["http.listen"] = http_listen;
   if (strict) overrides["relay.strict_durability"] = "true";
   if (no_notify) overrides["relay.listen_notify"] = "false";
+  if (exactly_once) overrides["relay.delivery"] = "exactly_once";
   if (!wait_for_standbys.empty()) overrides["relay.wait_for_standbys"] = wait_for_standbys;
 
   txbox::RelayConfig cfg;

@@ -1,8 +1,14 @@
 // The relay's outbox SQL (see outbox_store.hpp).
 #include "outbox_store.hpp"
 
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
 #include <algorithm>
+#include <optional>
 #include <pqxx/pqxx>
+
+#include "txbox/error.hpp"
 
 namespace txbox::relay {
 namespace {
@@ -109,6 +115,45 @@ SettleCounts OutboxStore::settle(pqxx::connection& db, const LeaseView& leases,
   }
   tx.commit();
   return counts;
+}
+
+std::size_t OutboxStore::delete_published(pqxx::connection& db, const LeaseView& leases,
+                                          const std::vector<std::int64_t>& ids,
+                                          const std::vector<std::string>& message_ids) {
+  if (ids.empty()) return 0;
+  const auto [shards, epochs] = lease_arrays(leases);
+  pqxx::work tx(db);
+  const auto n =
+      tx.exec_params("DELETE FROM " + m_schema.table("outbox") +
+                         " o USING unnest($1::bigint[], $5::uuid[]) AS p(id, message_id) "
+                         "WHERE o.id = p.id AND o.message_id = p.message_id AND EXISTS "
+                         "(SELECT 1 FROM " +
+                         m_schema.table("outbox_leases") +
+                         " x JOIN unnest($2::int[], $3::bigint[]) AS l(shard, epoch) ON "
+                         "x.shard = l.shard AND x.epoch = l.epoch WHERE x.shard = o.shard AND "
+                         "x.owner = $4 AND x.expires_at > now())",
+                     int_array(ids), shards, epochs, m_owner,
+                     "{" + fmt::format("{}", fmt::join(message_ids, ",")) + "}")
+          .affected_rows();
+  tx.commit();
+  return n;
+}
+
+std::string OutboxStore::identity(pqxx::connection& db) {
+  std::optional<std::string> id;
+  try {
+    pqxx::work tx(db);
+    const auto r = tx.exec("SELECT id::text FROM " + m_schema.table("outbox_identity"));
+    tx.commit();
+    if (!r.empty()) id = r[0][0].as<std::string>();
+  } catch (const pqxx::undefined_table&) {
+  }
+  if (!id) {
+    throw schema_error(
+        "relay.delivery = exactly_once needs migration V5 (the outbox identity): apply "
+        "migrations/V5__outbox_identity.sql (docs/migrations.md)");
+  }
+  return *id;
 }
 
 Backlog OutboxStore::backlog(pqxx::connection& db) {

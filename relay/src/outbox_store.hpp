@@ -52,6 +52,15 @@ class OutboxStore {
   SettleCounts settle(pqxx::connection& db, const LeaseView& leases, const SettlePlan& plan,
                       const std::function<std::chrono::milliseconds(int)>& retry_delay);
 
+  /// exactly_once: deletes the rows a committed Kafka transaction published (id and message
+  /// id must both match), fenced like settle. Returns how many it deleted.
+  std::size_t delete_published(pqxx::connection& db, const LeaseView& leases,
+                               const std::vector<std::int64_t>& ids,
+                               const std::vector<std::string>& message_ids);
+
+  /// The outbox's identity (migration V5); throws schema_error when it is missing.
+  std::string identity(pqxx::connection& db);
+
   /// Counts up to 100,000 rows exactly, estimates above (a count would scan a large outbox).
   Backlog backlog(pqxx::connection& db);
 

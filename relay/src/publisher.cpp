@@ -10,6 +10,7 @@
 #include <set>
 
 #include "kafka_client.hpp"
+#include "txbox/detail/failure.hpp"
 #include "txbox/detail/kafka_failure.hpp"
 #include "txbox/message.hpp"
 
@@ -55,15 +56,24 @@ void Publisher::make_producer() {
   // rather than holding the whole batch for librdkafka's default 30 s.
   set("topic.metadata.propagation.max.ms",
       std::to_string(std::max<long>(1000, m_opt.delivery_budget.count())));
+  const bool txn = !m_opt.transactional_id.empty();
+  if (txn) set("transaction.timeout.ms", std::to_string(m_opt.transaction_timeout.count()));
   for (const auto& [k, v] : m_opt.kafka) set(k, v);
   set("acks", "all");
   set("enable.idempotence", "true");
-  // Never give up on a message once handed over (0: no timeout). librdkafka times queued
-  // messages out one by one: a key's message could fail while a later one of the same key
-  // still went out (a documented gap), and its retry would then land behind it. Without
-  // timeouts each batch reaches Kafka gapless and in order; a stale copy (a relay resumed
-  // after a stall) is an exact re-send that cannot overtake anything.
-  set("message.timeout.ms", "0");
+  if (txn) {
+    // A message that times out fails its transaction, which is aborted whole: nothing of it
+    // becomes visible, so the per-message timeout (librdkafka sets it to the transaction
+    // timeout) cannot reorder a key.
+    set("transactional.id", m_opt.transactional_id);
+  } else {
+    // Never give up on a message once handed over (0: no timeout). librdkafka times queued
+    // messages out one by one: a key's message could fail while a later one of the same key
+    // still went out (a documented gap), and its retry would then land behind it. Without
+    // timeouts each batch reaches Kafka gapless and in order; a stale copy (a relay resumed
+    // after a stall) is an exact re-send that cannot overtake anything.
+    set("message.timeout.ms", "0");
+  }
   rd_kafka_conf_set_opaque(conf.get(), this);
   rd_kafka_conf_set_dr_msg_cb(conf.get(),
                               [](rd_kafka_t*, const rd_kafka_message_t* m, void* opaque) {
@@ -74,6 +84,7 @@ void Publisher::make_producer() {
 
 // Runs inside rd_kafka_poll/flush, on the caller's thread.
 void Publisher::on_report(const rd_kafka_message_t& m) {
+  if (m._private == nullptr) return;  // a record outside the round (produce_record)
   const auto opaque = reinterpret_cast<std::uintptr_t>(m._private);
   const auto generation = static_cast<std::uint32_t>(opaque >> 32);
   const auto index = static_cast<std::size_t>(opaque & 0xffffffffu);
@@ -263,6 +274,104 @@ std::int64_t Publisher::queue_length() const {
 
 void Publisher::flush(std::chrono::milliseconds wait) {
   if (m_producer) rd_kafka_flush(m_producer.get(), static_cast<int>(wait.count()));
+}
+
+// ---------------------------------------------------------------- transactions
+
+namespace {
+
+// One transactional API call's error as the failure policy sees it (and frees it).
+[[noreturn]] void throw_txn_error(rd_kafka_error_t* raw, const char* call) {
+  const detail::error_ptr e(raw);
+  const auto code = rd_kafka_error_code(e.get());
+  detail::failure_kind kind = detail::failure_kind::kafka_transient;
+  if (rd_kafka_error_is_fatal(e.get())) kind = detail::failure_kind::kafka_fatal;
+  if (code == RD_KAFKA_RESP_ERR_INVALID_TRANSACTION_TIMEOUT) kind = detail::failure_kind::config;
+  std::string hint;
+  if (code == RD_KAFKA_RESP_ERR_TRANSACTIONAL_ID_AUTHORIZATION_FAILED ||
+      code == RD_KAFKA_RESP_ERR_CLUSTER_AUTHORIZATION_FAILED) {
+    hint =
+        ". Hint: grant the relay's principal Write on TransactionalId 'txbox-' (prefixed) "
+        "and IdempotentWrite on the cluster (docs/guarantees.md)";
+  } else if (kind == detail::failure_kind::config) {
+    hint =
+        ". Hint: lower kafka.transaction.timeout.ms to at most the broker's "
+        "transaction.max.timeout.ms";
+  }
+  throw detail::kafka_call_error(
+      kind, fmt::format("kafka: {} failed: {}{}", call, rd_kafka_error_string(e.get()), hint));
+}
+
+}  // namespace
+
+void Publisher::init_transactions(std::chrono::milliseconds timeout) {
+  const auto until = clock::now() + timeout;
+  for (;;) {
+    rd_kafka_error_t* e =
+        rd_kafka_init_transactions(m_producer.get(), static_cast<int>(timeout.count()));
+    if (!e) return;
+    if (!rd_kafka_error_is_retriable(e) || clock::now() >= until) {
+      throw_txn_error(e, "init_transactions");
+    }
+    rd_kafka_error_destroy(e);
+  }
+}
+
+void Publisher::begin_transaction() {
+  if (rd_kafka_error_t* e = rd_kafka_begin_transaction(m_producer.get())) {
+    throw_txn_error(e, "begin_transaction");
+  }
+}
+
+void Publisher::produce_record(const std::string& topic, int partition, const std::string& key,
+                               const std::string& value) {
+  const auto code = rd_kafka_producev(
+      m_producer.get(), RD_KAFKA_V_TOPIC(topic.c_str()), RD_KAFKA_V_PARTITION(partition),
+      RD_KAFKA_V_KEY(key.data(), key.size()),
+      RD_KAFKA_V_VALUE(const_cast<char*>(value.data()), value.size()),
+      RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_OPAQUE(nullptr), RD_KAFKA_V_END);
+  if (code != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    throw detail::kafka_call_error(
+        detail::classify_kafka(code) == detail::failure_kind::kafka_permanent
+            ? detail::failure_kind::config
+            : detail::failure_kind::kafka_transient,
+        fmt::format("kafka: producing to '{}' [{}] failed: {}", topic, partition,
+                    rd_kafka_err2str(code)));
+  }
+}
+
+TxnEnd Publisher::commit(std::chrono::milliseconds timeout) {
+  const auto until = clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(until - clock::now());
+    const detail::error_ptr e(rd_kafka_commit_transaction(
+        m_producer.get(), static_cast<int>(std::max<std::int64_t>(left.count(), 1))));
+    if (!e) return {.committed = true, .fatal = false, .error = {}};
+    std::string why = rd_kafka_error_string(e.get());
+    if (rd_kafka_error_txn_requires_abort(e.get())) {
+      const bool aborted = abort(timeout);
+      return {.committed = false, .fatal = !aborted, .error = std::move(why)};
+    }
+    // Fatal, or still unresolved at the deadline: the commit may or may not have happened.
+    if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) ||
+        clock::now() >= until) {
+      return {.committed = false, .fatal = true, .error = std::move(why)};
+    }
+  }
+}
+
+bool Publisher::abort(std::chrono::milliseconds timeout) {
+  const auto until = clock::now() + timeout;
+  for (;;) {
+    const detail::error_ptr e(
+        rd_kafka_abort_transaction(m_producer.get(), static_cast<int>(timeout.count())));
+    if (!e) return true;
+    if (rd_kafka_error_is_fatal(e.get()) || !rd_kafka_error_is_retriable(e.get()) ||
+        clock::now() >= until) {
+      spdlog::warn("kafka: abort_transaction failed: {}", rd_kafka_error_string(e.get()));
+      return false;
+    }
+  }
 }
 
 }  // namespace txbox::relay

@@ -26,6 +26,19 @@ struct PublisherOptions {
   std::chrono::milliseconds delivery_budget{3'333};
   std::chrono::milliseconds metadata_timeout{3'333};  ///< refresh after an unknown topic
   std::chrono::milliseconds stop_grace{5'000};        ///< unacknowledged messages at stop get this
+  /// Set: a transactional producer with this transactional.id (the exactly_once lanes).
+  std::string transactional_id;
+  /// transaction.timeout.ms unless the user's properties set it.
+  std::chrono::milliseconds transaction_timeout{20'000};
+};
+
+/// How a transaction ended.
+struct TxnEnd {
+  bool committed = false;
+  /// The producer can go on no more (fenced by a newer producer of its id, or the outcome of
+  /// the commit is in doubt): replace it and learn from Kafka what was committed.
+  bool fatal = false;
+  std::string error;  ///< why it did not commit
 };
 
 class Publisher {
@@ -54,6 +67,25 @@ class Publisher {
   /// time nothing came for another `slow_after`. Returns one outcome per row of the round.
   std::vector<Delivery> await(const std::stop_token& stop, std::chrono::milliseconds slow_after,
                               const std::function<void()>& on_slow);
+
+  /// Transactional producers: fences every earlier producer of the id (Kafka aborts its open
+  /// transaction, or completes its commit) and waits for that. Throws kafka_call_error.
+  void init_transactions(std::chrono::milliseconds timeout);
+  /// Starts a transaction (before send). Throws kafka_call_error.
+  void begin_transaction();
+  /// Adds one record outside the round's rows to the open transaction (a lane's progress);
+  /// commit() reports its fate. Throws kafka_call_error when librdkafka refuses it.
+  void produce_record(const std::string& topic, int partition, const std::string& key,
+                      const std::string& value);
+  /// Commits the open transaction, retrying what librdkafka says may be retried; aborts it
+  /// when Kafka requires that.
+  TxnEnd commit(std::chrono::milliseconds timeout);
+  /// Aborts the open transaction (what is queued is purged). False when the producer cannot
+  /// abort (fatal): replace it.
+  bool abort(std::chrono::milliseconds timeout);
+
+  /// The current round's outcomes so far (after send: pending = handed to librdkafka).
+  [[nodiscard]] const std::vector<Delivery>& outcomes() const { return m_outcomes; }
 
   /// A producer with a fatal error can never produce again: replaces it (call between
   /// rounds). Returns the reason when it did.

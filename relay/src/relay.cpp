@@ -10,7 +10,9 @@
 #include <pqxx/except>
 #include <random>
 
+#include "durability.hpp"
 #include "durability_gate.hpp"
+#include "fault_point.hpp"
 #include "health.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
@@ -21,6 +23,7 @@
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
+#include "txn_lanes.hpp"
 
 namespace txbox {
 namespace {
@@ -55,20 +58,29 @@ std::chrono::milliseconds admin_timeout(const RelayConfig& c) {
   return std::clamp<std::chrono::milliseconds>(c.lease_ttl / 3, 2s, 10s);
 }
 
+relay::PublisherOptions publisher_options(const RelayConfig& c) {
+  relay::PublisherOptions o;
+  o.kafka = c.kafka;
+  o.max_batch_bytes = c.max_batch_bytes;
+  o.delivery_budget = delivery_budget(c);
+  o.metadata_timeout = admin_timeout(c);
+  o.transaction_timeout = 2 * c.lease_ttl;
+  return o;
+}
+
 }  // namespace
 
 struct Relay::impl {
   explicit impl(RelayConfig c)
       : cfg(validated(std::move(c))),
         health(cfg.database_url),
-        leases(detail::schema_name(cfg.schema), cfg.name, cfg.lease_ttl),
+        leases(detail::schema_name(cfg.schema), cfg.name, cfg.lease_ttl,
+               eos() ? relay::k_lane_shards : 1),
         store(detail::schema_name(cfg.schema), cfg.name, cfg.batch_size, cfg.max_batch_bytes),
         gate(cfg.kafka, cfg.strict_durability, admin_timeout(cfg)),
-        standbys(cfg.wait_for_standbys),
-        publisher({.kafka = cfg.kafka,
-                   .max_batch_bytes = cfg.max_batch_bytes,
-                   .delivery_budget = delivery_budget(cfg),
-                   .metadata_timeout = admin_timeout(cfg)}) {}
+        standbys(cfg.wait_for_standbys) {
+    if (!eos()) publisher = std::make_unique<relay::Publisher>(publisher_options(cfg));
+  }
 
   RelayConfig cfg;
   relay::Health health;
@@ -76,12 +88,65 @@ struct Relay::impl {
   relay::OutboxStore store;
   relay::DurabilityGate gate;
   relay::StandbyGate standbys;
-  relay::Publisher publisher;
+  std::unique_ptr<relay::Publisher> publisher;   // at_least_once
+  std::unique_ptr<relay::ProgressLog> progress;  // exactly_once
+  std::unique_ptr<relay::TxnLanes> lanes;        // exactly_once
+  bool progress_topic_ready = false;
   std::unique_ptr<relay::Session> session;
   std::mt19937_64 rng{std::random_device{}()};
   clock::time_point next_backlog{};
 
   pqxx::connection& db() { return session->db(); }
+  [[nodiscard]] bool eos() const { return cfg.delivery == Delivery::exactly_once; }
+
+  // exactly_once, at start: names the lanes' transactional ids and the progress topic.
+  std::set<std::string> start_exactly_once() {
+    const std::string id = store.identity(db());
+    const std::string topic =
+        cfg.progress_topic.empty() ? "txbox-progress-" + id : cfg.progress_topic;
+    progress = std::make_unique<relay::ProgressLog>(cfg.kafka, topic, admin_timeout(cfg));
+    try {
+      progress->ensure_topic();  // before the durability check, which then sees it
+      progress_topic_ready = true;
+    } catch (const detail::kafka_call_error& e) {
+      spdlog::warn("{}; created before the first round", e.what());
+    }
+    lanes =
+        std::make_unique<relay::TxnLanes>(relay::LanesOptions{.publisher = publisher_options(cfg),
+                                                              .id_prefix = "txbox-" + id,
+                                                              .relay_name = cfg.name,
+                                                              .init_timeout = admin_timeout(cfg),
+                                                              .commit_timeout = cfg.lease_ttl},
+                                          *progress);
+    spdlog::info(
+        "relay {}: exactly-once delivery: transactional ids txbox-{}-lane-0..{}, "
+        "progress topic '{}'",
+        cfg.name, id, relay::k_lanes - 1, topic);
+    return {topic, detail::transaction_state_topic};
+  }
+
+  // exactly_once, before a claim: the lanes follow the leases; what a lane's last committed
+  // transaction published (by its previous owner, or by this relay before a failed DELETE) is
+  // deleted, never sent again.
+  void adopt_lanes() {
+    if (!progress_topic_ready) {
+      progress->ensure_topic();
+      progress_topic_ready = true;
+    }
+    const auto published = lanes->adopt(leases.view());
+    std::size_t deleted = 0;
+    if (!published.empty()) {
+      std::vector<std::int64_t> ids;
+      std::vector<std::string> message_ids;
+      for (const auto& r : published) {
+        ids.push_back(r.id);
+        message_ids.push_back(r.message_id);
+      }
+      deleted = store.delete_published(db(), leases.view(), ids, message_ids);
+    }
+    lanes->settled();
+    health.on_lanes(lanes->lanes(), deleted);
+  }
   bool lease_time_for_round() const {
     return leases.view().covers(clock::now(), delivery_budget(cfg));
   }
@@ -102,15 +167,17 @@ struct Relay::impl {
     if (leases.due(clock::now()) || (!leases.view().empty() && !lease_time_for_round())) {
       health.on_leases(leases.tick(db()));
     }
-    if (publisher.replace_if_fatal()) health.on_producer_replaced();
+    if (publisher && publisher->replace_if_fatal()) health.on_producer_replaced();
     if (clock::now() >= next_backlog) {
-      health.on_backlog(store.backlog(db()), publisher.queue_length());
+      health.on_backlog(store.backlog(db()),
+                        publisher ? publisher->queue_length() : lanes->queue_length());
       next_backlog = clock::now() + 1s;
     }
     if (!lease_time_for_round()) {
       session->wait_for_work(stop, std::min(cfg.poll_interval, cfg.lease_ttl / 3));
       return;
     }
+    if (eos()) adopt_lanes();
     auto rows = store.claim(db(), leases.view());
     if (rows.empty()) {
       if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
@@ -141,11 +208,32 @@ struct Relay::impl {
     const relay::LeaseView view = leases.view();  // the round's claim and settle run under it
     gate.check_due(rows);
     health.on_weak_topics(gate.weak_topics());
-    const std::size_t short_rows = publisher.send(
-        rows, [&](const std::string& topic) { return gate.hold_reason(topic); },
-        // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
-        // since the claim may have lost the shard and must not publish after the new owner.
-        [&] { return view.covers(clock::now(), delivery_budget(cfg)); });
+    const auto hold = [&](const std::string& topic) { return gate.hold_reason(topic); };
+    // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
+    // since the claim may have lost the shard and must not publish after the new owner.
+    const auto may_send = [&] { return view.covers(clock::now(), delivery_budget(cfg)); };
+    const auto on_slow = [&] {
+      health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
+                                       "slow); waiting for it",
+                                       cfg.lease_ttl.count()));
+      health.on_isr_shortfalls(gate.isr_shortfalls(relay::topics_of(rows)));
+    };
+    std::vector<relay::Delivery> deliveries;
+    std::size_t short_rows = 0;
+    if (eos()) {
+      // A transaction commits only while the leases hold: after that the lane's next owner
+      // may have fenced this producer already, or be about to.
+      auto round = lanes->deliver(
+          rows, hold, may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
+          stop, cfg.lease_ttl, on_slow);
+      health.on_transactions(round.committed, round.aborted, round.commit_seconds,
+                             round.first_abort);
+      deliveries = std::move(round.deliveries);
+      short_rows = round.lease_short;
+    } else {
+      short_rows = publisher->send(rows, hold, may_send);
+      deliveries = publisher->await(stop, cfg.lease_ttl, on_slow);
+    }
     if (short_rows > 0) {
       spdlog::warn(
           "leases: {} claimed row(s) not sent: the leases would expire before Kafka could "
@@ -154,25 +242,23 @@ struct Relay::impl {
           short_rows);
       leases.expedite();
     }
-    const auto deliveries = publisher.await(stop, cfg.lease_ttl, [&] {
-      health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
-                                       "slow); waiting for it",
-                                       cfg.lease_ttl.count()));
-      health.on_isr_shortfalls(gate.isr_shortfalls(relay::topics_of(rows)));
-    });
-    health.on_late_reports(publisher.late_reports());
+    health.on_late_reports(publisher ? publisher->late_reports() : lanes->late_reports());
     const double now_epoch =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     const auto plan = relay::classify_round(rows, deliveries, now_epoch);
+    if (!plan.delete_ids.empty()) relay::fault_point("after_publish");
     const auto counts = store.settle(db(), view, plan, [&](int attempts) {
       return detail::backoff(attempts, cfg.retry_backoff_min, cfg.retry_backoff_max, rng);
     });
+    if (eos()) lanes->settled();
     if (counts.deleted != plan.delete_ids.size()) {
       // Another relay took over some shard: its rows stay for the new owner.
       spdlog::warn(
           "leases: a shard was taken over during a batch; {} acknowledged row(s) "
-          "left for the new owner (they will be re-sent; the inbox absorbs them)",
-          plan.delete_ids.size() - counts.deleted);
+          "left for the new owner ({})",
+          plan.delete_ids.size() - counts.deleted,
+          eos() ? "it deletes them when it takes the lane, without sending them again"
+                : "they will be re-sent; the inbox absorbs them");
       leases.expedite();
     }
     health.on_settle(plan, counts);
@@ -192,6 +278,11 @@ struct Relay::impl {
     return delay;
   }
 
+  void flush(std::chrono::milliseconds wait) {
+    if (publisher) publisher->flush(wait);
+    if (lanes) lanes->flush(wait);
+  }
+
   void release() noexcept {
     if (session && session->is_open()) leases.release(db());
   }
@@ -206,6 +297,7 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>(std::move(confi
     // back are checked before their first publish.
     auto topics = m.store.head_topics(m.db(), k_start_topics_per_shard);
     topics.insert(m.cfg.durability_topics.begin(), m.cfg.durability_topics.end());
+    if (m.eos()) topics.merge(m.start_exactly_once());
     m.gate.check_at_start(topics);
     m.health.on_weak_topics(m.gate.weak_topics());
   } catch (const pqxx::broken_connection& e) {
@@ -217,14 +309,14 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>(std::move(confi
 
 Relay::~Relay() {
   m_impl->release();
-  m_impl->publisher.flush(5s);
+  m_impl->flush(5s);
 }
 
 void Relay::run(std::stop_token stop) {
   auto& m = *m_impl;
-  spdlog::info("relay {}: publishing schema {} (batch {}, lease ttl {} ms, notify {})", m.cfg.name,
-               m.cfg.schema, m.cfg.batch_size, m.cfg.lease_ttl.count(),
-               m.cfg.listen_notify ? "on" : "off");
+  spdlog::info("relay {}: publishing schema {} (batch {}, lease ttl {} ms, notify {}, {})",
+               m.cfg.name, m.cfg.schema, m.cfg.batch_size, m.cfg.lease_ttl.count(),
+               m.cfg.listen_notify ? "on" : "off", m.eos() ? "exactly once" : "at least once");
   int failures = 0;  // in a row
   while (!stop.stop_requested()) {
     try {
@@ -240,7 +332,7 @@ void Relay::run(std::stop_token stop) {
   }
   // Stop: the in-flight round was settled above; give the shards back at once.
   m.release();
-  m.publisher.flush(5s);
+  m.flush(5s);
   spdlog::info("relay {}: stopped", m.cfg.name);
 }
 

@@ -55,6 +55,13 @@ struct LeaseView {
   }
 };
 
+/// exactly_once: shards go to relays in lanes of this many (one transactional producer each).
+inline constexpr int k_lane_shards = 8;
+/// The lane of a shard (shards 0-7: lane 0, ...).
+[[nodiscard]] constexpr int lane_of(int shard) noexcept {
+  return shard / k_lane_shards;
+}
+
 /// The distinct topics of `rows`.
 std::set<std::string> topics_of(const std::vector<Row>& rows);
 

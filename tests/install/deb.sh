@@ -43,7 +43,7 @@ relay_deb=$(ls "$work"/debs/txbox-relay_*.deb)
 dev_deb=$(ls "$work"/debs/libtxbox-dev_*.deb)
 dpkg-deb -c "$dev_deb" >"$work/dev-contents.txt"
 for f in ./usr/include/txbox/outbox.hpp ./usr/lib/libtxbox_outbox.a ./usr/lib/cmake/txbox/txboxConfig.cmake \
-  ./usr/lib/pkgconfig/txbox-inbox.pc ./usr/share/txbox/migrations/V4__sql_enqueue.sql; do
+  ./usr/lib/pkgconfig/txbox-inbox.pc ./usr/share/txbox/migrations/V5__outbox_identity.sql; do
   grep -q " $f\$" "$work/dev-contents.txt" || fail "libtxbox-dev lacks $f"
 done
 if grep -q "bin/txbox" "$work/dev-contents.txt"; then fail "libtxbox-dev holds a program"; fi

@@ -68,7 +68,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
 
   pqxx::connection c(conn);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 4);
+  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 5);
   EXPECT_EQ(n.exec1("SELECT count(*) FROM txbox.outbox_leases")[0].as<int>(), 64);
   EXPECT_FALSE(n.exec1("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].as<bool>());
 }

@@ -20,6 +20,17 @@ namespace txbox {
 /// The schema version this relay needs (migrations/V<n>__*.sql applied up to n).
 inline constexpr int relay_schema_version = 2;
 
+/// How the relay's messages reach the Kafka log (relay.delivery).
+enum class Delivery {
+  /// Every message at least once: a relay that dies between Kafka's ack and its DELETE, or
+  /// that stalls past its lease, sends a copy again (a txbox inbox absorbs it).
+  at_least_once,
+  /// Kafka transactions, fenced per lane of shards, with the progress in the transaction: a
+  /// read_committed consumer sees every message exactly once (docs/guarantees.md). Needs
+  /// migration V5.
+  exactly_once,
+};
+
 /// Relay settings. Plain struct with defaults; Relay's constructor validates it.
 struct RelayConfig {
   std::string database_url;  ///< libpq URI or keyword=value conninfo (required)
@@ -49,6 +60,10 @@ struct RelayConfig {
   /// Fewer connected or caught up: the rows wait in the outbox. 0: off.
   int wait_for_standbys = 0;
   std::string http_listen;  ///< "host:port" for /metrics, /healthz, /readyz; empty: off
+  Delivery delivery = Delivery::at_least_once;
+  /// exactly_once: the compacted topic holding each lane's last committed transaction; empty:
+  /// txbox-progress-<outbox id> (created by the relay when missing).
+  std::string progress_topic;
 };
 
 /// Counters and gauges of a running relay (Prometheus names in /metrics).
@@ -75,10 +90,18 @@ struct RelayStats {
   /// Partitions of the waiting round's topics with fewer in-sync replicas than their
   /// min.insync.replicas (Kafka refuses acks=all writes to them); 0 once deliveries succeed.
   std::size_t partitions_below_min_isr = 0;
-  std::size_t standby_held_rows = 0;  ///< rows of the last round held for the standbys
-  std::size_t standbys_flushed = 0;   ///< standbys past the last round's WAL point
-  std::uint64_t standby_holds = 0;    ///< rounds held because too few standbys caught up
-  double standby_wait_seconds = 0;    ///< time rounds spent waiting for the standbys
+  std::size_t standby_held_rows = 0;         ///< rows of the last round held for the standbys
+  std::size_t standbys_flushed = 0;          ///< standbys past the last round's WAL point
+  std::uint64_t standby_holds = 0;           ///< rounds held because too few standbys caught up
+  double standby_wait_seconds = 0;           ///< time rounds spent waiting for the standbys
+  std::uint64_t transactions_committed = 0;  ///< exactly_once: Kafka transactions committed
+  std::uint64_t transactions_aborted = 0;    ///< exactly_once: aborted (their rows re-sent)
+  double commit_seconds_sum = 0;             ///< exactly_once: time in commit_transaction
+  std::uint64_t commit_count = 0;            ///< exactly_once: commit_transaction calls timed
+  /// exactly_once: rows deleted at a lane's takeover without a re-send (its previous owner's
+  /// last transaction committed in Kafka, the DELETE did not).
+  std::uint64_t recovered_rows = 0;
+  std::size_t lanes_owned = 0;  ///< exactly_once: lanes (8 shards each) this relay publishes
 };
 
 /// A target topic is below the durability minimum and strict_durability is on. Fix the topic

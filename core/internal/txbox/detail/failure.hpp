@@ -3,6 +3,7 @@
 #pragma once
 
 #include <exception>
+#include <stdexcept>
 #include <string>
 #include <string_view>
 
@@ -30,6 +31,14 @@ struct failure {
   [[nodiscard]] bool transient() const {
     return kind == failure_kind::db_transient || kind == failure_kind::kafka_transient;
   }
+};
+
+/// A Kafka client call failed (e.g. a transactional API): `kind` says what to do next
+/// (kafka_transient: retry with backoff; kafka_fatal: replace the client; config: fix it).
+class kafka_call_error : public std::runtime_error {
+ public:
+  kafka_call_error(failure_kind k, const std::string& what) : std::runtime_error(what), kind(k) {}
+  failure_kind kind;
 };
 
 /// Sorts a database SQLSTATE (five characters). Sets `reconnect` when the session is unusable

@@ -1,0 +1,239 @@
+// The exactly_once lanes (see txn_lanes.hpp).
+#include "txn_lanes.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include <future>
+
+#include "fault_point.hpp"
+
+namespace txbox::relay {
+namespace {
+
+// The epochs of `lane`'s shards in `view` (empty when the lane is not wholly held).
+std::vector<std::int64_t> lane_epochs(const LeaseView& view, int lane) {
+  std::vector<std::int64_t> out;
+  for (int sh = lane * k_lane_shards; sh < (lane + 1) * k_lane_shards; ++sh) {
+    const auto it = view.epochs.find(sh);
+    if (it == view.epochs.end()) return {};
+    out.push_back(it->second);
+  }
+  return out;
+}
+
+Delivery skipped(std::string why) {
+  return {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, std::move(why)};
+}
+
+}  // namespace
+
+TxnLanes::TxnLanes(LanesOptions options, ProgressLog& progress)
+    : m_opt(std::move(options)), m_progress(progress) {}
+
+void TxnLanes::open(int lane, Lane& l) {
+  PublisherOptions o = m_opt.publisher;
+  o.transactional_id = fmt::format("{}-lane-{}", m_opt.id_prefix, lane);
+  l.publisher.reset();  // the old producer first: it may not outlive its fencing quietly
+  l.publisher = std::make_unique<Publisher>(std::move(o));
+  l.publisher->init_transactions(m_opt.init_timeout);
+}
+
+std::vector<PublishedRow> TxnLanes::adopt(const LeaseView& view) {
+  for (auto it = m_lanes.begin(); it != m_lanes.end();) {
+    it = lane_epochs(view, it->first) == it->second.epochs ? std::next(it) : m_lanes.erase(it);
+  }
+  std::vector<int> fresh;
+  for (int lane = 0; lane < k_lanes; ++lane) {
+    auto epochs = lane_epochs(view, lane);
+    if (epochs.empty()) continue;
+    auto [it, added] = m_lanes.try_emplace(lane);
+    if (added || it->second.broken) {
+      it->second.epochs = std::move(epochs);
+      it->second.broken = true;  // until it is open
+      fresh.push_back(lane);
+    }
+  }
+  // Fencing waits for the coordinator (it aborts the previous owner's open transaction, or
+  // finishes its commit): the lanes in parallel.
+  std::vector<std::future<void>> inits;
+  for (int lane : fresh) {
+    inits.push_back(std::async(std::launch::async, [this, lane] { open(lane, m_lanes[lane]); }));
+  }
+  std::exception_ptr first;
+  for (auto& f : inits) {
+    try {
+      f.get();
+    } catch (...) {
+      if (!first) first = std::current_exception();
+    }
+  }
+  if (first) std::rethrow_exception(first);
+  std::vector<PublishedRow> out;
+  std::size_t named = 0;
+  for (int lane : fresh) {
+    Lane& l = m_lanes[lane];
+    l.unsettled = m_progress.last_committed(lane);
+    l.broken = false;
+    named += l.unsettled.size();
+  }
+  if (!fresh.empty()) {
+    spdlog::info(
+        "exactly-once: took lane(s) {} ({} shards each), fencing their earlier producers; "
+        "their last transactions published {} row(s), deleted now if still in the outbox",
+        fmt::join(fresh, ","), k_lane_shards, named);
+  }
+  for (const auto& [lane, l] : m_lanes)
+    out.insert(out.end(), l.unsettled.begin(), l.unsettled.end());
+  return out;
+}
+
+void TxnLanes::settled() {
+  for (auto& [lane, l] : m_lanes) l.unsettled.clear();
+}
+
+LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hold,
+                            const MayFn& may_send, const MayFn& may_commit,
+                            const std::stop_token& stop, std::chrono::milliseconds slow_after,
+                            const std::function<void()>& on_slow) {
+  LaneRound out;
+  out.deliveries.assign(rows.size(), skipped("its lane is not ready"));
+  struct Part {
+    int lane;
+    std::size_t begin, end;
+    std::vector<Row> rows;
+    std::vector<PublishedRow> sent;
+    bool commit = false;
+    bool failed = false;
+  };
+  std::vector<Part> parts;
+  // Rows come ordered by shard, so each lane's rows are contiguous.
+  for (std::size_t b = 0; b < rows.size();) {
+    const int lane = lane_of(rows[b].shard);
+    std::size_t e = b;
+    while (e < rows.size() && lane_of(rows[e].shard) == lane) ++e;
+    const auto it = m_lanes.find(lane);
+    if (it != m_lanes.end() && !it->second.broken) {
+      parts.push_back({lane,
+                       b,
+                       e,
+                       {std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(b)),
+                        std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(e))},
+                       {}});
+    }
+    b = e;
+  }
+  for (auto& p : parts) {
+    Lane& l = m_lanes[p.lane];
+    std::vector<PublishedRow> all;
+    for (const auto& r : p.rows) all.push_back({r.id, r.message_id});
+    try {
+      l.publisher->begin_transaction();
+      out.lease_short += l.publisher->send(p.rows, hold, may_send);
+      for (std::size_t i = 0; i < all.size(); ++i) {
+        if (l.publisher->outcomes()[i].st == Delivery::state::pending) {
+          p.sent.push_back(std::move(all[i]));
+        }
+      }
+      if (!p.sent.empty()) {
+        l.publisher->produce_record(m_progress.topic(), p.lane, progress_key(p.lane),
+                                    encode_progress(p.lane, m_opt.relay_name, p.sent));
+      }
+    } catch (const std::exception& e) {
+      // This lane's rows wait (skipped); the others go on. A new producer takes it up.
+      spdlog::warn("exactly-once: lane {}: {}; taking it up again with a new producer", p.lane,
+                   e.what());
+      l.broken = true;
+      p.failed = true;
+    }
+  }
+  for (auto& p : parts) {
+    if (p.failed) {
+      std::move(p.rows.begin(), p.rows.end(), rows.begin() + static_cast<std::ptrdiff_t>(p.begin));
+      continue;
+    }
+    auto deliveries = m_lanes[p.lane].publisher->await(stop, slow_after, on_slow);
+    bool all_acked = !p.sent.empty();
+    for (const auto& d : deliveries) {
+      if (d.st == Delivery::state::pending || d.st == Delivery::state::failed) all_acked = false;
+    }
+    std::move(deliveries.begin(), deliveries.end(),
+              out.deliveries.begin() + static_cast<std::ptrdiff_t>(p.begin));
+    std::move(p.rows.begin(), p.rows.end(), rows.begin() + static_cast<std::ptrdiff_t>(p.begin));
+    p.commit = all_acked;
+  }
+  // Commit where every row made it (and the leases still hold), in parallel; abort the rest.
+  const bool may = may_commit();
+  struct Ended {
+    TxnEnd end;
+    double seconds = 0;
+  };
+  std::vector<std::future<Ended>> ends;
+  for (auto& p : parts) {
+    Publisher* pub = m_lanes[p.lane].publisher.get();
+    const bool commit = p.commit && may && !p.failed;
+    const bool skip = p.failed;
+    const auto timeout = m_opt.commit_timeout;
+    ends.push_back(std::async(std::launch::async, [pub, commit, skip, timeout] {
+      Ended e;
+      if (skip) return e;
+      const auto t0 = clock::now();
+      if (commit) {
+        fault_point("before_commit");
+        e.end = pub->commit(timeout);
+        e.seconds = std::chrono::duration<double>(clock::now() - t0).count();
+      } else {
+        e.end.fatal = !pub->abort(timeout);
+        e.end.error = "not every row of the transaction was acknowledged, or the leases ran short";
+      }
+      return e;
+    }));
+  }
+  for (std::size_t i = 0; i < parts.size(); ++i) {
+    Part& p = parts[i];
+    auto [end, seconds] = ends[i].get();
+    if (p.failed) continue;
+    Lane& l = m_lanes[p.lane];
+    if (p.commit && may) out.commit_seconds.push_back(seconds);
+    if (end.committed) {
+      ++out.committed;
+      l.unsettled = std::move(p.sent);
+      continue;
+    }
+    if (!p.sent.empty()) ++out.aborted;
+    if (out.first_abort.empty() && !p.sent.empty()) out.first_abort = end.error;
+    if (end.fatal) {
+      l.broken = true;  // fenced, or the commit is in doubt: adopt() learns from Kafka
+      spdlog::warn("exactly-once: lane {}: {}; taking it up again with a new producer", p.lane,
+                   end.error);
+    }
+    for (std::size_t r = p.begin; r < p.end; ++r) {
+      Delivery& d = out.deliveries[r];
+      if (d.st == Delivery::state::acked || d.st == Delivery::state::pending) {
+        d = skipped("its transaction was aborted; sent again in a new one");
+      }
+    }
+  }
+  return out;
+}
+
+std::int64_t TxnLanes::queue_length() const {
+  std::int64_t n = 0;
+  for (const auto& [lane, l] : m_lanes) n += l.publisher ? l.publisher->queue_length() : 0;
+  return n;
+}
+
+std::uint64_t TxnLanes::late_reports() const {
+  std::uint64_t n = 0;
+  for (const auto& [lane, l] : m_lanes) n += l.publisher ? l.publisher->late_reports() : 0;
+  return n;
+}
+
+void TxnLanes::flush(std::chrono::milliseconds wait) {
+  for (auto& [lane, l] : m_lanes) {
+    if (l.publisher && !l.broken) l.publisher->flush(wait);
+  }
+}
+
+}  // namespace txbox::relay
