@@ -171,7 +171,8 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
   Shared* sh = map_shared(n, &bytes);
   const pid_t child = ::fork();
   if (child == 0) consumer_child(sh, n, topic, fmt::format("e2e-{}-{}", ::getppid(), run));
-  auto relay = start_relay("e2e", notify, delivery);
+  const int port = delivery == Delivery::exactly_once ? free_port() : 0;
+  auto relay = start_relay("e2e", notify, delivery, port);
   await_leases(c, 1);
   {  // warm-up through the whole pipeline: outbox -> relay -> Kafka -> inbox handler
     pqxx::work tx(c);
@@ -214,6 +215,10 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
   r.offered = rate;
   r.achieved = static_cast<double>(n) / write_s;
   r.relay_rss = rss_kib(relay.pid);
+  if (port > 0) {
+    r.transactions = metric_sum(port, "txbox_relay_transactions_committed_total");
+    r.commit_s = metric_sum(port, "txbox_relay_transaction_commit_seconds_sum");
+  }
   stop(relay);
   sh->stop = 1;
   ::waitpid(child, nullptr, 0);

@@ -34,6 +34,7 @@ struct E2eRun {
   double offered = 0, achieved = 0;  // msg/s
   Pct lat;                           // commit -> handler
   long relay_rss = 0, consumer_rss = 0;
+  double transactions = -1, commit_s = -1;  // exactly_once: from the relay's /metrics
 };
 
 /// k_clients writers enqueue `rate` msg/s for `seconds`, one relay (with NOTIFY or poll-only,
