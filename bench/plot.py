@@ -16,6 +16,9 @@ for line in open(tsv):
 fig, ax = plt.subplots(figsize=(6, 4))
 relays = [k for k in (1, 2, 4) if f"relay_x{k}" in v]
 ax.plot(relays, [v[f"relay_x{k}"] for k in relays], "o-", label="txbox-relay")
+eos = [k for k in (1, 2, 4) if f"relay_eos_x{k}" in v]
+if eos:
+    ax.plot(eos, [v[f"relay_eos_x{k}"] for k in eos], "s--", label="txbox-relay, exactly_once")
 limit = min(v["raw_drain"], v["raw_produce"])
 ax.axhline(v["raw_drain"], ls="--", c="grey", label="raw claim+delete drain")
 ax.axhline(v["raw_produce"], ls=":", c="black", label="raw produce (acks=all, idempotent)")

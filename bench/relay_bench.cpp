@@ -1,7 +1,8 @@
 // Relay benchmark: the machine's limits and txbox measured in one run on one broker and one
-// database, with the ratios and issue 7's targets. Prints a markdown table (stdout) and
-// progress (stderr); writes every figure as "name<TAB>value" lines to --out for the plots.
-// Run through bench/run.sh.
+// database, with the ratios and issue 7's targets; both delivery modes, exactly_once's
+// throughput and latency against at_least_once's (issue 15's target). Prints a markdown table
+// (stdout) and progress (stderr); writes every figure as "name<TAB>value" lines to --out for the
+// plots. Run through bench/run.sh.
 //   relay_bench PG KAFKA RELAY_BINARY [--messages N] [--backlogs 10000,1000000]
 //               [--out FILE] [--peer NAME=MSGS_PER_S]... [--inbox-ratio R]
 //
@@ -110,14 +111,24 @@ class Run {
     m_f.limit = std::min(m_f.produce, m_f.drain);
   }
 
-  // Relay throughput.
+  // Relay throughput: at_least_once x1, x2, x4, then exactly_once x1, x2.
   void relays() {
     for (int k : {1, 2, 4}) {
       stage(fmt::format("txbox-relay x{} draining {} rows", k, m_f.n));
       m_f.relay[k] = relay_drain(m_c, fmt::format("{}_x{}", m_topic, k), m_f.n, m_f.n, k);
       record(fmt::format("relay_x{}", k), m_f.relay[k].rate);
     }
-    m_step = 6;
+    for (int k : {1, 2}) {
+      stage(fmt::format("txbox-relay x{} --exactly-once draining {} rows", k, m_f.n));
+      const auto r = relay_drain(m_c, fmt::format("{}_eos_x{}", m_topic, k), m_f.n, m_f.n, k,
+                                 Delivery::exactly_once);
+      m_f.relay_eos[k] = r;
+      record(fmt::format("relay_eos_x{}", k), r.rate);
+      record(fmt::format("relay_eos_x{}_ratio", k), r.rate / m_f.relay[k].rate);
+      record(fmt::format("relay_eos_x{}_transactions", k), r.transactions);
+      record(fmt::format("relay_eos_x{}_commit_s", k), r.commit_s);
+    }
+    m_step = 9;
   }
 
   // Latency: raw produce -> consume, then commit -> inbox handler with NOTIFY and poll-only.
@@ -128,7 +139,8 @@ class Run {
     const double seconds = 8;
     stage(
         fmt::format("latency at 10/50/90% of {:.0f} msg/s: raw produce->consume, then "
-                    "commit->inbox handler with NOTIFY and poll-only ({} s each)",
+                    "commit->inbox handler with NOTIFY and poll-only, and at 10/50% with "
+                    "NOTIFY in exactly_once ({} s each)",
                     max_rate, seconds));
     int run = 0;
     for (double f : {0.1, 0.5, 0.9}) {
@@ -151,8 +163,20 @@ class Run {
       }
       record(fmt::format("raw_lat_{:.0f}_p50", f * 100), m_f.raw_lat.back().p50);
       record(fmt::format("raw_lat_{:.0f}_p99", f * 100), m_f.raw_lat.back().p99);
+      if (f > 0.5) continue;
+      // exactly_once beside it, NOTIFY only, at the same offered rate: 10% and 50% load.
+      progress(fmt::format("  {:.0f}% = {:.0f} msg/s, exactly_once", f * 100, rate));
+      const auto r = end_to_end(m_c, fmt::format("{}_e2e_eos_{}", m_topic, run), true, rate,
+                                seconds, run, Delivery::exactly_once);
+      ++run;
+      m_f.e2e_eos.emplace_back(f, r);
+      const std::string tag = fmt::format("eos_e2e_notify_{:.0f}", f * 100);
+      record(tag + "_p50", r.lat.p50);
+      record(tag + "_p99", r.lat.p99);
+      record(tag + "_p999", r.lat.p999);
+      record(tag + "_achieved", r.achieved);
     }
-    m_step = 8;
+    m_step = 10;
   }
 
   // Cost vs backlog; then the peak RSS over every run.
@@ -182,7 +206,7 @@ class Run {
   }
 
  private:
-  static constexpr int k_steps = 10;
+  static constexpr int k_steps = 12;
 
   void stage(const std::string& s) { progress(fmt::format("({}/{}) {}", ++m_step, k_steps, s)); }
 

@@ -1,21 +1,27 @@
 // The relay benchmark's child processes: txbox-relay, and /proc's figures.
 #include "relay_bench_process.hpp"
 
+#include <arpa/inet.h>
 #include <fmt/format.h>
+#include <httplib.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdio>
 #include <cstring>
 #include <sstream>
+#include <stdexcept>
 #include <vector>
 
 #include "relay_bench_support.hpp"
 
 namespace bench {
 
-Child start_relay(const std::string& name, bool notify) {
+Child start_relay(const std::string& name, bool notify, Delivery delivery, int http_port) {
+  const std::string listen = fmt::format("127.0.0.1:{}", http_port);
   const pid_t pid = ::fork();
   if (pid == 0) {
     (void)std::freopen("/dev/null", "w", stdout);
@@ -24,11 +30,46 @@ Child start_relay(const std::string& name, bool notify) {
         g_relay.c_str(), "--database-url", g_pg.c_str(), "--kafka-bootstrap-servers",
         g_kafka.c_str(), "--name",         name.c_str()};
     if (!notify) argv.push_back("--no-notify");
+    if (delivery == Delivery::exactly_once) argv.push_back("--exactly-once");
+    if (http_port > 0) {
+      argv.push_back("--http-listen");
+      argv.push_back(listen.c_str());
+    }
     argv.push_back(nullptr);
     ::execv(argv[0], const_cast<char* const*>(argv.data()));
     ::_exit(127);
   }
   return {pid};
+}
+
+int free_port() {
+  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+  if (fd < 0) throw std::runtime_error("socket failed");
+  sockaddr_in a{};
+  a.sin_family = AF_INET;
+  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t len = sizeof a;
+  const bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) == 0 &&
+                  ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+  ::close(fd);
+  if (!ok) throw std::runtime_error("no free port on 127.0.0.1");
+  return ntohs(a.sin_port);
+}
+
+double metric_sum(int port, const std::string& name) {
+  httplib::Client c("127.0.0.1", port);
+  c.set_connection_timeout(2);
+  const auto res = c.Get("/metrics");
+  if (!res || res->status != 200) return -1;
+  double sum = 0;
+  std::istringstream in(res->body);
+  for (std::string line; std::getline(in, line);) {
+    if (line.rfind(name, 0) != 0) continue;
+    const char next = line.size() > name.size() ? line[name.size()] : '\0';
+    if (next != ' ' && next != '{') continue;
+    sum += std::stod(line.substr(line.rfind(' ') + 1));
+  }
+  return sum;
 }
 
 void stop(Child c) {

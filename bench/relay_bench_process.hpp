@@ -13,9 +13,22 @@ struct Child {
   pid_t pid;
 };
 
-/// Starts g_relay named `name` on g_pg and g_kafka (--no-notify unless `notify`); its stderr
-/// goes to /tmp/bench-NAME.log.
-Child start_relay(const std::string& name, bool notify);
+/// How a relay delivers: the default, or --exactly-once (Kafka transactions).
+enum class Delivery { at_least_once, exactly_once };
+inline const char* delivery_name(Delivery d) {
+  return d == Delivery::exactly_once ? "exactly_once" : "at_least_once";
+}
+
+/// Starts g_relay named `name` on g_pg and g_kafka (--no-notify unless `notify`) with
+/// `delivery`, serving /metrics on 127.0.0.1:`http_port` unless 0; its stderr goes to
+/// /tmp/bench-NAME.log.
+Child start_relay(const std::string& name, bool notify, Delivery delivery = Delivery::at_least_once,
+                  int http_port = 0);
+/// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick).
+int free_port();
+/// The sum of every sample of metric `name` in /metrics at 127.0.0.1:`port`; -1 without an
+/// answer.
+double metric_sum(int port, const std::string& name);
 /// SIGTERM, then waits for it.
 void stop(Child c);
 /// Peak RSS (VmHWM) of `pid` in KiB, or -1.

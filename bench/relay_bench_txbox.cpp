@@ -31,7 +31,8 @@ namespace {
 kafka_ptr make_counter(const std::string& topic) {
   auto c = make_client(RD_KAFKA_CONSUMER, {{"group.id", "count-" + topic},
                                            {"enable.auto.commit", "false"},
-                                           {"enable.partition.eof", "false"}});
+                                           {"enable.partition.eof", "false"},
+                                           {"isolation.level", "read_committed"}});
   rd_kafka_poll_set_consumer(c.get());
   partition_list_ptr parts(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(parts.get(), topic.c_str(), 0)->offset =
@@ -114,17 +115,17 @@ Shared* map_shared(std::size_t capacity, std::size_t* bytes) {
 
 }  // namespace
 
-// `relays` relays, started on an empty outbox and sharing its shards, drain the first
-// `measure` rows of a backlog of `backlog` rows that commits in one transaction. Timed from
-// that commit to the `measure`-th message read back from Kafka (start-up and fill excluded;
-// wake-up, claims, produce and acks included).
 DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog, long measure,
-                     int relays) {
+                     int relays, Delivery delivery) {
   reset_schema(c);
   create_topic(topic);
   auto counter = make_counter(topic);
   std::vector<Child> kids;
-  for (int i = 0; i < relays; ++i) kids.push_back(start_relay(fmt::format("r{}", i), true));
+  std::vector<int> ports;  // exactly_once: /metrics of each relay, for its transactions
+  for (int i = 0; i < relays; ++i) {
+    ports.push_back(delivery == Delivery::exactly_once ? free_port() : 0);
+    kids.push_back(start_relay(fmt::format("r{}", i), true, delivery, ports.back()));
+  }
   await_leases(c, relays);
   fill_sql(c, topic, backlog, true);
   const auto t0 = clk::now();  // the backlog committed: the relays' NOTIFY fires now
@@ -143,12 +144,26 @@ DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog
   r.us_per_msg = s * 1e6 / done;
   r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / done;
   r.rss_kib = rss_kib(kids[0].pid);
+  if (delivery == Delivery::exactly_once) {
+    r.transactions = r.aborted = r.commit_s = 0;
+    for (const int port : ports) {
+      const double committed = metric_sum(port, "txbox_relay_transactions_committed_total");
+      const double aborted = metric_sum(port, "txbox_relay_transactions_aborted_total");
+      const double commit_s = metric_sum(port, "txbox_relay_transaction_commit_seconds_sum");
+      if (committed < 0 || aborted < 0 || commit_s < 0) {
+        r.transactions = r.aborted = r.commit_s = -1;
+        progress(fmt::format("  warning: no /metrics from the relay on port {}", port));
+        break;
+      }
+      r.transactions += committed, r.aborted += aborted, r.commit_s += commit_s;
+    }
+  }
   for (auto k : kids) stop(k);
   return r;
 }
 
 E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
-                  double seconds, int run) {
+                  double seconds, int run, Delivery delivery) {
   reset_schema(c);
   create_topic(topic);
   const auto n = static_cast<std::size_t>(rate * seconds);
@@ -156,7 +171,8 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
   Shared* sh = map_shared(n, &bytes);
   const pid_t child = ::fork();
   if (child == 0) consumer_child(sh, n, topic, fmt::format("e2e-{}-{}", ::getppid(), run));
-  auto relay = start_relay("e2e", notify);
+  const int port = delivery == Delivery::exactly_once ? free_port() : 0;
+  auto relay = start_relay("e2e", notify, delivery, port);
   await_leases(c, 1);
   {  // warm-up through the whole pipeline: outbox -> relay -> Kafka -> inbox handler
     pqxx::work tx(c);
@@ -199,6 +215,10 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
   r.offered = rate;
   r.achieved = static_cast<double>(n) / write_s;
   r.relay_rss = rss_kib(relay.pid);
+  if (port > 0) {
+    r.transactions = metric_sum(port, "txbox_relay_transactions_committed_total");
+    r.commit_s = metric_sum(port, "txbox_relay_transaction_commit_seconds_sum");
+  }
   stop(relay);
   sh->stop = 1;
   ::waitpid(child, nullptr, 0);

@@ -5,6 +5,7 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include "relay_bench_process.hpp"
 #include "relay_bench_support.hpp"
 
 namespace bench {
@@ -15,26 +16,31 @@ struct DrainRun {
   double us_per_msg = 0;      // wall
   double cpu_us_per_msg = 0;  // relay CPU (all relays)
   long rss_kib = 0;           // peak RSS of the first relay
+  // exactly_once only (the relays' /metrics after the drain, summed; -1 unknown): Kafka
+  // transactions committed and aborted, seconds spent committing them.
+  double transactions = -1, aborted = -1, commit_s = -1;
 };
 
-/// `relays` relays, started on an empty outbox and sharing its shards, drain the first
-/// `measure` rows of a backlog of `backlog` rows that commits in one transaction. Timed from
-/// that commit to the `measure`-th message read back from Kafka (start-up and fill excluded;
-/// wake-up, claims, produce and acks included).
+/// `relays` relays with `delivery`, started on an empty outbox and sharing its shards, drain
+/// the first `measure` rows of a backlog of `backlog` rows that commits in one transaction.
+/// Timed from that commit to the `measure`-th message read back from Kafka (read_committed;
+/// start-up and fill excluded; wake-up, claims, produce and acks or transaction commits
+/// included).
 DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog, long measure,
-                     int relays);
+                     int relays, Delivery delivery = Delivery::at_least_once);
 
 /// One end-to-end run.
 struct E2eRun {
   double offered = 0, achieved = 0;  // msg/s
   Pct lat;                           // commit -> handler
   long relay_rss = 0, consumer_rss = 0;
+  double transactions = -1, commit_s = -1;  // exactly_once: from the relay's /metrics
 };
 
-/// k_clients writers enqueue `rate` msg/s for `seconds`, one relay (with NOTIFY or poll-only)
-/// forwards, a txbox::inbox consumer in a child process (its own RSS) handles; `run` numbers
-/// the consumer's name.
+/// k_clients writers enqueue `rate` msg/s for `seconds`, one relay (with NOTIFY or poll-only,
+/// and `delivery`) forwards, a txbox::inbox consumer in a child process (its own RSS) handles;
+/// `run` numbers the consumer's name.
 E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
-                  double seconds, int run);
+                  double seconds, int run, Delivery delivery = Delivery::at_least_once);
 
 }  // namespace bench

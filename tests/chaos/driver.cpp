@@ -43,12 +43,18 @@ void Driver::start_children() {
   const std::vector<std::string> drop = {"TXBOX_*"};
   for (int i = 1; i <= m_o.relays; ++i) {
     const std::string name = fmt::format("relay-{}", i);
+    std::vector<std::string> argv = {RELAY_BIN,
+                                     "--database-url",
+                                     pg + " application_name=chaos-" + name,
+                                     "--kafka-bootstrap-servers",
+                                     kafka,
+                                     "--name",
+                                     name,
+                                     "--wait-for-standbys",
+                                     m_o.pg_failover ? "1" : "0"};
+    if (m_o.exactly_once) argv.emplace_back("--exactly-once");
     m_relays.push_back(std::make_unique<Child>(
-        name,
-        std::vector<std::string>{RELAY_BIN, "--database-url",
-                                 pg + " application_name=chaos-" + name,
-                                 "--kafka-bootstrap-servers", kafka, "--name", name,
-                                 "--wait-for-standbys", m_o.pg_failover ? "1" : "0"},
+        name, std::move(argv),
         // On the cluster the topic must be durable: a relay that finds it weak exits 5 at
         // start (an unexpected exit, so the run fails).
         environment(drop, {"TXBOX_RELAY_LEASE_TTL_MS=" + std::to_string(m_o.lease_ttl_ms),
@@ -118,12 +124,13 @@ int Driver::run() {
   std::cout << fmt::format(
                    "txbox chaos: seed {}, {} messages on {} keys, {} writers, {} relays, {} "
                    "consumers ({}), {} partitions on {}, {} faults, {} poison + {} oversize "
-                   "injected\n"
+                   "injected, delivery {}\n"
                    "  started {} UTC; directory {} (logs in logs/)\n",
                    m_o.work.seed, group(m_o.work.messages), m_o.work.keys, m_o.work.writers,
                    m_o.relays, m_o.consumers, m_tally.assignment, m_o.partitions,
                    m_o.brokers == 3 ? "3 brokers (RF 3, min.insync.replicas 2)" : "1 broker",
-                   m_plan.size(), m_o.work.poison, m_o.work.oversize, utc_now(), m_o.dir)
+                   m_plan.size(), m_o.work.poison, m_o.work.oversize,
+                   m_o.exactly_once ? "exactly_once" : "at_least_once", utc_now(), m_o.dir)
             << std::flush;
 
   // Servers of our own, stopped by the guardian if we die.
@@ -139,7 +146,8 @@ int Driver::run() {
   }
   m_env = m_servers->endpoints();
   pg_pair_started();
-  m_monitor = std::make_unique<Monitor>(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, m_o.partitions);
+  m_monitor = std::make_unique<Monitor>(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, m_o.partitions,
+                                        m_o.exactly_once ? m_env.at("TXBOX_TEST_KAFKA") : "");
   m_tally.servers_s = since_start();
   int rc = 3;
   try {
@@ -152,9 +160,13 @@ int Driver::run() {
     write_phase();
     const bool drain_ok = drain_phase();
     stop_children();
-    const auto hw = m_kafka->high_watermarks(m_o.work.topic, m_o.partitions, 10'000);
-    const Verdict v = verify(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, hw);
-    rc = report(m_o, m_tally, m_ws, v, drain_ok, since_start());
+    const auto log = audit();
+    // Where the consumers must have stopped: the end offsets; in exactly-once mode the offset
+    // after each partition's last record (transaction markers take the offsets after it).
+    auto ends = m_kafka->high_watermarks(m_o.work.topic, m_o.partitions, 10'000);
+    if (m_o.exactly_once) ends = log ? std::optional(log->data_end) : std::nullopt;
+    const Verdict v = verify(m_env.at("TXBOX_TEST_PG"), m_o.work.topic, ends);
+    rc = report(m_o, m_tally, m_ws, v, log, drain_ok, since_start());
   } catch (const std::exception& e) {
     std::cerr << fmt::format("txbox_chaos: FAILED (seed {}): {}\n", m_o.work.seed, e.what());
     for (auto* pool : {&m_relays, &m_consumers}) {
@@ -166,7 +178,13 @@ int Driver::run() {
   m_kafka.reset();
   if (m_server_thread_kafka.joinable()) m_server_thread_kafka.join();
   if (m_server_thread_pg.joinable()) m_server_thread_pg.join();
+  const double t_stop = since_start();
+  // After the faults a broker's controlled shutdown can wait its full 15 s, one broker after
+  // the other: crash them instead. Their data is deleted after a pass, and a SIGKILL loses
+  // nothing of what they wrote when it is kept for analysis.
+  for (int n = 1; m_o.brokers == 3 && n <= 3; ++n) m_servers->run("node-kill", std::to_string(n));
   m_servers->run("stop");
+  say(fmt::format("servers stopped ({:.1f} s)", since_start() - t_stop));
   m_guardian->dismiss();
   if (rc == 0 && !m_o.keep) {
     std::error_code ec;
@@ -175,6 +193,24 @@ int Driver::run() {
       fs::remove_all(m_servers->dir() + "/kafka-" + std::to_string(n), ec);
   }
   return rc;
+}
+
+// The log audit, every process stopped: nullopt (and Tally::audit_error) when it failed.
+std::optional<LogAudit> Driver::audit() {
+  say("auditing the log (a plain read_committed consumer from the beginning)");
+  const auto t0 = Clock::now();
+  std::optional<LogAudit> out;
+  try {
+    // An open transaction of a killed relay aborts when its id is fenced or it times out.
+    out = audit_log(m_env.at("TXBOX_TEST_KAFKA"), m_o.work.topic, m_o.partitions, 60,
+                    120 + m_o.work.messages / 2000.0);
+    say(log_line(*out));
+  } catch (const std::exception& e) {
+    m_tally.audit_error = e.what();
+    say("log audit FAILED: " + m_tally.audit_error);
+  }
+  m_tally.audit_s = std::chrono::duration<double>(Clock::now() - t0).count();
+  return out;
 }
 
 // Writes and faults: returns when the writers are done and every fault is restored; throws

@@ -16,6 +16,7 @@
 #include <thread>
 #include <vector>
 
+#include "log_audit.hpp"
 #include "monitor.hpp"
 #include "options.hpp"
 #include "plan.hpp"
@@ -75,6 +76,7 @@ class Driver {
   bool drain_phase();
   void progress(bool force);
   void stop_children();
+  std::optional<LogAudit> audit();
 
   // faults.cpp: the events.
   void schedule_plan();

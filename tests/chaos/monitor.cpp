@@ -5,7 +5,9 @@
 
 #include <cstdint>
 #include <map>
+#include <vector>
 
+#include "log_audit.hpp"
 #include "report.hpp"
 #include "workload.hpp"
 
@@ -54,6 +56,17 @@ bool Monitor::drained(Kafka& kafka, std::string& why) {
     std::int64_t behind = 0;
     for (int p = 0; p < m_partitions; ++p) {
       behind += (*hw)[static_cast<std::size_t>(p)] - (stored.contains(p) ? stored[p] : 0);
+    }
+    if (!m_eos_bootstrap.empty() && behind > 0) {
+      // The offsets past the stored ones may be transaction markers only: count records.
+      std::vector<std::int64_t> from;
+      for (int p = 0; p < m_partitions; ++p) from.push_back(stored.contains(p) ? stored[p] : 0);
+      const auto left = records_after(m_eos_bootstrap, m_topic, from, 5000);
+      if (!left) {
+        why = "the broker does not answer";
+        return false;
+      }
+      behind = *left;
     }
     if (behind != 0) {
       why = fmt::format("consumers {} record(s) behind", behind);

@@ -14,9 +14,14 @@ namespace chaos {
 class Monitor {
  public:
   /// `pg`: the database; `topic` and its `partitions`, whose end offsets the consumers must
-  /// reach.
-  Monitor(std::string pg, std::string topic, int partitions)
-      : m_pg(std::move(pg)), m_topic(std::move(topic)), m_partitions(partitions) {}
+  /// reach. `eos_bootstrap`: the broker, in exactly-once mode (empty otherwise), where
+  /// transaction markers take the last offsets: the consumers are at the end when no record
+  /// is left after their stored offsets.
+  Monitor(std::string pg, std::string topic, int partitions, std::string eos_bootstrap = {})
+      : m_pg(std::move(pg)),
+        m_topic(std::move(topic)),
+        m_partitions(partitions),
+        m_eos_bootstrap(std::move(eos_bootstrap)) {}
 
   /// "outbox N  applied N" for the progress line, or "database unreachable".
   std::string status();
@@ -32,6 +37,7 @@ class Monitor {
   std::string m_pg;
   std::string m_topic;
   int m_partitions;
+  std::string m_eos_bootstrap;
   std::unique_ptr<pqxx::connection> m_conn;
 };
 

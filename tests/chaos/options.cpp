@@ -32,6 +32,8 @@ namespace {
   --pg-failover        PostgreSQL as primary + synchronous standby on the multi-host
                        conninfo, relays with --wait-for-standbys 1, and the fault
                        "kill the primary, promote the standby, attach a new one"
+  --exactly-once       relays with --exactly-once (Kafka transactions): the log itself must
+                       then hold each message once, with no stale copy (the log audit)
   --drain-timeout S    how long to wait for the pipeline to drain (default 300)
   --stall-timeout S    stop waiting when the drain made no progress for S s (default 90)
   --dir DIR            servers, logs (default: a new /tmp/txbox-chaos.XXXXXX)
@@ -115,6 +117,8 @@ Options parse_options(int argc, char** argv) {
       o.keep = true;
     } else if (a == "--pg-failover") {
       o.pg_failover = true;
+    } else if (a == "--exactly-once") {
+      o.exactly_once = true;
     } else {
       std::cerr << "txbox_chaos: unknown option " << a << "\n";
       usage(2);

@@ -29,6 +29,9 @@ struct Options {
   // PostgreSQL as primary + synchronous standby, the pg_failover fault, relays with
   // --wait-for-standbys 1 (pg_failover.cpp).
   bool pg_failover = false;
+  // The relays with --exactly-once (Kafka transactions); the log audit's duplicate and
+  // stale copies then count as violations.
+  bool exactly_once = false;
 };
 
 /// Parses argv; prints the usage and exits 0 on --help, 2 on a bad option or value. Draws a

@@ -27,9 +27,11 @@ std::string group(std::int64_t n) {  // 12345 -> 12,345
   return (n < 0 ? "-" : "") + out;
 }
 
-int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v, bool drain_ok,
-           double wall_s) {
-  const std::int64_t absorbed = v.kafka_records >= 0 ? v.kafka_records - v.inbox_rows : -1;
+int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v,
+           const std::optional<LogAudit>& log, bool drain_ok, double wall_s) {
+  // In exactly-once mode offsets are no record count (transaction markers take some).
+  const std::int64_t records = o.exactly_once ? (log ? log->records : -1) : v.kafka_records;
+  const std::int64_t absorbed = records >= 0 ? records - v.inbox_rows : -1;
   const bool consumed_all = v.kafka_records >= 0 && v.consumed == v.kafka_records;
   std::vector<std::string> violations;
   const auto check = [&](bool bad, const std::string& what) {
@@ -57,6 +59,21 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
         fmt::format("{} unexpected process exit(s)", t.unexpected_exits.size()));
   check(!t.unclean_stops.empty(),
         fmt::format("{} process(es) did not stop cleanly on SIGTERM", t.unclean_stops.size()));
+  if (o.exactly_once) {  // the log itself: each message once, no stale copy, nothing open
+    check(!log, "the log audit failed: " + t.audit_error);
+    if (log) {
+      check(log->duplicate_copies > 0,
+            fmt::format("{} duplicate copies in the log", log->duplicate_copies));
+      check(log->stale_copies > 0, fmt::format("{} stale copies in the log", log->stale_copies));
+      check(log->without_id > 0, fmt::format("{} record(s) without an id", log->without_id));
+      check(log->distinct_ids != v.committed + v.poison,
+            fmt::format("{} distinct ids in the log, not the {} committed + poison",
+                        log->distinct_ids, v.committed + v.poison));
+      check(log->open_partitions > 0,
+            fmt::format("{} partition(s) held by a transaction that stayed open",
+                        log->open_partitions));
+    }
+  }
 
   const auto row = [](const std::string& label, const std::string& value,
                       const std::string& note = {}) {
@@ -70,7 +87,8 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
                                        t.assignment, o.partitions, o.brokers));
   row("messages committed", group(v.committed),
       fmt::format("+ {} poison, {} oversize injected", v.poison, v.oversize));
-  row("records in Kafka", v.kafka_records >= 0 ? group(v.kafka_records) : "?");
+  row("records in Kafka", records >= 0 ? group(records) : "?",
+      o.exactly_once ? "read_committed, by the log audit" : "");
   row("faults injected", group(t.faults_done),
       t.postponed > 0 ? fmt::format("{} waited for an eligible target", t.postponed) : "");
   for (std::size_t k = 0; k < k_fault_kinds; ++k) {
@@ -84,6 +102,13 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   row("phantom effects", group(v.phantom));
   row("duplicates absorbed by the inbox", absorbed >= 0 ? group(absorbed) : "?",
       "Kafka records - distinct messages consumed");
+  row("log: duplicate copies", log ? group(log->duplicate_copies) : "?",
+      o.exactly_once ? "must be 0" : "information: at-least-once may repeat");
+  row("log: stale copies", log ? group(log->stale_copies) : "?",
+      o.exactly_once ? "must be 0" : "information");
+  row("log: distinct ids", log ? group(log->distinct_ids) : "?",
+      log ? fmt::format("{} records read in {:.1f} s", group(log->records), t.audit_s)
+          : t.audit_error);
   row("outbox left", group(v.outbox_left));
   row("inbox dead letters", group(v.inbox_dead),
       fmt::format("{} poison injected, {} unexpected", v.poison, v.inbox_dead_unexpected));
@@ -98,10 +123,16 @@ int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdic
   for (const auto& e : t.unexpected_exits) std::cout << "  exit: " << e << "\n";
   for (const auto& e : t.unclean_stops) std::cout << "  stop: " << e << "\n";
   for (const auto& d : v.details) std::cout << d << "\n";
+  if (log) {
+    for (const auto& d : log->details) std::cout << d << "\n";
+  }
+  std::cout << (log ? log_line(*log) : "log: not audited: " + t.audit_error)
+            << (o.exactly_once ? "" : " [at_least_once: information]") << "\n";
   const std::string replay =
       fmt::format("txbox_chaos --seed {} --messages {} --faults {} --write-seconds {}", o.work.seed,
                   o.work.messages, o.faults, o.work.write_seconds) +
-      (o.brokers == 3 ? " --brokers 3" : "") + (o.pg_failover ? " --pg-failover" : "");
+      (o.brokers == 3 ? " --brokers 3" : "") + (o.pg_failover ? " --pg-failover" : "") +
+      (o.exactly_once ? " --exactly-once" : "");
   if (violations.empty()) {
     std::cout << fmt::format("PASS (seed {}; replay: {})\n", o.work.seed, replay);
     return 0;

@@ -4,9 +4,11 @@
 
 #include <array>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "log_audit.hpp"
 #include "options.hpp"
 #include "plan.hpp"
 #include "workload.hpp"
@@ -24,6 +26,8 @@ struct Tally {
   std::vector<std::string> unexpected_exits;       ///< processes that exited by themselves
   std::vector<std::string> unclean_stops;          ///< processes that failed SIGTERM
   double servers_s = 0, write_s = 0, drain_s = 0;  ///< the phases' durations
+  double audit_s = 0;                              ///< the log audit's duration
+  std::string audit_error;                         ///< why the log audit failed, if it did
 };
 
 /// 12345 -> "12,345".
@@ -33,8 +37,10 @@ std::string group(std::int64_t n);
 std::string utc_now();
 
 /// Prints the result table and PASS or FAIL (with the violations, the replay command and
-/// the logs); returns 0 on a pass, 1 on any violation. `wall_s`: the run's duration so far.
-int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v, bool drain_ok,
-           double wall_s);
+/// the logs); returns 0 on a pass, 1 on any violation. `log`: the log audit (nullopt when it
+/// failed: Tally::audit_error); its duplicate and stale copies are violations in exactly-once
+/// mode, information otherwise. `wall_s`: the run's duration so far.
+int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v,
+           const std::optional<LogAudit>& log, bool drain_ok, double wall_s);
 
 }  // namespace chaos

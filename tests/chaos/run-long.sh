@@ -2,7 +2,10 @@
 # The long chaos run of issue 6: 1,000,000 messages and 200 faults against throwaway servers
 # of its own (tests/chaos/chaos.cpp says what it injects and what it checks). Builds
 # txbox_chaos, runs it and keeps its output with the seed and the date:
-#   tests/chaos/run-long.sh [txbox_chaos options...]      e.g. --seed 42 to replay a schedule
+#   tests/chaos/run-long.sh [txbox_chaos options...]      e.g. --seed 42 to replay a schedule,
+#                                                         --exactly-once for the relays' EOS
+#                                                         mode, --brokers 3 for the cluster
+# The options go after the defaults, so they win over them (--messages N too).
 # Environment: BUILD_DIR (default build-chaos), MESSAGES (1000000), FAULTS (200),
 # WRITE_SECONDS (1500: the writers' pace, about 670 messages/s; the faults fall within it),
 # JOBS (2). On 2 cores the default run takes about 30 minutes. The output goes to

@@ -25,6 +25,7 @@ struct kafka_deleter {
     rd_kafka_ConfigResource_destroy(p);
   }
   void operator()(const rd_kafka_metadata_t* p) const noexcept { rd_kafka_metadata_destroy(p); }
+  void operator()(rd_kafka_topic_t* p) const noexcept { rd_kafka_topic_destroy(p); }
 };
 
 using kafka_ptr = std::unique_ptr<rd_kafka_t, kafka_deleter>;
@@ -39,5 +40,6 @@ using admin_options_ptr = std::unique_ptr<rd_kafka_AdminOptions_t, kafka_deleter
 using new_topic_ptr = std::unique_ptr<rd_kafka_NewTopic_t, kafka_deleter>;
 using config_resource_ptr = std::unique_ptr<rd_kafka_ConfigResource_t, kafka_deleter>;
 using metadata_ptr = std::unique_ptr<const rd_kafka_metadata_t, kafka_deleter>;
+using topic_ptr = std::unique_ptr<rd_kafka_topic_t, kafka_deleter>;
 
 }  // namespace txbox::detail
