@@ -60,21 +60,7 @@ std::vector<Record> read_committed_log(const std::string& bootstrap, const std::
       continue;
     }
     if (m->err) continue;
-    Record r;
-    r.topic = topic;
-    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
-    r.partition = m->partition;
-    r.offset = m->offset;
-    rd_kafka_headers_t* h = nullptr;
-    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const void* val = nullptr;
-      std::size_t len = 0;
-      if (rd_kafka_header_get_last(h, "ce_id", &val, &len) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-        r.headers["ce_id"] = std::string(static_cast<const char*>(val), len);
-      }
-    }
-    out.push_back(std::move(r));
+    out.push_back(record_of(*m, topic));
   }
   EXPECT_EQ(at_end, ends.size()) << "the audit did not reach the end of every partition";
   rd_kafka_consumer_close(rk.get());
