@@ -201,6 +201,39 @@ TEST_F(ExactlyOnce, StaleRelayResumedAfterTakeoverMakesNothingVisible) {
       << a->output();
 }
 
+#ifndef TXBOX_EOS_ON_CLUSTER
+// Bad input at start, each with its fix: a progress topic that cannot hold the lanes (exit 3),
+// a schema without migration V5 (exit 4). Nothing is published, nothing is lost.
+TEST_F(ExactlyOnce, AProgressTopicWithTooFewPartitionsIsRefusedAtStart) {
+  const std::string progress = unique_name("progress");
+  create_topic(progress, 2);
+  config_ = config("progress_topic = \"" + progress + "\"");
+  enqueue(10, 2, 10);
+  auto r = relay("relay-a", true);
+  EXPECT_EQ(r->wait(60s), 3) << r->output();
+  EXPECT_NE(r->output().find("has 2 partition(s); exactly_once needs 8 (one per lane)"),
+            std::string::npos)
+      << r->output();
+  EXPECT_NE(r->output().find("kafka-topics.sh --alter --topic " + progress + " --partitions 8"),
+            std::string::npos)
+      << r->output();
+  EXPECT_EQ(pending(), 10);
+}
+
+TEST_F(ExactlyOnce, ASchemaWithoutV5IsRefusedNamingTheMigration) {
+  pqxx::connection c(endpoints().pg);
+  pqxx::nontransaction(c).exec("DROP TABLE " + schema_ + ".outbox_identity; DELETE FROM " +
+                               schema_ + ".schema_version WHERE version = 5");
+  config_ = config();
+  enqueue(10, 2, 10);
+  auto r = relay("relay-a", true);
+  EXPECT_EQ(r->wait(60s), 4) << r->output();
+  EXPECT_NE(r->output().find("migrations/V5__outbox_identity.sql"), std::string::npos)
+      << r->output();
+  EXPECT_EQ(pending(), 10);
+}
+#endif
+
 #ifdef TXBOX_EOS_ON_CLUSTER
 // The leader of the topic's partition 0 killed (SIGKILL) while transactions run; relays
 // and a second relay go on; the log holds each message once, in order per key.
