@@ -33,17 +33,10 @@ grep -q "$orders orders placed" "$work/writer.log" || fail "writer.py did not pl
              AND headers->4->>0 = 'writer'") == "$orders" ]] \
   || fail "the outbox rows lack the CloudEvents headers: $(sql -c "SELECT headers FROM $schema.outbox LIMIT 1")"
 
-"$relay_bin" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" >"$work/relay.log" 2>&1 &
-pids+=($!)
+start_relay "$relay_bin" "$run"
 wait_for "the relay to publish the outbox" 90 outbox_empty
 
-"$projector_bin" --config "$src/examples/projector/projector.toml" \
-  database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
-  >"$work/projector.log" 2>&1 &
-projector=$!
-pids+=("$projector")
+start_projector "$projector_bin" "$src" "$topic"
 applied() {
   [[ $(sql -c "SELECT count(*) FROM shop_view.applied WHERE customer LIKE '$run-c%'") -ge $orders ]]
 }

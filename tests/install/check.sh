@@ -41,19 +41,11 @@ create_schema "$prefix/share/txbox/migrations/render.sh"
   --schema "$schema" --topic "$topic" | tee "$work/order_service.log"
 grep -q "25 orders placed" "$work/order_service.log" || fail "order_service did not place 25 orders"
 
-"$prefix/bin/txbox-relay" --database-url "$db" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" >"$work/relay.log" 2>&1 &
-relay=$!
-pids+=("$relay")
+start_relay "$prefix/bin/txbox-relay" "$run"
 wait_for "the relay to publish the outbox" 60 outbox_empty
 
 # Started once the relay has created the topic, so it is assigned its partition at once.
-"$work/projector/projector" --config "$src/examples/projector/projector.toml" \
-  database.url="$db" database.schema="$schema" consumer.name="$consumer" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
-  >"$work/projector.log" 2>&1 &
-projector=$!
-pids+=("$projector")
+start_projector "$work/projector/projector" "$src" "$topic"
 applied() {
   [[ $(sql -c "SELECT count(*) FROM $schema.inbox i JOIN shop_view.applied a USING (message_id)
                WHERE i.consumer = '$consumer'") -ge 25 ]]

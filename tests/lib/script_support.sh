@@ -67,6 +67,31 @@ create_schema() {
   bash "$1" "$schema" | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
 }
 
+# start_relay RELAY NAME [OPTION...]: the relay program RELAY, named NAME, on $schema and the
+# test servers, in the background (output in $work/relay.log); $relay its pid, in $pids.
+start_relay() {
+  local program=$1 name=$2
+  shift 2
+  "$program" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$name" \
+    --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" "$@" >"$work/relay.log" 2>&1 &
+  relay=$!
+  pids+=("$relay")
+}
+
+# start_projector PROJECTOR SOURCE_DIR TOPIC [OPTION...]: examples/projector (the program
+# PROJECTOR, SOURCE_DIR's projector.toml) on $schema, consumer TOPIC of the topic TOPIC, in the
+# background (output in $work/projector.log); $projector its pid, in $pids.
+start_projector() {
+  local program=$1 src=$2 topic=$3
+  shift 3
+  "$program" --config "$src/examples/projector/projector.toml" "$@" \
+    database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
+    consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
+    >"$work/projector.log" 2>&1 &
+  projector=$!
+  pids+=("$projector")
+}
+
 # outbox_empty: true when $schema.outbox has no row left (the relay published them all).
 outbox_empty() { [[ $(sql -c "SELECT count(*) FROM $schema.outbox") == 0 ]]; }
 

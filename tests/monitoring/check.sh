@@ -45,15 +45,10 @@ for p in $(shuf -i 20000-59999 -n 100); do
   if ! ss -Htln "sport = :$p" | grep -q .; then port=$p; break; fi
 done
 [[ -n $port ]] || fail "no free port"
-"$relay_bin" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" --http-listen "127.0.0.1:$port" >"$work/relay.log" 2>&1 &
-pids+=($!)
+start_relay "$relay_bin" "$run" --http-listen "127.0.0.1:$port"
 published() { curl -sf "http://127.0.0.1:$port/metrics" >"$work/relay.txt" && grep -q '^txbox_relay_commit_to_ack_seconds_count 3$' "$work/relay.txt"; }
 wait_for "the relay to publish 3 messages" 90 published
-"$projector_bin" --config "$src/examples/projector/projector.toml" --metrics-file "$work/inbox.txt" \
-  database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" >"$work/projector.log" 2>&1 &
-pids+=($!)
+start_projector "$projector_bin" "$src" "$topic" --metrics-file "$work/inbox.txt"
 consumed() { [[ -f $work/inbox.txt ]] && grep -q "^txbox_inbox_processed_total{.*} 3$" "$work/inbox.txt" \
   && grep -q "^txbox_inbox_lag_messages{" "$work/inbox.txt"; }
 wait_for "the consumer to process 3 messages" 90 consumed
