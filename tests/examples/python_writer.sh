@@ -8,44 +8,20 @@ set -euo pipefail
 src=$1
 relay_bin=$2
 projector_bin=$3
-work=$(mktemp -d)
-pids=()
-schema=
-sql() { psql "$TXBOX_TEST_PG" -qAtX -v ON_ERROR_STOP=1 "$@"; }
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ -n $schema ]]; then sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "python writer check: $*" >&2
-  local f
-  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
-wait_for() {  # wait_for WHAT CMD...: until CMD succeeds, at most 90 s
-  local what=$1 _
-  shift
-  for _ in $(seq 1 450); do "$@" && return 0; sleep 0.2; done
-  fail "timed out waiting for $what"
-}
+# shellcheck source=../lib/script_support.sh
+. "$(dirname "$0")/../lib/script_support.sh"
+support_init "python writer check"
 
 python3 -m venv "$work/venv" >"$work/venv.log" 2>&1 || fail "python3 -m venv failed"
 "$work/venv/bin/pip" install -q -r "$src/examples/python_writer/requirements.txt" \
   >"$work/pip.log" 2>&1 || fail "pip could not install psycopg from PyPI"
 
-set -a
-# shellcheck disable=SC1090
-. "$TXBOX_TEST_ENV_FILE"
-set +a
+load_test_env
 run=pywriter_$$_$RANDOM
 schema=$run
 topic=${run//_/-}
 orders=120
-bash "$src/migrations/render.sh" "$schema" | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
+create_schema "$src/migrations/render.sh"
 
 "$work/venv/bin/python" "$src/examples/python_writer/writer.py" --db "$TXBOX_TEST_PG" \
   --schema "$schema" --topic "$topic" --orders $orders --customers 8 --writers 4 \
@@ -57,22 +33,14 @@ grep -q "$orders orders placed" "$work/writer.log" || fail "writer.py did not pl
              AND headers->4->>0 = 'writer'") == "$orders" ]] \
   || fail "the outbox rows lack the CloudEvents headers: $(sql -c "SELECT headers FROM $schema.outbox LIMIT 1")"
 
-"$relay_bin" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" >"$work/relay.log" 2>&1 &
-pids+=($!)
-outbox_empty() { [[ $(sql -c "SELECT count(*) FROM $schema.outbox") == 0 ]]; }
-wait_for "the relay to publish the outbox" outbox_empty
+start_relay "$relay_bin" "$run"
+wait_for "the relay to publish the outbox" 90 outbox_empty
 
-"$projector_bin" --config "$src/examples/projector/projector.toml" \
-  database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
-  >"$work/projector.log" 2>&1 &
-projector=$!
-pids+=("$projector")
+start_projector "$projector_bin" "$src" "$topic"
 applied() {
   [[ $(sql -c "SELECT count(*) FROM shop_view.applied WHERE customer LIKE '$run-c%'") -ge $orders ]]
 }
-wait_for "the projector to apply $orders orders" applied
+wait_for "the projector to apply $orders orders" 90 applied
 kill -TERM "$projector"
 wait "$projector" || fail "the projector exited with status $? on SIGTERM"
 

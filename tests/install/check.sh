@@ -8,27 +8,9 @@
 set -euo pipefail
 build=$1
 src=$2
-work=$(mktemp -d)
-pids=()
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "install check: $*" >&2
-  local f
-  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
-wait_for() {  # wait_for WHAT CMD...: until CMD succeeds, at most 60 s
-  local what=$1 _
-  shift
-  for _ in $(seq 1 300); do "$@" && return 0; sleep 0.2; done
-  fail "timed out waiting for $what"
-}
+# shellcheck source=../lib/script_support.sh
+. "$(dirname "$0")/../lib/script_support.sh"
+support_init "install check"
 
 prefix=$work/prefix
 cmake --install "$build" --prefix "$prefix" >/dev/null
@@ -45,53 +27,30 @@ for example in order_service projector; do
     || fail "$example does not build against the installed package"
 done
 # The writer links no librdkafka; the consumer gets it through txbox::inbox.
-# (ldd's output in a variable: grep -q on a pipe could fail it with SIGPIPE under pipefail,
-# and turn the first check into one that cannot fail)
-writer_libs=$(ldd "$work/order_service/order_service")
-consumer_libs=$(ldd "$work/projector/projector")
-if grep -q rdkafka <<<"$writer_libs"; then
-  fail "order_service links librdkafka: txbox::outbox must not pull it in"
-fi
-grep -q rdkafka <<<"$consumer_libs" || fail "projector does not link librdkafka"
+check_rdkafka_links "$work/order_service/order_service" "$work/projector/projector" txbox::outbox
 
-set -a
-# shellcheck disable=SC1090
-. "$TXBOX_TEST_ENV_FILE"
-set +a
+load_test_env
 db=$TXBOX_TEST_PG
 run=install_check_$$_$RANDOM
 schema=$run
 topic=${run//_/-}
 consumer=$topic
-sql() { psql "$db" -qAtX -v ON_ERROR_STOP=1 "$@"; }
-# (bash: the installed render.sh has no execute bit)
-bash "$prefix/share/txbox/migrations/render.sh" "$schema" \
-  | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
-trap 'sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; cleanup' EXIT
+create_schema "$prefix/share/txbox/migrations/render.sh"
 
 "$work/order_service/order_service" --db "$db" --orders 25 --customers 5 --writers 2 \
   --schema "$schema" --topic "$topic" | tee "$work/order_service.log"
 grep -q "25 orders placed" "$work/order_service.log" || fail "order_service did not place 25 orders"
 
-"$prefix/bin/txbox-relay" --database-url "$db" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" >"$work/relay.log" 2>&1 &
-relay=$!
-pids+=("$relay")
-outbox_empty() { [[ $(sql -c "SELECT count(*) FROM $schema.outbox") == 0 ]]; }
-wait_for "the relay to publish the outbox" outbox_empty
+start_relay "$prefix/bin/txbox-relay" "$run"
+wait_for "the relay to publish the outbox" 60 outbox_empty
 
 # Started once the relay has created the topic, so it is assigned its partition at once.
-"$work/projector/projector" --config "$src/examples/projector/projector.toml" \
-  database.url="$db" database.schema="$schema" consumer.name="$consumer" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" \
-  >"$work/projector.log" 2>&1 &
-projector=$!
-pids+=("$projector")
+start_projector "$work/projector/projector" "$src" "$topic"
 applied() {
   [[ $(sql -c "SELECT count(*) FROM $schema.inbox i JOIN shop_view.applied a USING (message_id)
                WHERE i.consumer = '$consumer'") -ge 25 ]]
 }
-wait_for "the projector to apply 25 orders" applied
+wait_for "the projector to apply 25 orders" 60 applied
 kill -TERM "$projector"
 wait "$projector" || fail "the projector exited with status $? on SIGTERM"
 pids=("$relay")

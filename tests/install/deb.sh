@@ -10,24 +10,17 @@
 set -euo pipefail
 build=$1
 src=$2
-work=$(mktemp -d)
 installed=0
 packages=(txbox-relay libtxbox-dev)
-cleanup() {
+purge_installed() {  # at exit, also on a ctest timeout or ^C
   if ((installed)); then
     dpkg -P "${packages[@]}" >"$work/cleanup.log" 2>&1 || cat "$work/cleanup.log" >&2
   fi
-  rm -rf "$work"
 }
-trap cleanup EXIT
-trap 'exit 143' TERM INT HUP  # a ctest timeout or ^C still runs cleanup (the purge)
+# shellcheck source=../lib/script_support.sh
+. "$(dirname "$0")/../lib/script_support.sh"
+support_init "deb check" purge_installed
 trap 'echo "deb check: line $LINENO failed: $BASH_COMMAND" >&2' ERR
-fail() {
-  echo "deb check: $*" >&2
-  local f
-  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
 is_installed() { dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "ok installed"; }
 
 [[ $(id -u) == 0 ]] || fail "needs root (dpkg -i)"

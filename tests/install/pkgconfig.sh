@@ -6,20 +6,9 @@
 #   tests/install/pkgconfig.sh --prefix PREFIX SOURCE_DIR    use an installed prefix (e.g. /usr)
 # (TXBOX_TEST_ENV_FILE: the servers.)
 set -euo pipefail
-work=$(mktemp -d)
-schema=
-sql() { psql "$TXBOX_TEST_PG" -qAtX -v ON_ERROR_STOP=1 "$@"; }
-cleanup() {
-  if [[ -n $schema ]]; then sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "pkg-config check: $*" >&2
-  local f
-  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
+# shellcheck source=../lib/script_support.sh
+. "$(dirname "$0")/../lib/script_support.sh"
+support_init "pkg-config check"
 
 if [[ ${1:-} == --prefix ]]; then
   prefix=$2
@@ -50,20 +39,11 @@ build() {  # build EXAMPLE MODULE
 }
 build order_service txbox-outbox
 build projector txbox-inbox
-# (ldd's output in a variable: grep -q on a pipe would fail it with SIGPIPE under pipefail)
-writer_libs=$(ldd "$work/order_service")
-consumer_libs=$(ldd "$work/projector")
-if grep -q rdkafka <<<"$writer_libs"; then
-  fail "order_service links librdkafka: txbox-outbox must not pull it in"
-fi
-grep -q rdkafka <<<"$consumer_libs" || fail "projector does not link librdkafka"
+check_rdkafka_links "$work/order_service" "$work/projector" txbox-outbox
 
-set -a
-# shellcheck disable=SC1090
-. "$TXBOX_TEST_ENV_FILE"
-set +a
+load_test_env
 schema=pkgconfig_check_$$_$RANDOM
-bash "$src/migrations/render.sh" "$schema" | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
+create_schema "$src/migrations/render.sh"
 "$work/order_service" --db "$TXBOX_TEST_PG" --orders 5 --customers 2 --writers 1 \
   --schema "$schema" --topic pkgconfig-check >"$work/order_service.log" 2>&1 \
   || fail "the pkg-config-built order_service failed"
@@ -72,6 +52,7 @@ bash "$src/migrations/render.sh" "$schema" | PGOPTIONS='-c client_min_messages=w
 # start and answer (its usage, exit 2).
 status=0
 "$work/projector" --help >"$work/projector.log" 2>&1 || status=$?
-[[ $status == 2 ]] && grep -qi usage "$work/projector.log" || fail "the pkg-config-built projector does not run"
+[[ $status == 2 ]] || fail "the pkg-config-built projector does not run: --help exited $status, want 2"
+grep -qi usage "$work/projector.log" || fail "the pkg-config-built projector does not run: no usage"
 echo "pkg-config check: order_service and projector built with pkg-config only against $prefix;" \
   "order_service wrote 5 messages"

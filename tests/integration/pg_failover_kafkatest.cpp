@@ -47,9 +47,7 @@ TEST_F(FailoverTest, WithoutTheGuardTheWindowIsPublishedAsPhantoms) {
   ASSERT_TRUE(k_on_the_primary);
   auto relay = start_relay();
   RunningConsumer consumer(consumer_config(topic_), record_effect());
-  place_orders("before", 10);
-  ASSERT_TRUE(wait_until([&] { return effects() == 10; }, 60s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_applied_orders("before", 10, *relay));
 
   pair_command("pg-cut-standby");
   place_orders("window", 20);
@@ -93,15 +91,11 @@ TEST_F(FailoverTest, WithoutTheGuardTheWindowIsPublishedAsPhantoms) {
 TEST_F(FailoverTest, WithTheGuardNothingIsLostNoPhantomNoDuplicateEffect) {
   auto relay = start_relay({"--wait-for-standbys", "1"});
   RunningConsumer consumer(consumer_config(topic_), record_effect());
-  place_orders("before", 10);
-  ASSERT_TRUE(wait_until([&] { return effects() == 10; }, 60s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_applied_orders("before", 10, *relay));
 
   pair_command("pg-cut-standby");
   place_orders("window", 20);
-  ASSERT_TRUE(
-      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") > 0; }, 20s))
-      << relay->output();
+  ASSERT_TRUE(wait_until([&] { return held_rows() > 0; }, 20s)) << relay->output();
   EXPECT_EQ(readyz(http_port_), 503) << "holding for the standbys is not ready";
   EXPECT_EQ(kafka_orders().size(), 10u) << "a held row reached Kafka";
 
@@ -143,9 +137,7 @@ TEST_F(FailoverTest, TheGuardHoldsWhileTheStandbyIsAwayThenDelivers) {
   ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
   pair_command("pg-cut-standby");
   place_orders("held", 10);
-  ASSERT_TRUE(
-      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 10; }, 20s))
-      << relay->output();
+  ASSERT_TRUE(wait_until([&] { return held_rows() == 10; }, 20s)) << relay->output();
   std::this_thread::sleep_for(1s);
   EXPECT_EQ(topic_size(topic_), 1u) << "a row went out while its standby was away";
   EXPECT_EQ(pending(), 10);
@@ -157,7 +149,7 @@ TEST_F(FailoverTest, TheGuardHoldsWhileTheStandbyIsAwayThenDelivers) {
   std::printf("[ figures  ] held rows delivered %.2f s after the standby reconnected\n",
               seconds_since(back));
   EXPECT_EQ(topic_size(topic_), 11u);
-  EXPECT_EQ(metric(http_port_, "txbox_relay_standby_held_rows"), 0);
+  EXPECT_EQ(held_rows(), 0);
   EXPECT_EQ(metric(http_port_, "txbox_relay_dead_total"), 0);
   EXPECT_EQ(metric(http_port_, "txbox_relay_failed_total"), 0);
   EXPECT_EQ(metric(http_port_, "txbox_relay_database_failures_total"), 0);
@@ -169,9 +161,7 @@ TEST_F(FailoverTest, TheGuardHoldsWhileTheStandbyIsAwayThenDelivers) {
 // them): it takes them back at once instead of waiting up to the lease TTL for them to expire.
 TEST_F(FailoverTest, TheRelayTakesBackItsOwnLeasesAtOnceAfterAPromotion) {
   auto relay = start_relay({}, 10'000);
-  place_orders("before", 1);
-  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_published_orders("before", 1, *relay));
   const auto promoted = fail_over();
   place_orders("after", 1);
   ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
@@ -189,25 +179,15 @@ TEST_F(FailoverTest, TheRelayTakesBackItsOwnLeasesAtOnceAfterAPromotion) {
 // while the relay holds: the hold (the gauge, /readyz, the log) must end with them.
 TEST_F(FailoverTest, TheHoldEndsWhenThePromotionLostTheHeldRows) {
   auto relay = start_relay({"--wait-for-standbys", "1"});
-  place_orders("warm", 1);
-  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_published_orders("warm", 1, *relay));
   pair_command("pg-cut-standby");
   place_orders("lost", 5);
-  ASSERT_TRUE(
-      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 5; }, 20s))
-      << relay->output();
+  ASSERT_TRUE(wait_until([&] { return held_rows() == 5; }, 20s)) << relay->output();
   fail_over();
   pair_command("pg-attach-standby");
   EXPECT_EQ(pending(), 0) << "the held rows went with the old primary";
-  EXPECT_TRUE(wait_until(
-      [&] {
-        return metric(http_port_, "txbox_relay_standby_held_rows") == 0 &&
-               readyz(http_port_) == 200;
-      },
-      10s))
-      << "held rows " << metric(http_port_, "txbox_relay_standby_held_rows") << ", /readyz "
-      << readyz(http_port_) << "\n"
+  EXPECT_TRUE(wait_until([&] { return held_rows() == 0 && readyz(http_port_) == 200; }, 10s))
+      << "held rows " << held_rows() << ", /readyz " << readyz(http_port_) << "\n"
       << relay->output();
   EXPECT_EQ(topic_size(topic_), 1u);
   EXPECT_TRUE(relay->running());
@@ -263,9 +243,7 @@ TEST_F(FailoverTest, TheGuardNeedsPgMonitor) {
 // waiting backend is cancelled: the control shows that phantom, the next test the guard's hold.
 TEST_F(FailoverTest, SynchronousReplicationStillLeaksACancelledCommitWithoutTheGuard) {
   auto relay = start_relay();
-  place_orders("warm", 1);
-  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_published_orders("warm", 1, *relay));
   place_cancelled_synchronous_order("cancelled-0");
   ASSERT_TRUE(wait_until([&] { return kafka_orders().contains("cancelled-0"); }, 30s))
       << relay->output();
@@ -276,17 +254,12 @@ TEST_F(FailoverTest, SynchronousReplicationStillLeaksACancelledCommitWithoutTheG
 
 TEST_F(FailoverTest, TheGuardHoldsACancelledSynchronousCommit) {
   auto relay = start_relay({"--wait-for-standbys", "1"});
-  place_orders("warm", 1);
-  ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay->output();
-  wait_standby_caught_up();
+  ASSERT_NO_FATAL_FAILURE(place_published_orders("warm", 1, *relay));
   place_cancelled_synchronous_order("cancelled-0");
-  ASSERT_TRUE(
-      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 1; }, 20s))
-      << relay->output();
+  ASSERT_TRUE(wait_until([&] { return held_rows() == 1; }, 20s)) << relay->output();
   fail_over();
   pair_command("pg-attach-standby");
-  EXPECT_TRUE(
-      wait_until([&] { return metric(http_port_, "txbox_relay_standby_held_rows") == 0; }, 10s));
+  EXPECT_TRUE(wait_until([&] { return held_rows() == 0; }, 10s));
   EXPECT_TRUE(phantoms().empty());
   EXPECT_EQ(kafka_orders(), std::set<std::string>{"warm-0"});
   EXPECT_TRUE(relay->running());

@@ -169,6 +169,23 @@ class FailoverTest : public ::testing::Test {
     }
   }
 
+  /// Places orders prefix-0 .. prefix-(n-1), then waits until `relay` has published them (30 s)
+  /// and the standby has replayed them; else fails the test, with the relay's output.
+  void place_published_orders(const std::string& prefix, int n, const Process& relay) {
+    place_orders(prefix, n);
+    ASSERT_TRUE(wait_until([&] { return pending() == 0; }, 30s)) << relay.output();
+    wait_standby_caught_up();
+  }
+
+  /// The test's first orders, prefix-0 .. prefix-(n-1): places them, then waits until the
+  /// consumer has applied them (n effects, 60 s) and the standby has replayed them; else fails
+  /// the test, with the relay's output.
+  void place_applied_orders(const std::string& prefix, int n, const Process& relay) {
+    place_orders(prefix, n);
+    ASSERT_TRUE(wait_until([&] { return effects() == n; }, 60s)) << relay.output();
+    wait_standby_caught_up();
+  }
+
   /// Synchronous replication, the standby cut off: an order whose commit waits for the
   /// standby is cancelled (pg_cancel_backend) during the wait. PostgreSQL then ends the wait with
   /// a warning: the commit stays, visible, on the primary only. Replication is asynchronous again
@@ -210,6 +227,8 @@ class FailoverTest : public ::testing::Test {
   }
 
   long pending() { return scalar("SELECT count(*) FROM " + schema_ + ".outbox"); }
+  /// The relay's txbox_relay_standby_held_rows (rows it holds for the standbys).
+  double held_rows() const { return metric(http_port_, "txbox_relay_standby_held_rows"); }
   std::set<std::string> orders() { return column("SELECT id FROM " + schema_ + ".orders"); }
   long effects() { return scalar("SELECT count(*) FROM " + schema_ + ".effects"); }
   std::set<std::string> effect_orders() {

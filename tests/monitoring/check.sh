@@ -10,30 +10,9 @@ set -euo pipefail
 src=$1
 relay_bin=$2
 projector_bin=$3
-work=$(mktemp -d)
-pids=()
-schema=
-sql() { psql "$TXBOX_TEST_PG" -qAtX -v ON_ERROR_STOP=1 "$@"; }
-cleanup() {
-  local pid
-  for pid in "${pids[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-  for pid in "${pids[@]}"; do wait "$pid" 2>/dev/null || true; done
-  if [[ -n $schema ]]; then sql -c "DROP SCHEMA IF EXISTS $schema CASCADE" >/dev/null 2>&1 || true; fi
-  rm -rf "$work"
-}
-trap cleanup EXIT
-fail() {
-  echo "monitoring check: $*" >&2
-  local f
-  for f in "$work"/*.log; do [[ -f $f ]] && { echo "--- $f" >&2; tail -20 "$f" >&2; }; done
-  exit 1
-}
-wait_for() {  # wait_for WHAT CMD...: until CMD succeeds, at most 90 s
-  local what=$1 _
-  shift
-  for _ in $(seq 1 450); do "$@" && return 0; sleep 0.2; done
-  fail "timed out waiting for $what"
-}
+# shellcheck source=../lib/script_support.sh
+. "$(dirname "$0")/../lib/script_support.sh"
+support_init "monitoring check"
 rules=$src/docs/prometheus/txbox.rules.yml
 dashboard=$src/docs/grafana/txbox.json
 
@@ -53,14 +32,11 @@ promtool check rules "$work/dashboard.rules.yml" >"$work/promtool-dashboard.log"
   || fail "a dashboard query does not parse"
 
 # Real output: a relay and a consumer that have handled 3 messages.
-set -a
-# shellcheck disable=SC1090
-. "$TXBOX_TEST_ENV_FILE"
-set +a
+load_test_env
 run=monitoring_$$_$RANDOM
 schema=$run
 topic=${run//_/-}
-bash "$src/migrations/render.sh" "$schema" | PGOPTIONS='-c client_min_messages=warning' sql >/dev/null
+create_schema "$src/migrations/render.sh"
 for i in 1 2 3; do
   sql -c "SELECT $schema.enqueue('$topic', 'k$i', convert_to('{\"order_id\": $i}', 'UTF8'), type => 'Other')" >/dev/null
 done
@@ -69,18 +45,13 @@ for p in $(shuf -i 20000-59999 -n 100); do
   if ! ss -Htln "sport = :$p" | grep -q .; then port=$p; break; fi
 done
 [[ -n $port ]] || fail "no free port"
-"$relay_bin" --database-url "$TXBOX_TEST_PG" --schema "$schema" --name "$run" \
-  --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" --http-listen "127.0.0.1:$port" >"$work/relay.log" 2>&1 &
-pids+=($!)
+start_relay "$relay_bin" "$run" --http-listen "127.0.0.1:$port"
 published() { curl -sf "http://127.0.0.1:$port/metrics" >"$work/relay.txt" && grep -q '^txbox_relay_commit_to_ack_seconds_count 3$' "$work/relay.txt"; }
-wait_for "the relay to publish 3 messages" published
-"$projector_bin" --config "$src/examples/projector/projector.toml" --metrics-file "$work/inbox.txt" \
-  database.url="$TXBOX_TEST_PG" database.schema="$schema" consumer.name="$topic" \
-  consumer.topics="$topic" kafka.bootstrap.servers="$TXBOX_TEST_KAFKA" >"$work/projector.log" 2>&1 &
-pids+=($!)
+wait_for "the relay to publish 3 messages" 90 published
+start_projector "$projector_bin" "$src" "$topic" --metrics-file "$work/inbox.txt"
 consumed() { [[ -f $work/inbox.txt ]] && grep -q "^txbox_inbox_processed_total{.*} 3$" "$work/inbox.txt" \
   && grep -q "^txbox_inbox_lag_messages{" "$work/inbox.txt"; }
-wait_for "the consumer to process 3 messages" consumed
+wait_for "the consumer to process 3 messages" 90 consumed
 
 # Names in the output: sample names and the # TYPE lines (a labelled metric with no sample yet).
 cat "$work/relay.txt" "$work/inbox.txt" | sed -nE 's/^# TYPE ([a-z_]+) .*/\1/p; s/^([a-z_]+)[{ ].*/\1/p' \
