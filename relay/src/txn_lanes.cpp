@@ -23,6 +23,10 @@ std::vector<std::int64_t> lane_epochs(const LeaseView& view, int lane) {
   return out;
 }
 
+// A lane's transaction takes at most this many rows: its progress record (~50 bytes a row)
+// stays far below the broker's 1 MB message.max.bytes. The rest go in the next round.
+constexpr std::size_t k_max_txn_rows = 5'000;
+
 Delivery skipped(std::string why) {
   return {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, std::move(why)};
 }
@@ -118,13 +122,14 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
     const int lane = lane_of(rows[b].shard);
     std::size_t e = b;
     while (e < rows.size() && lane_of(rows[e].shard) == lane) ++e;
+    const std::size_t end = std::min(e, b + k_max_txn_rows);  // a prefix of each shard's rows
     const auto it = m_lanes.find(lane);
     if (it != m_lanes.end() && !it->second.broken) {
       parts.push_back({lane,
                        b,
-                       e,
+                       end,
                        {std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(b)),
-                        std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(e))},
+                        std::make_move_iterator(rows.begin() + static_cast<std::ptrdiff_t>(end))},
                        {}});
     }
     b = e;

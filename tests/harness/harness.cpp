@@ -226,6 +226,25 @@ std::string program(const std::string& name) {
   return std::string(TXBOX_BIN_DIR) + "/" + name;
 }
 
+Record record_of(rd_kafka_message_t& m, const std::string& topic) {
+  Record r;
+  r.topic = topic;
+  if (m.key) r.key.assign(static_cast<const char*>(m.key), m.key_len);
+  if (m.payload) r.value.assign(static_cast<const char*>(m.payload), m.len);
+  r.partition = m.partition;
+  r.offset = m.offset;
+  rd_kafka_headers_t* h = nullptr;
+  if (rd_kafka_message_headers(&m, &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
+    const char* name = nullptr;
+    const void* val = nullptr;
+    size_t len = 0;
+    for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; ++i) {
+      r.headers[name] = std::string(static_cast<const char*>(val), len);
+    }
+  }
+  return r;
+}
+
 std::vector<Record> collect_records(rd_kafka_t* consumer, const std::string& topic,
                                     std::size_t count, std::chrono::milliseconds timeout) {
   std::vector<Record> out;
@@ -233,22 +252,7 @@ std::vector<Record> collect_records(rd_kafka_t* consumer, const std::string& top
   while (out.size() < count && std::chrono::steady_clock::now() < until) {
     detail::message_ptr m(rd_kafka_consumer_poll(consumer, 200));
     if (!m || m->err) continue;
-    Record r;
-    r.topic = topic;
-    if (m->key) r.key.assign(static_cast<const char*>(m->key), m->key_len);
-    if (m->payload) r.value.assign(static_cast<const char*>(m->payload), m->len);
-    r.partition = m->partition;
-    r.offset = m->offset;
-    rd_kafka_headers_t* h = nullptr;
-    if (rd_kafka_message_headers(m.get(), &h) == RD_KAFKA_RESP_ERR_NO_ERROR) {
-      const char* name = nullptr;
-      const void* val = nullptr;
-      size_t len = 0;
-      for (size_t i = 0; rd_kafka_header_get_all(h, i, &name, &val, &len) == 0; ++i) {
-        r.headers[name] = std::string(static_cast<const char*>(val), len);
-      }
-    }
-    out.push_back(std::move(r));
+    out.push_back(record_of(*m, topic));
   }
   rd_kafka_consumer_close(consumer);
   std::stable_sort(out.begin(), out.end(), [](const Record& a, const Record& b) {

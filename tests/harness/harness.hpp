@@ -83,6 +83,9 @@ struct Record {
   std::map<std::string, std::string> headers;
 };
 
+/// A consumed message of `topic` as a Record (key, value, partition, offset, headers).
+Record record_of(rd_kafka_message_t& m, const std::string& topic);
+
 /// Polls `consumer` (assigned or subscribed to `topic`) until `count` records arrived or
 /// `timeout` passed, closes it, and returns them in partition order, then offset order.
 std::vector<Record> collect_records(rd_kafka_t* consumer, const std::string& topic,

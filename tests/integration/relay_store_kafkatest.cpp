@@ -2,6 +2,7 @@
 // per-shard order, the epoch fence, the bounded start-up read.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <pqxx/pqxx>
 #include <set>
 #include <thread>
@@ -147,3 +148,81 @@ TEST_F(RelayStore, StartUpTopicsComeFromTheShardHeadsOnly) {
 }
 
 }  // namespace
+
+namespace {
+
+// The lanes (groups of k_lane_shards) wholly in `view`.
+std::set<int> whole_lanes(const relay::LeaseView& view) {
+  std::map<int, int> n;
+  for (const auto& [sh, ep] : view.epochs) ++n[relay::lane_of(sh)];
+  std::set<int> out;
+  for (const auto& [lane, count] : n) {
+    EXPECT_EQ(count, relay::k_lane_shards) << "lane " << lane << " held in part";
+    if (count == relay::k_lane_shards) out.insert(lane);
+  }
+  return out;
+}
+
+}  // namespace
+
+// exactly_once leases: shards are taken in whole lanes, shared fairly by lanes, and a lane
+// another relay holds one shard of is never taken (it would have two producers).
+TEST_F(RelayStore, LaneLeasesAreTakenWholeAndSharedByLanes) {
+  relay::LeaseTable a(schema(), "a", 10s, relay::k_lane_shards);
+  relay::LeaseTable b(schema(), "b", 10s, relay::k_lane_shards);
+  relay::LeaseTable c(schema(), "c", 10s, relay::k_lane_shards);
+  a.tick(*db_);
+  b.tick(*db_);
+  c.tick(*db_);  // all three joined: fair share ceil(8 / 3) = 3 lanes
+  const auto la = whole_lanes(a.tick(*db_).view);
+  const auto lb = whole_lanes(b.tick(*db_).view);
+  const auto lc = whole_lanes(c.tick(*db_).view);
+  EXPECT_EQ(la.size(), 3u);
+  EXPECT_EQ(lb.size(), 3u);
+  EXPECT_EQ(lc.size(), 2u);
+  std::set<int> all = la;
+  all.insert(lb.begin(), lb.end());
+  all.insert(lc.begin(), lc.end());
+  EXPECT_EQ(all.size(), 8u) << "a lane went to two relays";
+
+  // A shard of one of c's lanes taken by an at_least_once relay ('x'): c gives the rest of
+  // that lane back at its next tick, and no lane relay takes it while 'x' holds the shard.
+  const int lane = *lc.begin();
+  pqxx::nontransaction(*db_).exec_params(
+      "UPDATE " + schema_ +
+          ".outbox_leases SET owner = 'x', epoch = epoch + 1, expires_at = now() + interval '1 "
+          "minute' WHERE shard = $1",
+      lane * relay::k_lane_shards);
+  const auto after = whole_lanes(c.tick(*db_).view);
+  EXPECT_FALSE(after.contains(lane));
+  EXPECT_FALSE(whole_lanes(a.tick(*db_).view).contains(lane));
+  EXPECT_FALSE(whole_lanes(b.tick(*db_).view).contains(lane));
+  const auto held_by_c = pqxx::nontransaction(*db_).exec_params1(
+      "SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'c' AND shard / $1 = $2",
+      relay::k_lane_shards, lane)[0];
+  EXPECT_EQ(held_by_c.as<int>(), 0) << "the rest of the lane was not given back";
+}
+
+// What a lane's new owner deletes: rows whose id AND message id a committed transaction
+// named, of shards it holds at its epoch; an id re-issued for another message stays.
+TEST_F(RelayStore, DeletePublishedMatchesIdAndMessageIdUnderTheFence) {
+  enqueue("k", 10, 3);
+  relay::LeaseTable leases(schema(), "me", 10s);
+  const auto view = take_all(leases);
+  relay::OutboxStore store(schema(), "me", 500, 32u << 20);
+  const auto rows = store.claim(*db_, view);
+  ASSERT_EQ(rows.size(), 3u);
+  // Row 0 as published; row 1's id with another message id (an id re-issued after a
+  // failover); row 2 not named.
+  const auto n =
+      store.delete_published(*db_, view, {rows[0].id, rows[1].id},
+                             {rows[0].message_id, "00000000-0000-7000-8000-000000000000"});
+  EXPECT_EQ(n, 1u);
+  EXPECT_EQ(txbox::test::outbox_rows(schema_), 2);
+  // Under a stale view (the shard moved on): nothing.
+  pqxx::nontransaction(*db_).exec_params(
+      "UPDATE " + schema_ + ".outbox_leases SET epoch = epoch + 1 WHERE shard = $1", rows[1].shard);
+  EXPECT_EQ(store.delete_published(*db_, view, {rows[1].id}, {rows[1].message_id}), 0u);
+  EXPECT_EQ(txbox::test::outbox_rows(schema_), 2);
+  EXPECT_FALSE(store.identity(*db_).empty());
+}
