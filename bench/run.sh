@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # Benchmarks txbox against this machine's limits (and, with --peers, against peer outbox
 # relays), in one run on throwaway servers. Progress on stderr; the tables on stdout and in
-# build-bench/results/ (results.md, relay.tsv for bench/plot.sh).
+# build-bench/results/ (results.md, relay.tsv for bench/plot.sh). The relay benchmark measures
+# both delivery modes: exactly_once (relay x1, x2, commit->handler at 10/50% load) beside
+# at_least_once, against issue 15's target of 0.7x (about 90 s of the run).
 #   bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B,...]
 #     MESSAGES    messages per throughput run (default 100000)
 #     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder, Go;

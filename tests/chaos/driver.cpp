@@ -179,10 +179,6 @@ int Driver::run() {
   if (m_server_thread_kafka.joinable()) m_server_thread_kafka.join();
   if (m_server_thread_pg.joinable()) m_server_thread_pg.join();
   const double t_stop = since_start();
-  // After the faults a broker's controlled shutdown can wait its full 15 s, one broker after
-  // the other: crash them instead. Their data is deleted after a pass, and a SIGKILL loses
-  // nothing of what they wrote when it is kept for analysis.
-  for (int n = 1; m_o.brokers == 3 && n <= 3; ++n) m_servers->run("node-kill", std::to_string(n));
   m_servers->run("stop");
   say(fmt::format("servers stopped ({:.1f} s)", since_start() - t_stop));
   m_guardian->dismiss();
