@@ -151,6 +151,13 @@ void kafka_link::mirror(const std::map<TopicPartition, std::int64_t>& next) cons
   rd_kafka_commit(m_rk.get(), list.get(), 1);
 }
 
+std::int64_t kafka_link::position(const TopicPartition& tp) const {
+  const detail::partition_list_ptr list(rd_kafka_topic_partition_list_new(1));
+  rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);
+  if (rd_kafka_position(m_rk.get(), list.get()) != RD_KAFKA_RESP_ERR_NO_ERROR) return -1;
+  return list->elems[0].offset;
+}
+
 std::map<std::string, std::int64_t> kafka_link::lag(
     const std::map<TopicPartition, partition_state>& parts) const {
   std::map<std::string, std::int64_t> out;
@@ -162,7 +169,12 @@ std::map<std::string, std::int64_t> kafka_link::lag(
         hi < 0) {
       continue;
     }
-    out[tp_text(tp)] = std::max<std::int64_t>(hi - state.next_offset, 0);
+    std::int64_t lag = std::max<std::int64_t>(hi - state.next_offset, 0);
+    // Behind an exactly-once relay's transactions a commit marker takes the offset after the
+    // last record, so `hi` (the last stable offset) stays one past next_offset. Once the
+    // fetcher has reached `hi`, that one is the marker, not a message.
+    if (lag == 1 && position(tp) >= hi) lag = 0;
+    out[tp_text(tp)] = lag;
   }
   return out;
 }

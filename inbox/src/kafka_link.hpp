@@ -41,6 +41,8 @@ class kafka_link {
   /// Kafka's committed offsets follow PostgreSQL's for lag tools; nothing reads them back.
   void mirror(const std::map<TopicPartition, std::int64_t>& next) const;
   /// Messages behind the partition's end for each partition with a known position.
+  /// The fetcher's position in `tp` (the next offset it fetches), -1 when unknown.
+  [[nodiscard]] std::int64_t position(const TopicPartition& tp) const;
   [[nodiscard]] std::map<std::string, std::int64_t> lag(
       const std::map<TopicPartition, partition_state>& parts) const;
 

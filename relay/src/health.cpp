@@ -37,9 +37,22 @@ void Health::db_connected() {
 void Health::failed(const detail::failure& f, std::chrono::milliseconds retry_in) {
   const std::string message = libpq_error_text(f.message, m_url);
   std::lock_guard lock(m_mutex);
-  ++m_st.database_failures;
   const std::string problem =
       fmt::format("{}|{}|{}", detail::kind_name(f.kind), f.sqlstate, message);
+  if (f.kind == detail::failure_kind::kafka_transient ||
+      f.kind == detail::failure_kind::kafka_fatal) {
+    // A Kafka call of the loop (exactly_once: fencing a lane, reading its progress) failed:
+    // expected while a broker restarts or a coordinator moves. Not ready until deliveries
+    // succeed again; one line per distinct problem.
+    if (problem != m_transient) {
+      spdlog::warn("{}; retrying in {} ms", message, retry_in.count());
+    }
+    m_transient = problem;
+    m_broker_ok = false;
+    update_ready();
+    return;
+  }
+  ++m_st.database_failures;
   if (f.kind == detail::failure_kind::db_transient && f.reconnect) {
     // The connection is gone: one line when the database goes away, one when it is back.
     if (m_db_up) spdlog::warn("database: unreachable, retrying with backoff: {}", message);

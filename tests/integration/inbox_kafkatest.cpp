@@ -292,6 +292,52 @@ TEST_F(InboxTest, MetricsAreExposed) {
   EXPECT_TRUE(c.stats().ready);
 }
 
+// Records written in Kafka transactions, as an exactly-once relay writes them: the handler
+// sees the committed transaction's records and never the aborted one's, and once they are
+// handled the lag is 0 although a commit marker follows the last record.
+TEST_F(InboxTest, ReadsOnlyCommittedTransactionsAndLagEndsAtZero) {
+  char err[512];
+  txbox::detail::conf_ptr conf(rd_kafka_conf_new());
+  for (const auto& [k, v] :
+       std::map<std::string, std::string>{{"bootstrap.servers", endpoints().kafka},
+                                          {"transactional.id", txbox::test::unique_name("inbox_txn")}}) {
+    ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
+              RD_KAFKA_CONF_OK);
+  }
+  txbox::detail::kafka_ptr p(rd_kafka_new(RD_KAFKA_PRODUCER, conf.release(), err, sizeof err));
+  ASSERT_TRUE(p) << err;
+  ASSERT_EQ(rd_kafka_init_transactions(p.get(), 30000), nullptr);
+  const auto transaction = [&](const std::vector<Out>& records, bool commit) {
+    ASSERT_EQ(rd_kafka_begin_transaction(p.get()), nullptr);
+    for (const auto& r : records) {
+      txbox::detail::headers_ptr h(rd_kafka_headers_new(1));
+      rd_kafka_header_add(h.get(), "ce_id", -1, r.id.data(), static_cast<ssize_t>(r.id.size()));
+      ASSERT_EQ(rd_kafka_producev(
+                    p.get(), RD_KAFKA_V_TOPIC(topic_.c_str()), RD_KAFKA_V_PARTITION(r.partition),
+                    RD_KAFKA_V_VALUE(const_cast<char*>(r.value.data()), r.value.size()),
+                    RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(h.get()),
+                    RD_KAFKA_V_END),
+                RD_KAFKA_RESP_ERR_NO_ERROR);
+      h.release();  // producev took the headers
+    }
+    rd_kafka_error_t* e = commit ? rd_kafka_commit_transaction(p.get(), 30000)
+                                 : rd_kafka_abort_transaction(p.get(), 30000);
+    ASSERT_EQ(e, nullptr) << rd_kafka_error_string(e);
+  };
+  transaction(numbered(8, 4, "c"), true);
+  transaction(numbered(8, 4, "a"), false);
+  transaction(numbered(4, 4, "d"), true);
+
+  txbox::Consumer c(config(), record_effect());
+  ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 12; }));
+  for (int i = 0; i < 5; ++i) c.poll_once(100ms);
+  EXPECT_EQ(c.stats().processed, 12u);
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects WHERE message_id LIKE 'a%'"), 0);
+  const auto lag = c.stats().lag;
+  EXPECT_EQ(lag.size(), 4u);
+  for (const auto& [tp, n] : lag) EXPECT_EQ(n, 0) << tp;
+}
+
 TEST_F(InboxTest, UnmigratedSchemaIsRefusedWithTheMigrationToApply) {
   auto cfg = config();
   cfg.schema = "no_such_schema";
