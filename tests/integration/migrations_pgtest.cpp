@@ -56,7 +56,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
            row[2].as<std::string>();
   };
   const std::string before = counts();
-  EXPECT_EQ(before, "4/64/txbox_consumer,txbox_relay,txbox_writer");
+  EXPECT_EQ(before, "5/64/txbox_consumer,txbox_relay,txbox_writer");
 
   out = apply_all(conn, &status);
   ASSERT_EQ(status, 0) << out;
@@ -81,7 +81,7 @@ TEST(Migrations, RenderForAnotherSchemaName) {
   EXPECT_EQ(n.exec1("SELECT count(*) FROM information_schema.tables WHERE table_schema = " +
                     n.quote(schema))[0]
                 .as<int>(),
-            8);
+            9);
   std::string out;
   EXPECT_NE(
       run_command("'" + txbox::test::source_dir() + "/migrations/render.sh' 'bad;name'", &out), 0);
