@@ -298,9 +298,9 @@ TEST_F(InboxTest, MetricsAreExposed) {
 TEST_F(InboxTest, ReadsOnlyCommittedTransactionsAndLagEndsAtZero) {
   char err[512];
   txbox::detail::conf_ptr conf(rd_kafka_conf_new());
-  for (const auto& [k, v] :
-       std::map<std::string, std::string>{{"bootstrap.servers", endpoints().kafka},
-                                          {"transactional.id", txbox::test::unique_name("inbox_txn")}}) {
+  for (const auto& [k, v] : std::map<std::string, std::string>{
+           {"bootstrap.servers", endpoints().kafka},
+           {"transactional.id", txbox::test::unique_name("inbox_txn")}}) {
     ASSERT_EQ(rd_kafka_conf_set(conf.get(), k.c_str(), v.c_str(), err, sizeof err),
               RD_KAFKA_CONF_OK);
   }
