@@ -16,6 +16,7 @@
 #include <stdexcept>
 #include <vector>
 
+#include "bench_metrics.hpp"
 #include "relay_bench_support.hpp"
 
 namespace bench {
@@ -54,22 +55,6 @@ int free_port() {
   ::close(fd);
   if (!ok) throw std::runtime_error("no free port on 127.0.0.1");
   return ntohs(a.sin_port);
-}
-
-double metric_sum(int port, const std::string& name) {
-  httplib::Client c("127.0.0.1", port);
-  c.set_connection_timeout(2);
-  const auto res = c.Get("/metrics");
-  if (!res || res->status != 200) return -1;
-  double sum = 0;
-  std::istringstream in(res->body);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(name, 0) != 0) continue;
-    const char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != ' ' && next != '{') continue;
-    sum += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return sum;
 }
 
 void stop(Child c) {

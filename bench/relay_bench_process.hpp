@@ -2,6 +2,8 @@
 // says of a process (peak RSS, CPU time).
 #pragma once
 
+#include "bench_metrics.hpp"
+
 #include <sys/types.h>
 
 #include <string>
@@ -26,9 +28,6 @@ Child start_relay(const std::string& name, bool notify, Delivery delivery = Deli
                   int http_port = 0);
 /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick).
 int free_port();
-/// The sum of every sample of metric `name` in /metrics at 127.0.0.1:`port`; -1 without an
-/// answer.
-double metric_sum(int port, const std::string& name);
 /// SIGTERM, then waits for it.
 void stop(Child c);
 /// Peak RSS (VmHWM) of `pid` in KiB, or -1.

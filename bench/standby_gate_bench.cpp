@@ -19,6 +19,7 @@
 #include <thread>
 #include <vector>
 
+#include "bench_metrics.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/outbox.hpp"
 
@@ -27,6 +28,7 @@ extern char** environ;
 namespace {
 
 using namespace std::chrono_literals;
+using bench::metric_sum;
 using steady = std::chrono::steady_clock;
 
 std::int64_t now_us() {
@@ -133,22 +135,6 @@ class LatencyReader {
   std::vector<double> m_us;
   std::thread m_thread;
 };
-
-// The sum of every sample of metric `name` in the relay's /metrics at 127.0.0.1:`port`.
-double metric_sum(int port, const std::string& name) {
-  httplib::Client c("127.0.0.1", port);
-  const auto res = c.Get("/metrics");
-  if (!res) return -1;
-  double sum = 0;
-  std::istringstream in(res->body);
-  for (std::string line; std::getline(in, line);) {
-    if (line.rfind(name, 0) != 0) continue;
-    const char next = line.size() > name.size() ? line[name.size()] : '\0';
-    if (next != ' ' && next != '{') continue;
-    sum += std::stod(line.substr(line.rfind(' ') + 1));
-  }
-  return sum;
-}
 
 double pct(const std::vector<double>& v, double p) {
   if (v.empty()) return 0;

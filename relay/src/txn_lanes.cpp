@@ -107,7 +107,9 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
                             const std::stop_token& stop, std::chrono::milliseconds slow_after,
                             const std::function<void()>& on_slow) {
   LaneRound out;
-  out.deliveries.assign(rows.size(), skipped("its lane is not ready"));
+  out.deliveries.assign(
+      rows.size(),
+      skipped("not in this round's transaction of its lane (lane not ready, or over the row cap)"));
   struct Part {
     int lane;
     std::size_t begin, end;
