@@ -40,10 +40,10 @@ void Publisher::make_producer() {
   // Defaults a user may override, then the user's keys, then what txbox enforces.
   set("linger.ms", "5");
   set("statistics.interval.ms", "0");
-  // librdkafka's local queue holds at most one round of rows (the relay waits for their acks
-  // before it claims again): size it like the round, not librdkafka's 1 GB default, but so
-  // that the largest message the producer accepts always fits (else it would wait for room
-  // forever).
+  // librdkafka's local queue holds at most relay.max_batch_bytes of rows (the relay claims
+  // only while what is in flight leaves room for it): size it so, not librdkafka's 1 GB
+  // default, but so that the largest message the producer accepts always fits (else it
+  // would wait for room forever).
   std::size_t max_message = 1'000'000;  // librdkafka's message.max.bytes default
   if (const auto it = m_opt.kafka.find("message.max.bytes"); it != m_opt.kafka.end()) {
     std::size_t v = 0;  // not a number: librdkafka refuses it below, naming the key
@@ -88,6 +88,14 @@ void Publisher::on_report(const rd_kafka_message_t& m) {
   const auto opaque = reinterpret_cast<std::uintptr_t>(m._private);
   const auto generation = static_cast<std::uint32_t>(opaque >> 32);
   const auto index = static_cast<std::size_t>(opaque & 0xffffffffu);
+  if (const auto it = m_streams.find(generation); it != m_streams.end()) {
+    m_reports.push_back(
+        {generation, index,
+         m.err ? failed(m.err) : Delivery{Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}}});
+    --m_streaming;
+    if (--it->second == 0) m_streams.erase(it);
+    return;
+  }
   if (generation != m_generation || index >= m_outcomes.size() ||
       m_outcomes[index].st != Delivery::state::pending) {
     ++m_late;
@@ -99,16 +107,62 @@ void Publisher::on_report(const rd_kafka_message_t& m) {
   --m_outstanding;
 }
 
-std::size_t Publisher::send(std::vector<Row>& rows, const HoldFn& hold, const MaySendFn& may_send) {
+std::uint32_t Publisher::next_generation() {
   if (++m_generation == 0) ++m_generation;  // 0 is never a round's
+  return m_generation;
+}
+
+std::size_t Publisher::send(std::vector<Row>& rows, const HoldFn& hold, const MaySendFn& may_send) {
+  const auto generation = next_generation();
   m_outcomes.assign(rows.size(), Delivery{});
-  m_outstanding = 0;
+  const auto [lease_short, handed] = hand_over(rows, hold, may_send, generation, m_outcomes);
+  m_outstanding = handed;
+  return lease_short;
+}
+
+Publisher::Streamed Publisher::stream(std::vector<Row>& rows, const HoldFn& hold,
+                                      const MaySendFn& may_send) {
+  Streamed out{.round = next_generation(), .outcomes{}, .lease_short = 0};
+  out.outcomes.assign(rows.size(), Delivery{});
+  // Booked before the hand-over: a report may come while later rows are still handed over.
+  m_streams[out.round] = rows.size() + 1;
+  const auto [lease_short, handed] = hand_over(rows, hold, may_send, out.round, out.outcomes);
+  out.lease_short = lease_short;
+  m_streaming += handed;
+  auto it = m_streams.find(out.round);
+  if (it != m_streams.end()) {
+    it->second -= rows.size() + 1 - handed;  // what reports came already, left counted
+    if (it->second == 0) m_streams.erase(it);
+  }
+  return out;
+}
+
+std::vector<Publisher::Report> Publisher::reports(std::chrono::milliseconds wait) {
+  // flush, not poll: a waiting relay has nothing more to add, so linger.ms would only delay
+  // what is queued (librdkafka ignores linger.ms during a flush).
+  if (m_streaming > 0) {
+    if (wait.count() > 0) {
+      rd_kafka_flush(m_producer.get(), static_cast<int>(wait.count()));
+    } else {
+      rd_kafka_poll(m_producer.get(), 0);
+    }
+  }
+  std::vector<Report> out;
+  out.swap(m_reports);
+  return out;
+}
+
+std::pair<std::size_t, std::size_t> Publisher::hand_over(std::vector<Row>& rows, const HoldFn& hold,
+                                                         const MaySendFn& may_send,
+                                                         std::uint32_t generation,
+                                                         std::vector<Delivery>& outcomes) {
+  std::size_t handed = 0;
   std::set<int> stopped;  // shards whose later rows must not overtake a held or failed one
   std::set<std::string> unknown_topics;
   std::size_t lease_short = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     Row& row = rows[i];
-    Delivery& d = m_outcomes[i];
+    Delivery& d = outcomes[i];
     if (stopped.contains(row.shard)) {
       d = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits behind its shard's head"};
       continue;
@@ -146,21 +200,20 @@ std::size_t Publisher::send(std::vector<Row>& rows, const HoldFn& hold, const Ma
           m_producer.get(), RD_KAFKA_V_TOPIC(row.topic.c_str()), RD_KAFKA_V_KEY(key, key_len),
           RD_KAFKA_V_VALUE(const_cast<char*>(row.payload.data()), row.payload.size()),
           RD_KAFKA_V_MSGFLAGS(RD_KAFKA_MSG_F_COPY), RD_KAFKA_V_HEADERS(hdrs.get()),
-          RD_KAFKA_V_OPAQUE(encode(m_generation, i)), RD_KAFKA_V_END);
+          RD_KAFKA_V_OPAQUE(encode(generation, i)), RD_KAFKA_V_END);
       if (code != RD_KAFKA_RESP_ERR__QUEUE_FULL) break;
       rd_kafka_poll(m_producer.get(), 10);  // wait for room in the local queue
     }
     if (!may) {
       for (std::size_t j = i; j < rows.size(); ++j) {
-        m_outcomes[j] = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE,
-                         "lease about to expire"};
+        outcomes[j] = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease about to expire"};
       }
       lease_short = rows.size() - i;
       break;
     }
     if (code == RD_KAFKA_RESP_ERR_NO_ERROR) {
       hdrs.release();  // rd_kafka_producev took the headers on success
-      ++m_outstanding;
+      ++handed;
       std::string().swap(row.payload);
       std::string().swap(row.headers);
       std::string().swap(row.message_id);
@@ -180,7 +233,7 @@ std::size_t Publisher::send(std::vector<Row>& rows, const HoldFn& hold, const Ma
   // periodic metadata refresh (5 min): ask now, so a topic created meanwhile is used at the
   // rows' next attempt.
   for (const auto& topic : unknown_topics) refresh_metadata(topic);
-  return lease_short;
+  return {lease_short, handed};
 }
 
 void Publisher::refresh_metadata(const std::string& topic) {
@@ -241,7 +294,7 @@ std::vector<Delivery> Publisher::await(const std::stop_token& stop,
   std::vector<Delivery> out;
   out.swap(m_outcomes);
   m_outstanding = 0;
-  if (++m_generation == 0) ++m_generation;  // what is still outstanding is late from now on
+  next_generation();  // what is still outstanding is late from now on
   return out;
 }
 
@@ -260,10 +313,13 @@ std::optional<std::string> Publisher::replace_if_fatal() {
       "kafka: the producer hit a fatal error ({}); replacing it with a new one, "
       "unacknowledged messages are sent again",
       *reason);
-  if (++m_generation == 0) ++m_generation;  // no report of the old producer books anything
+  next_generation();  // no report of the old producer books anything
+  m_streams.clear();  // nor of a streamed round (the caller gave their rows up)
+  m_streaming = 0;
   purge();
   rd_kafka_poll(m_producer.get(), 0);  // serve what the purge reported (no row waits on it)
-  m_producer.reset();                  // may block briefly while its threads stop
+  m_reports.clear();
+  m_producer.reset();  // may block briefly while its threads stop
   make_producer();
   return reason;
 }

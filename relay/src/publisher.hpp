@@ -62,6 +62,34 @@ class Publisher {
   /// Serves delivery reports for up to `wait`; true when the round has none outstanding.
   bool poll(std::chrono::milliseconds wait);
 
+  /// One delivery report of a streamed round (the row at `index` of round `round`).
+  struct Report {
+    std::uint32_t round = 0;
+    std::size_t index = 0;
+    Delivery delivery;
+  };
+  /// What stream() handed over: the round's number, each row's outcome so far (pending:
+  /// handed to librdkafka; the others are final), and the rows skipped by `may_send`.
+  struct Streamed {
+    std::uint32_t round = 0;
+    std::vector<Delivery> outcomes;
+    std::size_t lease_short = 0;
+  };
+  /// Pipelined rounds (at_least_once): hands `rows` over like send(), while the rounds
+  /// streamed before stay outstanding; their reports come from reports(). Not mixed with
+  /// send() on one publisher.
+  Streamed stream(std::vector<Row>& rows, const HoldFn& hold, const MaySendFn& may_send);
+  /// Serves reports for up to `wait` (sending what is queued at once, linger.ms aside) and
+  /// returns those of streamed rounds that came since the last call.
+  std::vector<Report> reports(std::chrono::milliseconds wait);
+  /// Streamed messages whose report has not come yet.
+  [[nodiscard]] std::size_t streaming() const { return m_streaming; }
+  /// Fails every message queued or in flight (their reports follow): at stop after the
+  /// grace, or after a fatal error.
+  void give_up() { purge(); }
+  /// The producer hit a fatal error: it delivers nothing more (see replace_if_fatal).
+  [[nodiscard]] bool fatal() const { return fatal_error().has_value(); }
+
   /// Waits for the round's last report. After a fatal producer error the rest is failed at
   /// once; after `stop`, the rest gets stop_grace then is given up. `on_slow` is called each
   /// time nothing came for another `slow_after`. Returns one outcome per row of the round.
@@ -103,6 +131,12 @@ class Publisher {
   [[nodiscard]] std::optional<std::string> fatal_error() const;
   void on_report(const rd_kafka_message_t& m);
   void purge();
+  std::uint32_t next_generation();
+  // Hands `rows` to librdkafka as round `generation`, setting `outcomes` (one per row);
+  // returns {rows skipped by may_send, messages handed over}.
+  std::pair<std::size_t, std::size_t> hand_over(std::vector<Row>& rows, const HoldFn& hold,
+                                                const MaySendFn& may_send, std::uint32_t generation,
+                                                std::vector<Delivery>& outcomes);
   void refresh_metadata(const std::string& topic);
 
   PublisherOptions m_opt;
@@ -110,6 +144,9 @@ class Publisher {
   std::uint32_t m_generation = 0;
   std::vector<Delivery> m_outcomes;  // of the current round, by row index
   std::size_t m_outstanding = 0;
+  std::map<std::uint32_t, std::size_t> m_streams;  // streamed round -> reports to come
+  std::size_t m_streaming = 0;
+  std::vector<Report> m_reports;  // of streamed rounds, since the last reports()
   std::uint64_t m_late = 0;
 };
 

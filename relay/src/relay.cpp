@@ -14,6 +14,7 @@
 #include "durability_gate.hpp"
 #include "fault_point.hpp"
 #include "health.hpp"
+#include "in_flight.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "publisher.hpp"
@@ -89,6 +90,11 @@ struct Relay::impl {
   relay::DurabilityGate gate;
   relay::StandbyGate standbys;
   std::unique_ptr<relay::Publisher> publisher;   // at_least_once
+  relay::InFlight flight;                        // at_least_once: the rows in flight
+  std::optional<clock::time_point> idle_since;   // at_least_once: the last claim was empty
+  std::optional<clock::time_point> gave_up;      // at_least_once: purged after a fatal error
+  clock::time_point last_report = clock::now();  // at_least_once: progress of the reports
+  clock::time_point last_settle = clock::now();  // at_least_once
   std::unique_ptr<relay::ProgressLog> progress;  // exactly_once
   std::unique_ptr<relay::TxnLanes> lanes;        // exactly_once
   bool progress_topic_ready = false;
@@ -167,28 +173,116 @@ struct Relay::impl {
     if (leases.due(clock::now()) || (!leases.view().empty() && !lease_time_for_round())) {
       health.on_leases(leases.tick(db()));
     }
-    if (publisher && publisher->replace_if_fatal()) health.on_producer_replaced();
+    if (publisher && flight.empty() && publisher->replace_if_fatal()) {
+      health.on_producer_replaced();
+    }
     if (clock::now() >= next_backlog) {
       health.on_backlog(store.backlog(db()),
                         publisher ? publisher->queue_length() : lanes->queue_length());
       next_backlog = clock::now() + 1s;
     }
+    if (eos()) {
+      step_transactional(stop);
+    } else {
+      step_pipelined(stop);
+    }
+  }
+
+  // exactly_once: claim, deliver in transactions, settle; then the next round.
+  void step_transactional(const std::stop_token& stop) {
     if (!lease_time_for_round()) {
       session->wait_for_work(stop, std::min(cfg.poll_interval, cfg.lease_ttl / 3));
       return;
     }
-    if (eos()) adopt_lanes();
+    adopt_lanes();
     auto rows = store.claim(db(), leases.view());
     if (rows.empty()) {
-      if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
-      health.db_ok();  // every statement of a pass went through
-      session->wait_for_work(
-          stop, std::min(cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(
-                                                leases.next_tick() - clock::now())));
+      idle(stop);
       return;
     }
     if (!standbys_have(rows, stop)) return;
     publish(rows, stop);
+  }
+
+  // at_least_once: settle what Kafka acknowledged, claim the next round while earlier ones
+  // are in flight (up to one round's worth of rows, and half of relay.max_batch_bytes), and
+  // wait only when there is nothing to claim.
+  void step_pipelined(const std::stop_token& stop) {
+    settle_ready(0ms);
+    if (publisher->fatal() && !flight.empty() && !gave_up) {
+      publisher->give_up();  // its reports fail the rows: settled as transient failures
+      gave_up = clock::now();
+    }
+    // Room for the next round: at most half a round and half of relay.max_batch_bytes in
+    // flight (so rounds stay large, and two of them overlap).
+    const bool room =
+        flight.rows() <= round_rows() / 2 && flight.bytes() <= cfg.max_batch_bytes / 2;
+    if (room && !gave_up && !publisher->fatal() && lease_time_for_round() && claim_due()) {
+      relay::LeaseView view = leases.view();
+      for (const int shard : flight.waiting()) view.epochs.erase(shard);
+      auto rows = view.empty() ? std::vector<relay::Row>{}
+                               : store.claim(db(), view, flight.spans(),
+                                             cfg.max_batch_bytes - flight.bytes());
+      if (!rows.empty()) {
+        idle_since.reset();
+        if (standbys_have(rows, stop)) stream(rows);
+        return;
+      }
+      if (!idle_since) idle_since = clock::now();
+    }
+    if (flight.empty()) {
+      gave_up.reset();
+      if (!lease_time_for_round()) {
+        session->wait_for_work(stop, std::min(cfg.poll_interval, cfg.lease_ttl / 3));
+      } else {
+        idle(stop);
+      }
+      idle_since.reset();  // waited for work: claim again
+      return;
+    }
+    settle_ready(5ms);
+    if (gave_up && clock::now() - *gave_up > 10s) flight.abandon();  // a report never came
+  }
+
+  // While rows are in flight and the last claim found nothing: claim again on a NOTIFY, or
+  // after relay.poll_interval (without NOTIFY every 50 ms, so a busy relay stays busy).
+  bool claim_due() {
+    if (!idle_since) return true;
+    if (session->notified()) return true;
+    return clock::now() - *idle_since >= (cfg.listen_notify ? cfg.poll_interval : 50ms);
+  }
+
+  // Nothing to claim: wait for a NOTIFY, poll_interval, or the next lease tick.
+  void idle(const std::stop_token& stop) {
+    if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
+    health.db_ok();  // every statement of a pass went through
+    session->wait_for_work(
+        stop, std::min(cfg.poll_interval, std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              leases.next_tick() - clock::now())));
+  }
+
+  // At stop (at_least_once): the rows in flight get stop_grace for their reports, then are
+  // given up; what came is settled (when the database is there).
+  void finish_in_flight() {
+    if (!publisher || flight.empty()) return;
+    const auto until = clock::now() + 5s;
+    while (flight.pending() > 0 && clock::now() < until) {
+      for (auto& r : publisher->reports(50ms)) {
+        flight.report(r.round, r.index, std::move(r.delivery));
+      }
+    }
+    if (flight.pending() > 0) {
+      spdlog::warn("stopping: giving up on {} unacknowledged message(s) after 5000 ms",
+                   flight.pending());
+      publisher->give_up();
+      for (auto& r : publisher->reports(100ms)) {
+        flight.report(r.round, r.index, std::move(r.delivery));
+      }
+      flight.abandon();
+    }
+    if (!session || !session->is_open()) return;
+    auto ready = flight.take_ready();
+    if (!ready.rows.empty()) settle(ready.rows, ready.deliveries, ready.view);
   }
 
   // The phantom guard: true when relay.wait_for_standbys standbys flushed the claim's WAL
@@ -204,45 +298,94 @@ struct Relay::impl {
     return verdict.pass;
   }
 
+  // exactly_once: one round at a time, one transaction per lane, settled before the next
+  // claim (a lane's next transaction must not start before its last one's DELETE).
   void publish(std::vector<relay::Row>& rows, const std::stop_token& stop) {
     const relay::LeaseView view = leases.view();  // the round's claim and settle run under it
     gate.check_due(rows);
     health.on_weak_topics(gate.weak_topics());
-    const auto hold = [&](const std::string& topic) { return gate.hold_reason(topic); };
+    const auto may_send = [&] { return view.covers(clock::now(), delivery_budget(cfg)); };
+    // A transaction commits only while the leases hold: after that the lane's next owner
+    // may have fenced this producer already, or be about to.
+    auto round = lanes->deliver(
+        rows, hold(), may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
+        stop, cfg.lease_ttl, [&] { on_slow(relay::topics_of(rows)); });
+    health.on_transactions(round.committed, round.aborted, round.commit_seconds, round.first_abort);
+    lease_short(round.lease_short);
+    health.on_late_reports(lanes->late_reports());
+    settle(rows, round.deliveries, view);
+    lanes->settled();
+  }
+
+  // at_least_once: hands a claimed round to Kafka and books it in flight; its rows are
+  // settled as their reports come in (settle_ready), while the next rounds are claimed.
+  void stream(std::vector<relay::Row>& rows) {
+    const relay::LeaseView view = leases.view();  // the round's claim and settle run under it
+    gate.check_due(rows);
+    health.on_weak_topics(gate.weak_topics());
     // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
     // since the claim may have lost the shard and must not publish after the new owner.
-    const auto may_send = [&] { return view.covers(clock::now(), delivery_budget(cfg)); };
-    const auto on_slow = [&] {
-      health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
-                                       "slow); waiting for it",
-                                       cfg.lease_ttl.count()));
-      health.on_isr_shortfalls(gate.isr_shortfalls(relay::topics_of(rows)));
-    };
-    std::vector<relay::Delivery> deliveries;
-    std::size_t short_rows = 0;
-    if (eos()) {
-      // A transaction commits only while the leases hold: after that the lane's next owner
-      // may have fenced this producer already, or be about to.
-      auto round = lanes->deliver(
-          rows, hold, may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
-          stop, cfg.lease_ttl, on_slow);
-      health.on_transactions(round.committed, round.aborted, round.commit_seconds,
-                             round.first_abort);
-      deliveries = std::move(round.deliveries);
-      short_rows = round.lease_short;
-    } else {
-      short_rows = publisher->send(rows, hold, may_send);
-      deliveries = publisher->await(stop, cfg.lease_ttl, on_slow);
+    auto sent = publisher->stream(rows, hold(),
+                                  [&] { return view.covers(clock::now(), delivery_budget(cfg)); });
+    lease_short(sent.lease_short);
+    flight.add(sent.round, std::move(rows), view, std::move(sent.outcomes));
+  }
+
+  // at_least_once: books the reports that came within `wait`, then settles every row whose
+  // shard's earlier rows are settled too. A row waits for its report as long as it takes
+  // (librdkafka retries until Kafka answers); only a stop gives up, after the grace.
+  void settle_ready(std::chrono::milliseconds wait) {
+    auto reports = publisher->reports(wait);
+    for (auto& r : reports) flight.report(r.round, r.index, std::move(r.delivery));
+    const auto now = clock::now();
+    if (!reports.empty() || flight.pending() == 0) last_report = now;
+    if (now - last_report > cfg.lease_ttl) {
+      on_slow(flight.topics());
+      last_report = now;
     }
-    if (short_rows > 0) {
-      spdlog::warn(
-          "leases: {} claimed row(s) not sent: the leases would expire before Kafka could "
-          "acknowledge them (the relay stalled, or Kafka was slow to take them); they go out "
-          "in a later round",
-          short_rows);
-      leases.expedite();
+    // Few large settles: a DELETE's commit costs the same for 10 rows as for 10,000. Settled
+    // late, an acknowledged row only risks being sent again (the inbox absorbs it).
+    const std::size_t in = flight.rows() - flight.pending();
+    if (in == 0 || (flight.pending() > 0 && in < round_rows() / 2 && now - last_settle < 100ms)) {
+      return;
     }
-    health.on_late_reports(publisher ? publisher->late_reports() : lanes->late_reports());
+    auto ready = flight.take_ready();
+    if (ready.rows.empty()) return;
+    last_settle = now;
+    health.on_late_reports(publisher->late_reports());
+    settle(ready.rows, ready.deliveries, ready.view);
+  }
+
+  // The rows of a full round: batch_size per shard owned.
+  [[nodiscard]] std::size_t round_rows() const {
+    return static_cast<std::size_t>(cfg.batch_size) *
+           std::max<std::size_t>(leases.view().epochs.size(), 1);
+  }
+
+  // Why a row may not go out now (strict durability).
+  relay::Publisher::HoldFn hold() {
+    return [this](const std::string& topic) { return gate.hold_reason(topic); };
+  }
+  void on_slow(const std::set<std::string>& topics) {
+    health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
+                                     "slow); waiting for it",
+                                     cfg.lease_ttl.count()));
+    health.on_isr_shortfalls(gate.isr_shortfalls(topics));
+  }
+  void lease_short(std::size_t rows) {
+    if (rows == 0) return;
+    spdlog::warn(
+        "leases: {} claimed row(s) not sent: the leases would expire before Kafka could "
+        "acknowledge them (the relay stalled, or Kafka was slow to take them); they go out "
+        "in a later round",
+        rows);
+    leases.expedite();
+  }
+
+  // Deletes the acknowledged rows, moves the refused ones to outbox_dead and schedules the
+  // retries, fenced by `view` (the epochs the rows were claimed at).
+  void settle(const std::vector<relay::Row>& rows, const std::vector<relay::Delivery>& deliveries,
+              const relay::LeaseView& view) {
     const double now_epoch =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
     const auto plan = relay::classify_round(rows, deliveries, now_epoch);
@@ -250,7 +393,6 @@ struct Relay::impl {
     const auto counts = store.settle(db(), view, plan, [&](int attempts) {
       return detail::backoff(attempts, cfg.retry_backoff_min, cfg.retry_backoff_max, rng);
     });
-    if (eos()) lanes->settled();
     if (counts.deleted != plan.delete_ids.size()) {
       // Another relay took over some shard: its rows stay for the new owner.
       spdlog::warn(
@@ -330,7 +472,13 @@ void Relay::run(std::stop_token stop) {
       detail::sleep_for(m.on_failure(f, failures++), stop);
     }
   }
-  // Stop: the in-flight round was settled above; give the shards back at once.
+  // Stop: what is in flight gets its grace and is settled; give the shards back at once.
+  try {
+    m.finish_in_flight();
+  } catch (const std::exception& e) {
+    spdlog::warn("stopping: the rows in flight were not settled ({}); they are sent again",
+                 e.what());
+  }
   m.release();
   m.flush(5s);
   spdlog::info("relay {}: stopped", m.cfg.name);

@@ -27,6 +27,13 @@ struct Row {
   double created_epoch = 0;
   int shard = 0;
   int attempts = 0;
+  std::size_t bytes = 0;  ///< memory it takes in flight (payload, key, headers, row_overhead)
+};
+
+/// The ids a shard's rows in flight span (a pipelined claim takes rows outside it).
+struct IdSpan {
+  std::int64_t lo = 0;
+  std::int64_t hi = 0;
 };
 
 /// What became of one row of a round.

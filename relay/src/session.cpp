@@ -39,6 +39,13 @@ Session::~Session() {
   m_listener.reset();  // before its connection
 }
 
+bool Session::notified() {
+  if (!m_listener) return false;
+  m_listener->fired = false;
+  m_db->get_notifs();
+  return m_listener->fired;
+}
+
 void Session::wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max) {
   using namespace std::chrono_literals;
   const auto until = clock::now() + max;

@@ -23,6 +23,8 @@ class Session {
   pqxx::connection& db() { return *m_db; }
   [[nodiscard]] bool is_open() const { return m_db && m_db->is_open(); }
 
+  /// True when a NOTIFY came since the last wait or check (does not block).
+  bool notified();
   /// Sleeps until a NOTIFY arrives, `max` passes, or stop is requested.
   void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max);
 

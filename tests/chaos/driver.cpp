@@ -103,16 +103,27 @@ void Driver::progress(bool force) {
                   down.empty() ? "" : fmt::format("  down: {}", fmt::join(down, ", "))));
 }
 
-void Driver::stop_children() {
-  for (auto* pool : {&m_relays, &m_consumers}) {
-    for (auto& c : *pool) {
-      const int code = c->terminate(20s);
-      if (code != 0) {
-        m_tally.unclean_stops.push_back(
-            fmt::format("{} exited with code {} on SIGTERM", c->name(), code));
-      }
+void Driver::stop_pool(Pool& pool) {
+  for (auto& c : pool) {
+    const int code = c->terminate(20s);
+    if (code != 0) {
+      m_tally.unclean_stops.push_back(
+          fmt::format("{} exited with code {} on SIGTERM", c->name(), code));
     }
   }
+}
+
+// Relays first: a relay's producer may still hold copies it delivers late (after a broker
+// restart), past the drain check. Once no relay runs, the log no longer grows: the consumers
+// are given time to read to its end before they are stopped too.
+void Driver::stop_children() {
+  stop_pool(m_relays);
+  const auto deadline = Clock::now() + 60s;
+  std::string why;
+  while (!m_interrupted && Clock::now() < deadline && !m_monitor->drained(*m_kafka, why)) {
+    std::this_thread::sleep_for(500ms);
+  }
+  stop_pool(m_consumers);
 }
 
 int Driver::run() {

@@ -75,6 +75,7 @@ class Driver {
   void write_phase();
   bool drain_phase();
   void progress(bool force);
+  void stop_pool(Pool& pool);
   void stop_children();
   std::optional<LogAudit> audit();
 

@@ -3,7 +3,9 @@
 #include <librdkafka/rdkafka.h>
 #include <librdkafka/rdkafka_mock.h>
 
+#include <map>
 #include <memory>
+#include <set>
 #include <thread>
 
 #include "publisher.hpp"
@@ -125,6 +127,37 @@ TEST_F(RelayPublisher, ALateReportOfAnEarlierRoundIsNotBookedAgainstTheCurrentRo
   ASSERT_EQ(d.size(), 3u);
   EXPECT_EQ(count(d, Delivery::state::acked), 3u);
   EXPECT_EQ(publisher_->late_reports(), 3u);
+}
+
+// Pipelining: a round streamed while an earlier one waits for its leader stays outstanding;
+// each report is booked against its own round and row.
+TEST_F(RelayPublisher, StreamedRoundsStayOutstandingTogetherAndReportAgainstTheirOwnRows) {
+  ASSERT_EQ(rd_kafka_mock_partition_set_leader(mock_, "late", 0, -1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  const auto any = [](const std::string&) { return std::optional<std::string>(); };
+  auto first = rows("late", 3);
+  const auto a = publisher_->stream(first, any, [] { return true; });
+  auto second = rows("ok", 4, 100);
+  const auto b = publisher_->stream(second, any, [] { return true; });
+  EXPECT_NE(a.round, b.round);
+  EXPECT_EQ(count(a.outcomes, Delivery::state::pending), 3u);
+  EXPECT_EQ(publisher_->streaming(), 7u);
+  std::map<std::uint32_t, std::set<std::size_t>> acked;
+  const auto collect = [&](std::chrono::milliseconds wait) {
+    for (const auto& r : publisher_->reports(wait)) {
+      EXPECT_EQ(r.delivery.st, Delivery::state::acked);
+      EXPECT_TRUE(acked[r.round].insert(r.index).second) << "a row reported twice";
+    }
+  };
+  const auto until = std::chrono::steady_clock::now() + 20s;
+  while (acked[b.round].size() < 4 && std::chrono::steady_clock::now() < until) collect(50ms);
+  EXPECT_EQ(acked[b.round], (std::set<std::size_t>{0, 1, 2, 3}));
+  EXPECT_TRUE(acked[a.round].empty()) << "the first round has no leader yet";
+  EXPECT_EQ(publisher_->streaming(), 3u);
+  ASSERT_EQ(rd_kafka_mock_partition_set_leader(mock_, "late", 0, 1), RD_KAFKA_RESP_ERR_NO_ERROR);
+  while (acked[a.round].size() < 3 && std::chrono::steady_clock::now() < until) collect(50ms);
+  EXPECT_EQ(acked[a.round], (std::set<std::size_t>{0, 1, 2}));
+  EXPECT_EQ(publisher_->streaming(), 0u);
+  EXPECT_EQ(publisher_->late_reports(), 0u);
 }
 
 TEST_F(RelayPublisher, AtStopTheRoundIsGivenUpAfterTheGrace) {

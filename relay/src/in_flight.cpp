@@ -1,0 +1,124 @@
+// The pipeline's book (see in_flight.hpp).
+#include "in_flight.hpp"
+
+#include <algorithm>
+#include <stdexcept>
+
+namespace txbox::relay {
+
+void InFlight::add(std::uint32_t round, std::vector<Row> rows, const LeaseView& view,
+                   std::vector<Delivery> outcomes) {
+  if (rows.size() != outcomes.size()) {
+    throw std::logic_error("InFlight::add: one outcome per row expected");
+  }
+  for (std::size_t i = 0; i < rows.size(); ++i) {
+    const auto epoch = view.epochs.find(rows[i].shard);
+    Shard& shard = m_shards[rows[i].shard];
+    m_rows += 1;
+    m_bytes += rows[i].bytes;
+    shard.slots.push_back({std::move(rows[i]), std::move(outcomes[i]),
+                           epoch == view.epochs.end() ? 0 : epoch->second});
+    Slot& slot = shard.slots.back();
+    if (slot.delivery.st == Delivery::state::pending) {
+      m_waiting[key(round, i)] = &slot;
+      ++m_pending;
+    } else {
+      booked(shard, slot);
+    }
+  }
+}
+
+void InFlight::booked(Shard& shard, const Slot& slot) {
+  if (slot.delivery.st != Delivery::state::acked) shard.troubled = true;
+}
+
+void InFlight::report(std::uint32_t round, std::size_t index, Delivery delivery) {
+  const auto it = m_waiting.find(key(round, index));
+  if (it == m_waiting.end()) return;
+  Slot& slot = *it->second;
+  m_waiting.erase(it);
+  --m_pending;
+  slot.delivery = std::move(delivery);
+  // A pending outcome here is a report that never came (abandon): a transient failure.
+  if (slot.delivery.st == Delivery::state::pending) {
+    slot.delivery = {Delivery::state::pending, RD_KAFKA_RESP_ERR__TIMED_OUT,
+                     "no delivery report (given up)"};
+  }
+  booked(m_shards.at(slot.row.shard), slot);
+}
+
+void InFlight::abandon() {
+  std::vector<std::uint64_t> keys;
+  keys.reserve(m_waiting.size());
+  for (const auto& [k, slot] : m_waiting) keys.push_back(k);
+  for (const auto k : keys) {
+    report(static_cast<std::uint32_t>(k >> 32), static_cast<std::size_t>(k & 0xffffffffu), {});
+  }
+}
+
+InFlight::Ready InFlight::take_ready() {
+  Ready out;
+  const auto final = [](const Slot& s) {
+    return s.delivery.st != Delivery::state::pending ||
+           s.delivery.err != RD_KAFKA_RESP_ERR_NO_ERROR;
+  };
+  for (auto it = m_shards.begin(); it != m_shards.end();) {
+    Shard& shard = it->second;
+    std::size_t n = 0;
+    if (shard.troubled && std::all_of(shard.slots.begin(), shard.slots.end(), final)) {
+      n = shard.slots.size();
+    } else {
+      const auto stop = [&](const Slot& s) {
+        return !final(s) || (shard.troubled && s.delivery.st != Delivery::state::acked);
+      };
+      n = static_cast<std::size_t>(std::find_if(shard.slots.begin(), shard.slots.end(), stop) -
+                                   shard.slots.begin());
+    }
+    if (n > 0) out.view.epochs[it->first] = shard.slots.back().epoch;
+    for (std::size_t i = 0; i < n; ++i) {
+      Slot& s = shard.slots.front();
+      m_rows -= 1;
+      m_bytes -= s.row.bytes;
+      out.rows.push_back(std::move(s.row));
+      out.deliveries.push_back(std::move(s.delivery));
+      shard.slots.pop_front();
+    }
+    if (shard.slots.empty()) {
+      it = m_shards.erase(it);  // claimed from its head again (a troubled shard too)
+    } else {
+      ++it;
+    }
+  }
+  return out;
+}
+
+std::map<int, IdSpan> InFlight::spans() const {
+  std::map<int, IdSpan> out;
+  for (const auto& [id, shard] : m_shards) {
+    IdSpan span{shard.slots.front().row.id, shard.slots.front().row.id};
+    for (const auto& s : shard.slots) {
+      span.lo = std::min(span.lo, s.row.id);
+      span.hi = std::max(span.hi, s.row.id);
+    }
+    out[id] = span;
+  }
+  return out;
+}
+
+std::set<int> InFlight::waiting() const {
+  std::set<int> out;
+  for (const auto& [id, shard] : m_shards) {
+    if (shard.troubled) out.insert(id);
+  }
+  return out;
+}
+
+std::set<std::string> InFlight::topics() const {
+  std::set<std::string> out;
+  for (const auto& [id, shard] : m_shards) {
+    for (const auto& s : shard.slots) out.insert(s.row.topic);
+  }
+  return out;
+}
+
+}  // namespace txbox::relay

@@ -1,0 +1,77 @@
+// The pipeline's book (at_least_once): the rows handed to Kafka and not settled yet, per shard
+// in the order they were sent, across rounds. It says which ids each shard's next claim skips,
+// which shards wait (a row of theirs was not acknowledged: they are claimed again from the
+// head once their rows are all settled), and which rows may be settled now: per shard, the
+// prefix whose outcomes are in, so a slow partition holds back only the rows behind it in
+// their shards. No SQL, no Kafka: unit-tested alone. Internal to the relay.
+#pragma once
+
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "round.hpp"
+
+namespace txbox::relay {
+
+class InFlight {
+ public:
+  /// A round just handed over: its `rows` (id order per shard; payloads may be freed), the
+  /// view it was claimed under, and each row's outcome after the hand-over (pending: sent).
+  void add(std::uint32_t round, std::vector<Row> rows, const LeaseView& view,
+           std::vector<Delivery> outcomes);
+  /// Books the delivery report of the row at `index` of `round` (unknown ones are ignored).
+  void report(std::uint32_t round, std::size_t index, Delivery delivery);
+  /// Every row still pending is given up: settled as a transient failure (sent again later).
+  void abandon();
+
+  /// Rows to settle, with the lease view that fences their settle (each shard's epoch at its
+  /// latest claim).
+  struct Ready {
+    std::vector<Row> rows;  ///< by shard, in the order sent
+    std::vector<Delivery> deliveries;
+    LeaseView view;
+  };
+  /// Takes the rows that may be settled now out of the book: per shard, the prefix whose
+  /// outcomes are in; for a shard with a row not acknowledged, the prefix before it, and
+  /// everything once all of its outcomes are in (so that nothing after it is settled alone).
+  Ready take_ready();
+
+  /// The ids each shard's rows in flight span (shards with none are absent).
+  [[nodiscard]] std::map<int, IdSpan> spans() const;
+  /// Shards not to claim now: a row of theirs was not acknowledged and rows of theirs are
+  /// still in the book.
+  [[nodiscard]] std::set<int> waiting() const;
+  [[nodiscard]] std::size_t rows() const { return m_rows; }
+  [[nodiscard]] std::size_t bytes() const { return m_bytes; }  ///< Row::bytes in the book
+  [[nodiscard]] bool empty() const { return m_rows == 0; }
+  /// The topics of the rows in the book.
+  [[nodiscard]] std::set<std::string> topics() const;
+  /// Rows without an outcome yet.
+  [[nodiscard]] std::size_t pending() const { return m_pending; }
+
+ private:
+  struct Slot {
+    Row row;
+    Delivery delivery;
+    std::int64_t epoch = 0;
+  };
+  struct Shard {
+    std::deque<Slot> slots;  // references stay valid: only push_back and pop_front
+    bool troubled = false;   // a slot's outcome is final and not acked
+  };
+  static std::uint64_t key(std::uint32_t round, std::size_t index) {
+    return (static_cast<std::uint64_t>(round) << 32) | static_cast<std::uint32_t>(index);
+  }
+  void booked(Shard& shard, const Slot& slot);
+
+  std::map<int, Shard> m_shards;
+  std::unordered_map<std::uint64_t, Slot*> m_waiting;  // pending slots by round and index
+  std::size_t m_rows = 0, m_bytes = 0, m_pending = 0;
+};
+
+}  // namespace txbox::relay

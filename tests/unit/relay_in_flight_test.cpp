@@ -1,0 +1,139 @@
+// The pipeline's book: which rows may be settled while later rounds are in flight, which ids
+// the next claim skips, and which shards wait.
+#include <gtest/gtest.h>
+
+#include "in_flight.hpp"
+
+namespace {
+
+using txbox::relay::Delivery;
+using txbox::relay::InFlight;
+using txbox::relay::LeaseView;
+using txbox::relay::Row;
+
+Row row(std::int64_t id, int shard) {
+  Row r;
+  r.id = id;
+  r.shard = shard;
+  r.topic = "t";
+  r.bytes = 100;
+  return r;
+}
+
+Delivery pending() {
+  return {};
+}
+Delivery acked() {
+  return {Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+}
+Delivery failed() {
+  return {Delivery::state::failed, RD_KAFKA_RESP_ERR__TRANSPORT, "down"};
+}
+
+LeaseView view(std::int64_t epoch = 7) {
+  LeaseView v;
+  for (int s = 0; s < 4; ++s) v.epochs[s] = epoch;
+  return v;
+}
+
+std::vector<std::int64_t> ids(const InFlight::Ready& r) {
+  std::vector<std::int64_t> out;
+  for (const auto& x : r.rows) out.push_back(x.id);
+  return out;
+}
+
+TEST(RelayInFlight, AShardSettlesItsPrefixWhileAnotherShardWaitsForItsReports) {
+  InFlight f;
+  f.add(1, {row(1, 0), row(2, 0), row(3, 1), row(4, 1)}, view(),
+        {pending(), pending(), pending(), pending()});
+  EXPECT_EQ(f.pending(), 4u);
+  EXPECT_EQ(f.bytes(), 400u);
+  f.report(1, 2, acked());  // shard 1's first row
+  f.report(1, 1, acked());  // shard 0's second row: its first has no report yet
+  auto r = f.take_ready();
+  EXPECT_EQ(ids(r), (std::vector<std::int64_t>{3}));
+  EXPECT_EQ(r.view.epochs.size(), 1u);
+  EXPECT_EQ(r.view.epochs.at(1), 7);
+  f.report(1, 0, acked());
+  r = f.take_ready();
+  EXPECT_EQ(ids(r), (std::vector<std::int64_t>{1, 2}));
+  EXPECT_EQ(f.rows(), 1u);
+  EXPECT_EQ(f.bytes(), 100u);
+}
+
+TEST(RelayInFlight, RoundsInFlightTogetherSettleInTheOrderSent) {
+  InFlight f;
+  f.add(1, {row(1, 0), row(2, 0)}, view(), {pending(), pending()});
+  f.add(2, {row(3, 0)}, view(), {pending()});
+  f.report(2, 0, acked());  // the later round first: waits behind the earlier one
+  EXPECT_TRUE(f.take_ready().rows.empty());
+  f.report(1, 0, acked());
+  f.report(1, 1, acked());
+  EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 2, 3}));
+  EXPECT_TRUE(f.empty());
+}
+
+TEST(RelayInFlight, TheNextClaimSkipsTheSpanInFlightAndShardsWithNoneAreAbsent) {
+  InFlight f;
+  f.add(1, {row(10, 0), row(11, 0), row(20, 2)}, view(), {pending(), pending(), pending()});
+  f.add(2, {row(5, 0)}, view(), {pending()});  // committed late, below the span
+  const auto spans = f.spans();
+  ASSERT_EQ(spans.size(), 2u);
+  EXPECT_EQ(spans.at(0).lo, 5);
+  EXPECT_EQ(spans.at(0).hi, 11);
+  EXPECT_EQ(spans.at(2).lo, 20);
+  EXPECT_FALSE(spans.contains(1));
+}
+
+TEST(RelayInFlight, AFailedRowStopsItsShardUntilEverythingOfItIsInThenItIsSettledTogether) {
+  InFlight f;
+  f.add(1, {row(1, 0), row(2, 0), row(3, 0), row(4, 1)}, view(),
+        {pending(), pending(), pending(), pending()});
+  f.report(1, 0, acked());
+  f.report(1, 1, failed());
+  f.report(1, 3, acked());
+  EXPECT_EQ(f.waiting(), (std::set<int>{0}));  // not claimed while rows of it are in flight
+  // Row 1 (before the failure) and shard 1 settle; rows 2-3 wait for row 3's report.
+  EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 4}));
+  f.report(1, 2, acked());
+  auto r = f.take_ready();
+  EXPECT_EQ(ids(r), (std::vector<std::int64_t>{2, 3}));  // together: classify stops after 2
+  EXPECT_EQ(r.deliveries[0].st, Delivery::state::failed);
+  EXPECT_TRUE(f.waiting().empty());  // nothing of it left: claimed from its head again
+  EXPECT_TRUE(f.spans().empty());
+}
+
+TEST(RelayInFlight, ARowNotSentAtTheHandOverStopsItsShardAtOnce) {
+  InFlight f;
+  f.add(1, {row(1, 0), row(2, 0)}, view(),
+        {pending(), Delivery{Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease"}});
+  EXPECT_EQ(f.waiting(), (std::set<int>{0}));
+  EXPECT_EQ(f.pending(), 1u);
+  f.report(1, 0, acked());
+  EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 2}));
+}
+
+TEST(RelayInFlight, AbandonedRowsSettleAsTransientFailures) {
+  InFlight f;
+  f.add(1, {row(1, 0), row(2, 1)}, view(), {pending(), pending()});
+  f.report(1, 1, acked());
+  f.abandon();
+  EXPECT_EQ(f.pending(), 0u);
+  const auto r = f.take_ready();
+  ASSERT_EQ(r.rows.size(), 2u);
+  EXPECT_EQ(r.deliveries[0].st, Delivery::state::pending);  // classify: a transient failure
+  EXPECT_NE(r.deliveries[0].err, RD_KAFKA_RESP_ERR_NO_ERROR);
+  f.report(1, 0, acked());  // a report after the give-up books nothing
+  EXPECT_TRUE(f.empty());
+}
+
+TEST(RelayInFlight, TheFenceTakesEachShardsEpochAtItsLatestClaim) {
+  InFlight f;
+  f.add(1, {row(1, 0)}, view(7), {pending()});
+  f.add(2, {row(2, 0)}, view(8), {pending()});  // the shard was taken afresh meanwhile
+  f.report(1, 0, acked());
+  f.report(2, 0, acked());
+  EXPECT_EQ(f.take_ready().view.epochs.at(0), 8);
+}
+
+}  // namespace
