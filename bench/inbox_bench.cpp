@@ -42,6 +42,8 @@ kafka_ptr make_client(rd_kafka_type_t type, const std::map<std::string, std::str
 void produce(const std::string& topic, int n) {
   auto p = make_client(RD_KAFKA_PRODUCER,
                        {{"acks", "all"}, {"enable.idempotence", "true"}, {"linger.ms", "5"}});
+  // One partition, whatever the broker's num.partitions (bench/run.sh sets 6 for the peers).
+  bench::create_kafka_topic(p.get(), topic, 1);
   for (int i = 0; i < n; ++i) {
     const std::string id = txbox::uuid_v7().str();
     headers_ptr h(rd_kafka_headers_new(1));

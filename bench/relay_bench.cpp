@@ -1,10 +1,15 @@
 // Relay benchmark: the machine's limits and txbox measured in one run on one broker and one
-// database, with the ratios and issue 7's targets; both delivery modes, exactly_once's
-// throughput and latency against at_least_once's (issue 15's target). Prints a markdown table
-// (stdout) and progress (stderr); writes every figure as "name<TAB>value" lines to --out for the
-// plots. Run through bench/run.sh.
+// database, with the ratios and issue 7's and 17's targets; both delivery modes, exactly_once's
+// throughput and latency against at_least_once's (issue 15's target). The limit a relay drain
+// is compared with is min(Kafka's ProducerPerformance at the topic's partitions, the raw claim +
+// delete drain); the headline drains write to topics of k_partitions (6) partitions, relay x1
+// and x2 also to 1 partition. Prints a markdown table (stdout) and progress (stderr); writes
+// every figure as "name<TAB>value" lines to --out for the plots. Run through bench/run.sh.
 //   relay_bench PG KAFKA RELAY_BINARY [--messages N] [--backlogs 10000,1000000]
 //               [--out FILE] [--peer NAME=MSGS_PER_S]... [--inbox-ratio R]
+//               [--producer-perf-1p MSGS_PER_S] [--producer-perf-6p MSGS_PER_S]
+//     --producer-perf-*  ProducerPerformance's rates (bench/producer_perf.sh); without them the
+//                        limit falls back to the raw librdkafka produce, and the table says so
 //
 // This file: the command line and the phases in order. The shared helpers:
 // relay_bench_support; the relay processes: relay_bench_process; the limits:
@@ -34,7 +39,8 @@ std::optional<int> parse_args(int argc, char** argv, Figures& f) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: relay_bench PG KAFKA RELAY_BINARY [--messages N] [--backlogs A,B,...] "
-                 "[--out FILE] [--peer NAME=RATE]... [--inbox-ratio R]\n");
+                 "[--out FILE] [--peer NAME=RATE]... [--inbox-ratio R] "
+                 "[--producer-perf-1p RATE] [--producer-perf-6p RATE]\n");
     return 2;
   }
   g_pg = argv[1];
@@ -56,6 +62,10 @@ std::optional<int> parse_args(int argc, char** argv, Figures& f) {
       f.peers.emplace_back(v.substr(0, eq), std::stod(v.substr(eq + 1)));
     } else if (a == "--inbox-ratio") {
       f.inbox_ratio = std::stod(v);
+    } else if (a == "--producer-perf-1p") {
+      f.perf_1p = std::stod(v);
+    } else if (a == fmt::format("--producer-perf-{}p", k_partitions)) {
+      f.perf = std::stod(v);
     } else {
       std::fprintf(stderr, "unknown option %s\n", a.c_str());
       return 2;
@@ -92,14 +102,24 @@ class Run {
     record("one_commit_ms", m_f.commit_ms);
   }
 
-  // Limits: Kafka, and the raw outbox drain.
+  // Limits: Kafka, and the raw outbox drain. The limit at P partitions: min(ProducerPerformance
+  // at P partitions, or else the raw librdkafka produce, and the drain).
   void raw_limits() {
     const int n = m_f.n;
-    stage(fmt::format("raw librdkafka produce of {} msgs (acks=all, idempotent, batched)", n));
-    raw_produce(m_topic, 2000);  // creates the topic, warms up
+    stage(
+        fmt::format("raw librdkafka produce of {} msgs (acks=all, idempotent, batched), {} "
+                    "partitions, then 1 partition",
+                    n, k_partitions));
+    const std::string topic_1p = m_topic + "_1p";
+    create_topic(m_topic, k_partitions);
+    create_topic(topic_1p, 1);
+    raw_produce(m_topic, 2000);  // warms up
     m_f.produce = raw_produce(m_topic, n);
     record("raw_produce", m_f.produce);
-    stage("raw consume");
+    raw_produce(topic_1p, 2000);
+    m_f.produce_1p = raw_produce(topic_1p, n);
+    record("raw_produce_1p", m_f.produce_1p);
+    stage(fmt::format("raw consume, {} partitions", k_partitions));
     m_f.consume = raw_consume(m_topic, n);
     record("raw_consume", m_f.consume);
 
@@ -108,20 +128,36 @@ class Run {
     fill_sql(m_c, m_topic, n);
     m_f.drain = raw_drain(m_c, n);
     record("raw_drain", m_f.drain);
-    m_f.limit = std::min(m_f.produce, m_f.drain);
+    m_f.limit = std::min(m_f.perf > 0 ? m_f.perf : m_f.produce, m_f.drain);
+    m_f.limit_1p = std::min(m_f.perf_1p > 0 ? m_f.perf_1p : m_f.produce_1p, m_f.drain);
+    record("limit", m_f.limit);
+    record("limit_1p", m_f.limit_1p);
   }
 
-  // Relay throughput: at_least_once x1, x2, x4, then exactly_once x1, x2.
+  // Relay throughput: at_least_once x1, x2, x4 at k_partitions (x1 and x2 then at 1
+  // partition), then exactly_once x1, x2 at k_partitions.
   void relays() {
+    const auto alo = Delivery::at_least_once;
     for (int k : {1, 2, 4}) {
-      stage(fmt::format("txbox-relay x{} draining {} rows", k, m_f.n));
-      m_f.relay[k] = relay_drain(m_c, fmt::format("{}_x{}", m_topic, k), m_f.n, m_f.n, k);
-      record(fmt::format("relay_x{}", k), m_f.relay[k].rate);
+      stage(fmt::format("txbox-relay x{} draining {} rows, {} partitions{}", k, m_f.n, k_partitions,
+                        k <= 2 ? ", then 1 partition" : ""));
+      const auto& r = m_f.relay[k] =
+          relay_drain(m_c, fmt::format("{}_x{}", m_topic, k), m_f.n, m_f.n, k, alo, k_partitions);
+      record(fmt::format("relay_x{}", k), r.rate);
+      record(fmt::format("relay_x{}_ratio", k), r.rate / m_f.limit);
+      record(fmt::format("relay_x{}_cpu_us", k), r.cpu_us_per_msg);
+      if (k > 2) continue;
+      const auto& r1 = m_f.relay_1p[k] =
+          relay_drain(m_c, fmt::format("{}_1p_x{}", m_topic, k), m_f.n, m_f.n, k, alo, 1);
+      record(fmt::format("relay_1p_x{}", k), r1.rate);
+      record(fmt::format("relay_1p_x{}_ratio", k), r1.rate / m_f.limit_1p);
+      record(fmt::format("relay_1p_x{}_cpu_us", k), r1.cpu_us_per_msg);
     }
     for (int k : {1, 2}) {
-      stage(fmt::format("txbox-relay x{} --exactly-once draining {} rows", k, m_f.n));
+      stage(fmt::format("txbox-relay x{} --exactly-once draining {} rows, {} partitions", k, m_f.n,
+                        k_partitions));
       const auto r = relay_drain(m_c, fmt::format("{}_eos_x{}", m_topic, k), m_f.n, m_f.n, k,
-                                 Delivery::exactly_once);
+                                 Delivery::exactly_once, k_partitions);
       m_f.relay_eos[k] = r;
       record(fmt::format("relay_eos_x{}", k), r.rate);
       record(fmt::format("relay_eos_x{}_ratio", k), r.rate / m_f.relay[k].rate);
@@ -225,7 +261,17 @@ int main(int argc, char** argv) {
   Figures f;
   if (const auto code = parse_args(argc, argv, f)) return *code;
   for (const auto& [name, rate] : f.peers) record("peer_" + name, rate);
+  if (f.perf_1p > 0) record("producer_perf_1p", f.perf_1p);
+  if (f.perf > 0) record(fmt::format("producer_perf_{}p", k_partitions), f.perf);
   pqxx::connection c(g_pg);
+  {
+    pqxx::nontransaction q(c);
+    const auto fsync = q.exec1("SHOW fsync")[0].as<std::string>();
+    const auto sync = q.exec1("SHOW synchronous_commit")[0].as<std::string>();
+    f.durability = fmt::format("fsync={}, synchronous_commit={}", fsync, sync);
+    record("pg_fsync", fsync == "on" ? 1 : 0);
+    progress("PostgreSQL " + f.durability);
+  }
   Run run(f, c, fmt::format("bench_{}", ::getpid()));
   run.inserts();
   run.raw_limits();

@@ -80,10 +80,11 @@ kafka_ptr make_consumer(const std::string& topic, const std::string& group, bool
   return c;
 }
 
-// Produces one message and waits for its ack: creates the topic. Returns the producer, which
-// then knows the topic's leader (for end_offset).
-kafka_ptr create_topic(const std::string& topic) {  // NOLINT
+// Creates the topic, produces one message and waits for its ack. Returns the producer, which
+// then knows the topic's leaders (for end_offset).
+kafka_ptr create_topic(const std::string& topic, int partitions) {  // NOLINT
   auto p = make_producer();
+  create_kafka_topic(p.get(), topic, partitions);
   const std::string v = "warm-up";
   rd_kafka_producev(p.get(), RD_KAFKA_V_TOPIC(topic.c_str()),
                     RD_KAFKA_V_VALUE(const_cast<char*>(v.data()), v.size()),

@@ -50,9 +50,10 @@ txbox::detail::kafka_ptr make_producer();
 /// A consumer of `topic` in `group`, from the earliest or the latest offset.
 txbox::detail::kafka_ptr make_consumer(const std::string& topic, const std::string& group,
                                        bool earliest);
-/// Produces one message ("warm-up") and waits for its ack: creates the topic. Returns the
-/// producer, which then knows the topic's leader.
-txbox::detail::kafka_ptr create_topic(const std::string& topic);
+/// Creates the topic with `partitions` partitions (whatever the broker's num.partitions), then
+/// produces one message ("warm-up") and waits for its ack. Returns the producer, which then
+/// knows the topic's leaders.
+txbox::detail::kafka_ptr create_topic(const std::string& topic, int partitions = 1);
 
 /// Empties the outbox, its dead letters, leases and relays; VACUUM ANALYZE.
 void reset_schema(pqxx::connection& c);

@@ -22,12 +22,13 @@ struct DrainRun {
 };
 
 /// `relays` relays with `delivery`, started on an empty outbox and sharing its shards, drain
-/// the first `measure` rows of a backlog of `backlog` rows that commits in one transaction.
+/// the first `measure` rows of a backlog of `backlog` rows that commits in one transaction, to
+/// a topic created with `partitions` partitions.
 /// Timed from that commit to the `measure`-th message read back from Kafka (read_committed;
-/// start-up and fill excluded; wake-up, claims, produce and acks or transaction commits
-/// included).
+/// start-up, a warm-up row per key through the relays, and the fill excluded; wake-up, claims,
+/// produce and acks or transaction commits included).
 DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog, long measure,
-                     int relays, Delivery delivery = Delivery::at_least_once);
+                     int relays, Delivery delivery = Delivery::at_least_once, int partitions = 1);
 
 /// One end-to-end run.
 struct E2eRun {

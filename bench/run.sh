@@ -4,25 +4,33 @@
 # build-bench/results/ (results.md, relay.tsv for bench/plot.sh). The relay benchmark measures
 # both delivery modes: exactly_once (relay x1, x2, commit->handler at 10/50% load) beside
 # at_least_once, against issue 15's target of 0.7x (about 90 s of the run).
-#   bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B,...]
+# Each relay drain is compared with the limit: min(Kafka's own ProducerPerformance at the relay's
+# producer settings, bench/producer_perf.sh, and a raw claim + delete drain of the outbox). The
+# headline drains (relay x1, x2, x4, and the peers) write to topics of 6 partitions; relay x1 and
+# x2 also to 1 partition, against the limit at 1 partition. PostgreSQL is durable by default
+# (fsync=on, synchronous_commit=on); the results' header says which.
+#   bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--plots] [--backlogs A,B,...]
 #     MESSAGES    messages per throughput run (default 100000)
 #     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder, Go;
 #                 Debezium embedded + outbox router, Java; pg-transactional-outbox, Node.js);
 #                 PostgreSQL then runs with wal_level=logical for the two that decode the WAL
+#     --fast      PostgreSQL with fsync=off (commits not durable across a crash of the machine:
+#                 the old default, faster on slow disks)
 #     --10m       add 10,000,000 pending rows to the backlog runs (10k and 1M by default)
 #     --plots     write the PNG plots into docs/ (bench/plot.sh; Python venv with matplotlib)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-messages=100000 peers=0 plots=0 backlogs=10000,1000000
+messages=100000 peers=0 plots=0 fast=0 backlogs=10000,1000000
 while (($#)); do
   case $1 in
     --peers) peers=1 ;;
+    --fast) fast=1 ;;
     --10m) backlogs=$backlogs,10000000 ;;
     --plots) plots=1 ;;
     --backlogs) backlogs=$2; shift ;;
     [0-9]*) messages=$1 ;;
-    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--10m] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -38,8 +46,15 @@ if ((peers)); then
   if [[ -x bench/peers/pg-transactional-outbox/build.sh ]]; then
     bench/peers/pg-transactional-outbox/build.sh >&2
   fi
-  export TXBOX_TEST_PG_OPTS="-c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
 fi
+# scripts/servers.sh starts PostgreSQL with fsync=off; options here come after it and win.
+pg_opts="-c fsync=on -c synchronous_commit=on"
+((fast)) && pg_opts="-c fsync=off -c synchronous_commit=on"
+((peers)) && pg_opts+=" -c wal_level=logical -c max_replication_slots=10 -c max_wal_senders=10"
+export TXBOX_TEST_PG_OPTS=$pg_opts
+# Topics the peers (and anything else) auto-create get 6 partitions; relay_bench and inbox_bench
+# create theirs explicitly with the partitions they measure.
+export TXBOX_TEST_KAFKA_PARTITIONS=6
 
 out=build-bench/results
 mkdir -p "$out"
@@ -48,11 +63,28 @@ trap 'scripts/servers.sh stop "$servers"; rm -rf "$servers"' EXIT
 env -u TXBOX_TEST_PG -u TXBOX_TEST_KAFKA scripts/servers.sh start "$servers"
 set -a; . "$servers/endpoints.env"; set +a
 
+durability="PostgreSQL fsync=$(psql "$TXBOX_TEST_PG" -qAtX -c 'SHOW fsync'),"
+durability+=" synchronous_commit=$(psql "$TXBOX_TEST_PG" -qAtX -c 'SHOW synchronous_commit')"
+((fast)) && durability+=" (--fast: not durable)" || durability+=" (durable)"
+say "$durability"
 {
   echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores; load average at start:" \
-    "$(cut -d' ' -f1-3 /proc/loadavg); $messages messages; backlogs $backlogs"
+    "$(cut -d' ' -f1-3 /proc/loadavg); $messages messages; backlogs $backlogs; $durability;" \
+    "Kafka topics of 6 partitions unless marked"
   echo
 } > "$out/results.md"
+
+# Kafka's own limit: ProducerPerformance at the relay's producer settings, on 1 and 6 partitions
+# (at least 200,000 records, so the JVM's warm-up is a small part of the run).
+perf_records=$((messages > 200000 ? messages : 200000))
+perf_args=()
+for p in 1 6; do
+  say "Kafka ProducerPerformance: $perf_records records, $p partition(s)"
+  rate=$(bench/producer_perf.sh "$TXBOX_TEST_KAFKA" "$perf_records" "$p" 2>"$out/producer_perf_${p}p.log") \
+    || { tail -20 "$out/producer_perf_${p}p.log" >&2; exit 1; }
+  say "  $rate records/s"
+  perf_args+=(--producer-perf-${p}p "$rate")
+done
 
 say "inbox benchmark"
 build-bench/bench/inbox_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages" | tee "$out/inbox.md"
@@ -77,7 +109,8 @@ fi
 say "relay benchmark"
 build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/relay/txbox-relay \
   --messages "$messages" --backlogs "$backlogs" --out "$out/relay.tsv" \
-  ${inbox_ratio:+--inbox-ratio "$inbox_ratio"} "${peer_args[@]}" | tee "$out/relay.md"
+  ${inbox_ratio:+--inbox-ratio "$inbox_ratio"} "${perf_args[@]}" "${peer_args[@]}" \
+  | tee "$out/relay.md"
 {
   cat "$out/relay.md"
   echo

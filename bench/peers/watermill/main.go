@@ -114,11 +114,19 @@ func main() {
 	client, err := sarama.NewClient(brokers, sarama.NewConfig())
 	must(err)
 	defer client.Close()
+	// The topic's end offset summed over its partitions (bench/run.sh has the broker create
+	// topics with 6).
 	end := func() int64 {
 		must(client.RefreshMetadata(dest))
-		off, err := client.GetOffset(dest, 0, sarama.OffsetNewest)
+		parts, err := client.Partitions(dest)
 		must(err)
-		return off
+		var sum int64
+		for _, p := range parts {
+			off, err := client.GetOffset(dest, p, sarama.OffsetNewest)
+			must(err)
+			sum += off
+		}
+		return sum
 	}
 	base := end()
 
