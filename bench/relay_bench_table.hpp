@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "relay_bench_backlog.hpp"
+#include "relay_bench_e2e.hpp"
 #include "relay_bench_support.hpp"
 #include "relay_bench_txbox.hpp"
 
@@ -14,21 +16,20 @@ namespace bench {
 
 /// Everything the table shows, as measured.
 struct Figures {
-  int n = 0;                                                    ///< messages per throughput run
-  std::vector<long> backlogs = {10'000, 1'000'000};             ///< pending rows of the cost runs
-  std::vector<std::pair<std::string, double>> peers;            ///< --peer NAME=MSGS_PER_S
-  double inbox_ratio = -1;                                      ///< --inbox-ratio, or -1
-  double bare1 = 0, enq1 = 0, bare100 = 0, enq100 = 0;          ///< INSERT tx/s
-  double commit_ms = 0;                                         ///< one single-row commit, p50
-  double produce = 0, consume = 0, drain = 0;                   ///< raw msg/s, rows/s
-  double limit = 0;                                             ///< min(drain, produce)
-  std::map<int, DrainRun> relay;                                ///< by relay count: 1, 2, 4
-  std::map<int, DrainRun> relay_eos;                            ///< exactly_once, by count: 1, 2
-  std::vector<Pct> raw_lat;                                     ///< by load: 10, 50, 90%
-  std::vector<std::pair<double, E2eRun>> e2e_notify, e2e_poll;  ///< (load, run) by load
-  std::vector<std::pair<double, E2eRun>> e2e_eos;  ///< exactly_once, NOTIFY: 10 and 50% load
-  long relay_rss = 0, consumer_rss = 0;            ///< peak RSS, KiB
-  std::vector<std::pair<long, DrainRun>> cost;     ///< by pending rows
+  int n = 0;                                            ///< messages per throughput run
+  std::vector<long> backlogs = {10'000, 1'000'000};     ///< pending rows of the cost runs
+  std::vector<std::pair<std::string, double>> peers;    ///< --peer NAME=MSGS_PER_S
+  double inbox_ratio = -1;                              ///< --inbox-ratio, or -1
+  double bare1 = 0, enq1 = 0, bare100 = 0, enq100 = 0;  ///< INSERT tx/s
+  double commit_ms = 0;                                 ///< one single-row commit, p50
+  double produce = 0, consume = 0, drain = 0;           ///< raw msg/s, rows/s
+  double limit = 0;                                     ///< min(drain, produce)
+  std::map<int, DrainRun> relay;                        ///< by relay count: 1, 2, 4
+  std::map<int, DrainRun> relay_eos;                    ///< exactly_once, by count: 1, 2
+  LatencyFigures lat;                                   ///< commit->handler at load
+  long relay_rss = 0, consumer_rss = 0;                 ///< peak RSS, KiB
+  std::vector<std::pair<long, DrainRun>> cost;          ///< by pending rows (SQL fill)
+  BigBacklog big;                                       ///< --big N: n, then the run
 };
 
 /// The target of issue 15: exactly_once throughput at least this share of at_least_once's.
@@ -36,5 +37,11 @@ inline constexpr double k_eos_target = 0.7;
 
 /// Prints the table to stdout.
 void print_table(const Figures& f);
+
+// The rows of relay_bench_table_load.cpp: the raw latency among the limits, commit->handler at
+// load, cost vs backlog.
+void print_raw_latency_row(const Figures& f);
+void print_latency_rows(const Figures& f);
+void print_backlog_rows(const Figures& f);
 
 }  // namespace bench
