@@ -253,7 +253,6 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
   r.offered = rate;
   r.achieved = writers.paced(0, n, rate);
   p.finish(r, static_cast<long>(n), 30s);
-  r.delivered = static_cast<double>(r.handled) * r.achieved / static_cast<double>(n);
   if (r.lat.n < n) {
     progress(fmt::format("  only {} of {} messages reached the handler", r.lat.n, n));
   }

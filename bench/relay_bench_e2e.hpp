@@ -1,6 +1,6 @@
 // The relay benchmark's end-to-end runs: enqueue commit -> txbox::inbox handler through one
-// txbox-relay and the broker, with the writers paced (latency at a load) or unpaced (the
-// capacity of the whole pipeline on this machine).
+// txbox-relay and the broker, with the writers paced (latency at a load), and the capacity of
+// the whole pipeline on this machine (unpaced writers, then a paced ramp).
 #pragma once
 
 #include <pqxx/pqxx>
@@ -15,9 +15,8 @@ namespace bench {
 
 /// One end-to-end run.
 struct E2eRun {
-  double offered = 0;    // msg/s the writers were paced to (0: unpaced)
-  double achieved = 0;   // msg/s the writers committed
-  double delivered = 0;  // msg/s that reached the handler
+  double offered = 0;   // msg/s the writers were paced to
+  double achieved = 0;  // msg/s the writers committed
   long sent = 0, handled = 0;
   Pct lat;  // commit -> handler
   long relay_rss = 0, consumer_rss = 0;
