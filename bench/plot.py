@@ -42,7 +42,7 @@ fig.savefig(f"{out}/bench-throughput.png", dpi=100)
 
 # Latency percentiles vs load, as % of the end-to-end capacity; hollow markers: overloaded
 # (the writers reached less than 95% of the offered rate, or messages did not arrive).
-fig, ax = plt.subplots(figsize=(6, 4))
+fig, ax = plt.subplots(figsize=(6, 5.5))
 loads = [l for l in (10, 50, 80) if f"e2e_notify_{l}_p50" in v]
 styles = {"p50": "o", "p99": "s", "p999": "^"}
 for mode, color in (("notify", "tab:blue"), ("poll", "tab:green")):
@@ -63,7 +63,7 @@ ax.set_yscale("log")
 ax.set_xlabel(f"load, % of the end-to-end capacity ({v.get('e2e_capacity', 0):,.0f} msg/s)")
 ax.set_ylabel("ms")
 ax.set_title("Latency vs load (hollow: overloaded)")
-ax.legend(fontsize=6)
+ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 fig.tight_layout()
 fig.savefig(f"{out}/bench-latency.png", dpi=100)
 
