@@ -1,4 +1,5 @@
-"""Plots of one benchmark run: throughput vs relays, latency vs load, cost vs backlog."""
+"""Plots of one benchmark run: throughput vs relays, latency vs load, cost vs backlog, and the
+outbox's size over the big backlog run (--10m / --big)."""
 import sys
 
 import matplotlib
@@ -39,34 +40,49 @@ ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(f"{out}/bench-throughput.png", dpi=100)
 
-# Latency percentiles vs load.
-fig, ax = plt.subplots(figsize=(6, 4))
-loads = [10, 50, 90]
+# Latency percentiles vs load, as % of the end-to-end capacity; hollow markers: overloaded
+# (the writers reached less than 95% of the offered rate, or messages did not arrive).
+fig, ax = plt.subplots(figsize=(6, 5.5))
+loads = [l for l in (10, 50, 80) if f"e2e_notify_{l}_p50" in v]
 styles = {"p50": "o", "p99": "s", "p999": "^"}
 for mode, color in (("notify", "tab:blue"), ("poll", "tab:green")):
     for p, m in styles.items():
         ys = [v.get(f"e2e_{mode}_{l}_{p}") for l in loads]
         ax.plot(loads, ys, marker=m, c=color, ls="-" if mode == "notify" else "--",
                 label=f"commit→handler {p}, {'NOTIFY' if mode == 'notify' else 'poll only'}")
-for p, m in (("p50", "o"), ("p99", "s")):
-    ax.plot(loads, [v.get(f"raw_lat_{l}_{p}") for l in loads], marker=m, c="grey", ls=":",
-            label=f"raw produce→consume {p}")
+        for l, y in zip(loads, ys):
+            if v.get(f"e2e_{mode}_{l}_overloaded", 0) > 0:
+                ax.plot([l], [y], marker=m, c=color, mfc="white")
+if "raw_lat_p99" in v:
+    ax.plot([50], [v["raw_lat_p99"]], "D", c="grey", label="raw produce→consume p99 (50%)")
+if "e2e_target_ms" in v:
+    ax.plot([50], [v["e2e_target_ms"]], "_", c="red", ms=30, mew=2,
+            label="target at 50%: 3× raw p99 + 1 commit")
+ax.set_xticks(loads)
 ax.set_yscale("log")
-ax.set_xlabel(f"load, % of {v['e2e_max_rate']:.0f} msg/s")
+ax.set_xlabel(f"load, % of the end-to-end capacity ({v.get('e2e_capacity', 0):,.0f} msg/s)")
 ax.set_ylabel("ms")
-ax.set_title("Latency vs load")
-ax.legend(fontsize=6)
+ax.set_title("Latency vs load (hollow: overloaded)")
+ax.legend(fontsize=6, ncol=2, loc="upper center", bbox_to_anchor=(0.5, -0.14))
 fig.tight_layout()
 fig.savefig(f"{out}/bench-latency.png", dpi=100)
 
-# Cost per message vs backlog.
+# Cost per message vs backlog: SQL fills (the first 100k drained), and the paced fill through
+# enqueue (all drained) at 10k and at the big backlog.
 backlogs = sorted(int(k.split("_")[1]) for k in v if k.startswith("cost_") and k.endswith("_us")
                   and not k.endswith("cpu_us"))
 fig, ax = plt.subplots(figsize=(6, 4))
-ax.plot(backlogs, [v[f"cost_{b}_us"] for b in backlogs], "o-", label="wall µs per message")
-ax.plot(backlogs, [v[f"cost_{b}_cpu_us"] for b in backlogs], "s--", label="relay CPU µs per message")
-if backlogs:
-    ax.axhline(1.2 * v[f"cost_{backlogs[0]}_us"], ls="-.", c="red", label="target: 1.2× cost at 10k")
+ax.plot(backlogs, [v[f"cost_{b}_us"] for b in backlogs], "o-", c="tab:blue",
+        label="wall µs per message, SQL fill")
+ax.plot(backlogs, [v[f"cost_{b}_cpu_us"] for b in backlogs], "s--", c="tab:blue",
+        label="relay CPU µs per message, SQL fill")
+if "big_us" in v:
+    paced = [10000, int(v["big_n"])]
+    ax.plot(paced, [v["big_base_us"], v["big_us"]], "o-", c="tab:orange",
+            label="wall µs per message, enqueue (10k: one tx; big: paced fill)")
+    ax.plot(paced, [v["big_base_cpu_us"], v["big_cpu_us"]], "s--", c="tab:orange",
+            label="relay CPU µs per message, enqueue")
+    ax.axhline(1.2 * v["big_base_us"], ls="-.", c="red", label="target: 1.2× enqueue 10k")
 ax.set_xscale("log")
 ax.set_xlabel("pending rows")
 ax.set_ylabel("µs")
@@ -75,4 +91,35 @@ ax.set_title("Relay cost per message vs backlog (1 relay)")
 ax.legend(fontsize=7)
 fig.tight_layout()
 fig.savefig(f"{out}/bench-backlog.png", dpi=100)
-print(f"wrote {out}/bench-throughput.png, bench-latency.png, bench-backlog.png")
+wrote = ["bench-throughput.png", "bench-latency.png", "bench-backlog.png"]
+
+# The outbox's size over the big backlog run: table and indexes, messages pending.
+samples = sorted(int(k[5:-2]) for k in v if k.startswith("big_s") and k.endswith("_t"))
+if samples:
+    t = [v[f"big_s{i}_t"] for i in samples]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    ax.plot(t, [v[f"big_s{i}_table_mib"] for i in samples], "-", label="table (pg_relation_size)")
+    ax.plot(t, [v[f"big_s{i}_index_mib"] for i in samples], "--", label="indexes (pg_indexes_size)")
+    ax.plot(t, [v[f"big_s{i}_total_mib"] for i in samples], ":", c="black",
+            label="total (pg_total_relation_size)")
+    filled = v.get("big_filled_sample")
+    if filled is not None:
+        ax.axvline(v[f"big_s{int(filled)}_t"], c="grey", lw=1, label="fill done, relay starts")
+    ax.set_xlabel("s")
+    ax.set_ylabel("MiB")
+    ax.set_ylim(bottom=0)
+    ax2 = ax.twinx()
+    ax2.plot(t, [v[f"big_s{i}_pending"] / 1e6 for i in samples], c="tab:red", alpha=0.5,
+             label="pending (millions)")
+    ax2.plot(t, [v[f"big_s{i}_dead"] / 1e6 for i in samples], c="tab:purple", alpha=0.5,
+             ls="-.", label="n_dead_tup (millions)")
+    ax2.set_ylabel("rows, millions")
+    ax2.set_ylim(bottom=0)
+    h1, l1 = ax.get_legend_handles_labels()
+    h2, l2 = ax2.get_legend_handles_labels()
+    ax.legend(h1 + h2, l1 + l2, fontsize=6, loc="upper left")
+    ax.set_title(f"Outbox size over the {int(v['big_n']):,} message backlog")
+    fig.tight_layout()
+    fig.savefig(f"{out}/bench-backlog-size.png", dpi=100)
+    wrote.append("bench-backlog-size.png")
+print(f"wrote {out}/: {', '.join(wrote)}")

@@ -6,14 +6,17 @@
 // and x2 also to 1 partition. Prints a markdown table (stdout) and progress (stderr); writes
 // every figure as "name<TAB>value" lines to --out for the plots. Run through bench/run.sh.
 //   relay_bench PG KAFKA RELAY_BINARY [--messages N] [--backlogs 10000,1000000]
-//               [--out FILE] [--peer NAME=MSGS_PER_S]... [--inbox-ratio R]
+//               [--out FILE] [--peer NAME=MSGS_PER_S]... [--inbox-ratio R] [--big N]
 //               [--producer-perf-1p MSGS_PER_S] [--producer-perf-6p MSGS_PER_S]
 //     --producer-perf-*  ProducerPerformance's rates (bench/producer_perf.sh); without them the
 //                        limit falls back to the raw librdkafka produce, and the table says so
+//     --big N  also N messages written through enqueue at a paced rate with no relay running,
+//              then drained by one relay (relay_bench_backlog), e.g. 10,000,000 (run.sh --10m)
 //
 // This file: the command line and the phases in order. The shared helpers:
 // relay_bench_support; the relay processes: relay_bench_process; the limits:
-// relay_bench_limits; txbox's runs: relay_bench_txbox; the table: relay_bench_table.
+// relay_bench_limits; txbox's drains: relay_bench_txbox; end to end: relay_bench_e2e; the big
+// backlog: relay_bench_backlog; the table: relay_bench_table(_load).
 #include <fmt/format.h>
 #include <unistd.h>
 
@@ -25,6 +28,8 @@
 #include <string>
 #include <vector>
 
+#include "relay_bench_backlog.hpp"
+#include "relay_bench_e2e.hpp"
 #include "relay_bench_limits.hpp"
 #include "relay_bench_support.hpp"
 #include "relay_bench_table.hpp"
@@ -39,7 +44,7 @@ std::optional<int> parse_args(int argc, char** argv, Figures& f) {
   if (argc < 4) {
     std::fprintf(stderr,
                  "usage: relay_bench PG KAFKA RELAY_BINARY [--messages N] [--backlogs A,B,...] "
-                 "[--out FILE] [--peer NAME=RATE]... [--inbox-ratio R] "
+                 "[--out FILE] [--peer NAME=RATE]... [--inbox-ratio R] [--big N] "
                  "[--producer-perf-1p RATE] [--producer-perf-6p RATE]\n");
     return 2;
   }
@@ -60,6 +65,8 @@ std::optional<int> parse_args(int argc, char** argv, Figures& f) {
     } else if (a == "--peer") {
       const auto eq = v.find('=');
       f.peers.emplace_back(v.substr(0, eq), std::stod(v.substr(eq + 1)));
+    } else if (a == "--big") {
+      f.big.n = std::stol(v);
     } else if (a == "--inbox-ratio") {
       f.inbox_ratio = std::stod(v);
     } else if (a == "--producer-perf-1p") {
@@ -167,55 +174,87 @@ class Run {
     m_step = 9;
   }
 
-  // Latency: raw produce -> consume, then commit -> inbox handler with NOTIFY and poll-only.
+  // Latency: the end-to-end capacity (writers, relay, broker and inbox consumer together), then
+  // commit -> inbox handler at 10/50/80% of it with NOTIFY and poll-only, exactly_once at
+  // 10/50% with NOTIFY, and raw produce -> consume at the 50% rate.
   void latency() {
-    // Max throughput of the pipeline under test: what 2 writers can commit and one relay drain.
-    const double max_rate = std::min(m_f.enq1, m_f.relay[1].rate);
-    record("e2e_max_rate", max_rate);
     const double seconds = 8;
-    stage(
-        fmt::format("latency at 10/50/90% of {:.0f} msg/s: raw produce->consume, then "
-                    "commit->inbox handler with NOTIFY and poll-only, and at 10/50% with "
-                    "NOTIFY in exactly_once ({} s each)",
-                    max_rate, seconds));
+    auto& l = m_f.lat;
+    stage(fmt::format(
+        "latency: end-to-end capacity ({} writers, relay, inbox consumer: {:.0f} s unpaced, then "
+        "paced steps), then commit->inbox handler at 10/50/80% of it with NOTIFY and poll-only, "
+        "and at 10/50% with NOTIFY in exactly_once ({} s each)",
+        k_clients, E2eCapacity::k_unpaced_s, seconds));
     int run = 0;
-    for (double f : {0.1, 0.5, 0.9}) {
-      const double rate = std::max(10.0, f * max_rate);
+    l.capacity = e2e_capacity(m_c, fmt::format("{}_e2e_cap", m_topic), run++);
+    const auto& cap = l.capacity;
+    progress(fmt::format("  capacity {:.0f} msg/s (unpaced: writers {:.0f}, handler {:.0f})",
+                         cap.capacity, cap.unpaced_writers, cap.unpaced_handler));
+    record("e2e_capacity", cap.capacity);
+    record("e2e_capacity_unpaced_writers", cap.unpaced_writers);
+    record("e2e_capacity_unpaced_handler", cap.unpaced_handler);
+    for (std::size_t i = 0; i < cap.steps.size(); ++i) {
+      record(fmt::format("e2e_ramp{}_offered", i), cap.steps[i].offered);
+      record(fmt::format("e2e_ramp{}_achieved", i), cap.steps[i].achieved);
+      record(fmt::format("e2e_ramp{}_sustained", i), cap.steps[i].sustained() ? 1 : 0);
+    }
+    m_relay_rss_e2e = std::max(m_relay_rss_e2e, cap.relay_rss);
+    m_f.consumer_rss = std::max(m_f.consumer_rss, cap.consumer_rss);
+    const auto keep = [&](const std::string& tag, const E2eRun& r) {
+      m_f.consumer_rss = std::max(m_f.consumer_rss, r.consumer_rss);
+      m_relay_rss_e2e = std::max(m_relay_rss_e2e, r.relay_rss);
+      record(tag + "_p50", r.lat.p50);
+      record(tag + "_p99", r.lat.p99);
+      record(tag + "_p999", r.lat.p999);
+      record(tag + "_offered", r.offered);
+      record(tag + "_achieved", r.achieved);
+      record(tag + "_overloaded", r.overloaded() ? 1 : 0);
+    };
+    for (double f : LatencyFigures::k_loads) {
+      const double rate = std::max(10.0, f * cap.capacity);
       progress(fmt::format("  {:.0f}% = {:.0f} msg/s", f * 100, rate));
-      m_f.raw_lat.push_back(
-          raw_latency(fmt::format("{}_raw_{}", m_topic, run), static_cast<int>(rate), seconds));
+      if (f == LatencyFigures::k_target_load) {
+        l.raw_rate = rate;
+        l.raw =
+            raw_latency(fmt::format("{}_raw_{}", m_topic, run), static_cast<int>(rate), seconds);
+        record("raw_lat_p50", l.raw.p50);
+        record("raw_lat_p99", l.raw.p99);
+        record("raw_lat_rate", rate);
+      }
       for (bool notify : {true, false}) {
         const auto r =
             end_to_end(m_c, fmt::format("{}_e2e_{}", m_topic, run), notify, rate, seconds, run);
         ++run;
-        m_f.consumer_rss = std::max(m_f.consumer_rss, r.consumer_rss);
-        m_relay_rss_e2e = std::max(m_relay_rss_e2e, r.relay_rss);
-        (notify ? m_f.e2e_notify : m_f.e2e_poll).emplace_back(f, r);
-        const std::string tag = fmt::format("{}_{:.0f}", notify ? "notify" : "poll", f * 100);
-        record("e2e_" + tag + "_p50", r.lat.p50);
-        record("e2e_" + tag + "_p99", r.lat.p99);
-        record("e2e_" + tag + "_p999", r.lat.p999);
-        record("e2e_" + tag + "_achieved", r.achieved);
+        (notify ? l.notify : l.poll).emplace_back(f, r);
+        keep(fmt::format("e2e_{}_{:.0f}", notify ? "notify" : "poll", f * 100), r);
+        if (r.overloaded()) {
+          progress(fmt::format("  overloaded: {:.0f} of {:.0f} msg/s written, {} of {} handled",
+                               r.achieved, r.offered, r.handled, r.sent));
+        }
       }
-      record(fmt::format("raw_lat_{:.0f}_p50", f * 100), m_f.raw_lat.back().p50);
-      record(fmt::format("raw_lat_{:.0f}_p99", f * 100), m_f.raw_lat.back().p99);
-      if (f > 0.5) continue;
+      if (f > LatencyFigures::k_target_load) continue;
       // exactly_once beside it, NOTIFY only, at the same offered rate: 10% and 50% load.
       progress(fmt::format("  {:.0f}% = {:.0f} msg/s, exactly_once", f * 100, rate));
       const auto r = end_to_end(m_c, fmt::format("{}_e2e_eos_{}", m_topic, run), true, rate,
                                 seconds, run, Delivery::exactly_once);
       ++run;
-      m_f.e2e_eos.emplace_back(f, r);
-      const std::string tag = fmt::format("eos_e2e_notify_{:.0f}", f * 100);
-      record(tag + "_p50", r.lat.p50);
-      record(tag + "_p99", r.lat.p99);
-      record(tag + "_p999", r.lat.p999);
-      record(tag + "_achieved", r.achieved);
+      l.eos.emplace_back(f, r);
+      keep(fmt::format("eos_e2e_notify_{:.0f}", f * 100), r);
     }
+    const double target = LatencyFigures::k_target_raw * l.raw.p99 + m_f.commit_ms;
+    record("e2e_target_ms", target);
+    const auto& at50 = l.notify[1].second;
+    progress(
+        fmt::format("  target: commit->handler p99 at 50% {:.1f} ms <= {:.0f}x raw p99 "
+                    "{:.1f} ms + 1 commit {:.2f} ms = {:.1f} ms: {}",
+                    at50.lat.p99, LatencyFigures::k_target_raw, l.raw.p99, m_f.commit_ms, target,
+                    at50.lat.p99 <= target ? "met" : "missed"));
     m_step = 10;
   }
 
-  // Cost vs backlog; then the peak RSS over every run.
+  // Cost vs backlog (SQL fills, the first 100k drained); --big N: N messages through enqueue
+  // at a paced rate with no relay running, all drained by one relay, against 10k all drained
+  // by one relay; then the peak RSS over every run.
   void costs() {
     for (long b : m_f.backlogs) {
       stage(fmt::format("per-message relay cost at {} pending rows", b));
@@ -233,18 +272,66 @@ class Run {
       record(fmt::format("cost_{}_cpu_us", b), sum.cpu_us_per_msg);
       record(fmt::format("cost_{}_rss_kib", b), static_cast<double>(sum.rss_kib));
     }
+    if (m_f.big.n > 0) big_backlog_run();
     reset_schema(m_c);
     long relay_rss = std::max(m_relay_rss_e2e, m_f.relay[1].rss_kib);
     for (const auto& [b, r] : m_f.cost) relay_rss = std::max(relay_rss, r.rss_kib);
+    relay_rss = std::max({relay_rss, m_f.big.big.drain.rss_kib, m_f.big.base.rss_kib});
     m_f.relay_rss = relay_rss;
     record("relay_rss_kib", static_cast<double>(relay_rss));
     record("consumer_rss_kib", static_cast<double>(m_f.consumer_rss));
   }
 
+  // The big backlog: paced to half of what enqueue with 100 rows per transaction reached in
+  // inserts(), at most 40k msg/s.
+  void big_backlog_run() {
+    const long n = m_f.big.n;
+    const double rate = std::min(40'000.0, 0.5 * m_f.enq100 * 100);
+    stage(fmt::format(
+        "big backlog: {} messages via enqueue at {:.0f} msg/s ({} writers, {} per "
+        "tx, no relay), then one relay drains them all; {} first (one transaction, idle relay)",
+        n, rate, k_fill_writers, k_fill_rows, k_base_backlog));
+    auto& b = m_f.big = big_backlog(m_c, fmt::format("{}_big", m_topic), n, rate);
+    record("big_n", static_cast<double>(n));
+    record("big_fill_offered", rate);
+    record("big_fill_rate", b.big.fill_rate);
+    record("big_fill_s", b.big.fill_s);
+    record("big_drain_s", b.big.drain_s);
+    record("big_first_s", b.big.drain.first_s);
+    record("big_base_us", b.base.us_per_msg);
+    record("big_base_cpu_us", b.base.cpu_us_per_msg);
+    record("big_us", b.big.drain.us_per_msg);
+    record("big_cpu_us", b.big.drain.cpu_us_per_msg);
+    record("big_ratio", b.big.drain.us_per_msg / b.base.us_per_msg);
+    record("big_rss_kib", static_cast<double>(b.big.drain.rss_kib));
+    record("big_after_dead_tup", static_cast<double>(b.after.dead));
+    record("big_after_tup_del", static_cast<double>(b.after.deleted - b.before.deleted));
+    record("big_autovacuums", static_cast<double>(b.after.autovacuums - b.before.autovacuums));
+    for (std::size_t i = 0; i < b.samples.size(); ++i) {  // the size series, for the plot
+      const auto& s = b.samples[i];
+      record(fmt::format("big_s{}_t", i), s.t_s);
+      record(fmt::format("big_s{}_pending", i), static_cast<double>(s.pending));
+      record(fmt::format("big_s{}_table_mib", i), s.table_mib);
+      record(fmt::format("big_s{}_index_mib", i), s.index_mib);
+      record(fmt::format("big_s{}_total_mib", i), s.total_mib);
+      record(fmt::format("big_s{}_dead", i), static_cast<double>(s.dead));
+    }
+    record("big_filled_sample", static_cast<double>(b.filled));
+    record("big_drained_sample", static_cast<double>(b.drained));
+    if (b.vacuumed > 0) {
+      record("big_vacuumed_sample", static_cast<double>(b.vacuumed));
+      record("big_vacuumed_dead_tup", static_cast<double>(b.vacuumed_stats.dead));
+      record("big_vacuumed_autovacuums",
+             static_cast<double>(b.vacuumed_stats.autovacuums - b.before.autovacuums));
+    }
+  }
+
  private:
   static constexpr int k_steps = 12;
 
-  void stage(const std::string& s) { progress(fmt::format("({}/{}) {}", ++m_step, k_steps, s)); }
+  void stage(const std::string& s) {
+    progress(fmt::format("({}/{}) {}", ++m_step, k_steps + (m_f.big.n > 0 ? 1 : 0), s));
+  }
 
   Figures& m_f;
   pqxx::connection& m_c;

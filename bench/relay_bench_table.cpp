@@ -36,28 +36,6 @@ void print_eos_throughput(const Figures& f) {
   }
 }
 
-// exactly_once's commit→handler latency against at_least_once's at the same offered rate.
-void print_eos_latency(const Figures& f) {
-  for (const auto& [load, r] : f.e2e_eos) {
-    const auto same = std::find_if(f.e2e_notify.begin(), f.e2e_notify.end(),
-                                   [&](const auto& e) { return e.first == load; });
-    if (same == f.e2e_notify.end()) continue;
-    const auto& alo = same->second.lat;
-    // The relay's transactions in the run (warm-up included): their rate and commit time.
-    const std::string txns =
-        r.transactions > 0
-            ? fmt::format("; {:.0f} transactions, {:.1f} msg each, mean commit {:.1f} ms",
-                          r.transactions, static_cast<double>(r.lat.n) / r.transactions,
-                          1000 * r.commit_s / r.transactions)
-            : "";
-    std::printf(
-        "| commit→handler p50 / p99 / p99.9, %.0f%% load (%.0f msg/s, achieved %.0f), NOTIFY, "
-        "exactly_once | %.1f / %.1f / %.1f ms | p50 %.2f×, p99 %.2f× at_least_once%s | |\n",
-        load * 100, r.offered, r.achieved, r.lat.p50, r.lat.p99, r.lat.p999, r.lat.p50 / alo.p50,
-        r.lat.p99 / alo.p99, txns.c_str());
-  }
-}
-
 // Kafka's limits and the limit each relay drain is compared with.
 void print_kafka_limits(const Figures& f) {
   const auto perf = [](double rate) {
@@ -133,10 +111,7 @@ void print_table(const Figures& f) {
   std::printf("| raw claim+delete drain (500-row batches, SKIP LOCKED) | %.0f rows/s | | |\n",
               f.drain);
   print_kafka_limits(f);
-  for (std::size_t i = 0; i < f.raw_lat.size(); ++i) {
-    std::printf("| raw produce→consume p50 / p99 at %.0f msg/s | %.1f / %.1f ms | | |\n",
-                f.e2e_notify[i].second.offered, f.raw_lat[i].p50, f.raw_lat[i].p99);
-  }
+  print_raw_latency_row(f);
   std::printf("| **txbox** | | | |\n");
   std::printf("| enqueue, 1 msg/tx, 2 clients | %.0f tx/s | %.2f× bare | ≥ 0.9× %s |\n", f.enq1,
               f.enq1 / f.bare1, verdict(f.enq1 / f.bare1 >= 0.9));
@@ -148,20 +123,7 @@ void print_table(const Figures& f) {
   for (const auto& [name, rate] : f.peers) {
     std::printf("| peer: %s | %.0f msg/s | %.2f× limit | |\n", name.c_str(), rate, rate / f.limit);
   }
-  for (std::size_t i = 0; i < f.e2e_notify.size(); ++i) {
-    for (const auto* set : {&f.e2e_notify, &f.e2e_poll}) {
-      const auto& r = (*set)[i].second;
-      const bool notify = set == &f.e2e_notify;
-      const double bound = 2 * f.raw_lat[i].p99 + f.commit_ms;
-      std::printf(
-          "| commit→handler p50 / p99 / p99.9, %.0f%% load (%.0f msg/s, achieved %.0f), %s | "
-          "%.1f / %.1f / %.1f ms | p99 %.1f× raw p99 | ≤ 2× raw p99 + 1 commit = %.1f ms %s |\n",
-          (*set)[i].first * 100, r.offered, r.achieved, notify ? "NOTIFY" : "poll only (500 ms)",
-          r.lat.p50, r.lat.p99, r.lat.p999, r.lat.p99 / f.raw_lat[i].p99, bound,
-          verdict(r.lat.p99 <= bound));
-    }
-  }
-  print_eos_latency(f);
+  print_latency_rows(f);
   if (f.inbox_ratio > 0) {
     std::printf(
         "| txbox::inbox, max_batch 500 (see inbox table) | | %.2f× raw consume+INSERT | |\n",
@@ -170,16 +132,7 @@ void print_table(const Figures& f) {
   std::printf("| relay peak RSS (max over runs) | %s | | ≤ 64 MiB %s |\n", mib(f.relay_rss).c_str(),
               verdict(f.relay_rss <= 64 * 1024));
   std::printf("| inbox consumer peak RSS (latency runs) | %s | | |\n", mib(f.consumer_rss).c_str());
-  const double base = f.cost.empty() ? 0 : f.cost.front().second.us_per_msg;
-  for (const auto& [b, r] : f.cost) {
-    const bool big = b >= 10'000'000;
-    std::printf(
-        "| relay cost per message at %ld pending (first %ld drained) | %.1f µs wall, %.1f µs relay "
-        "CPU | %.2f× %ld | %s |\n",
-        b, std::min(b, 100'000L), r.us_per_msg, r.cpu_us_per_msg, r.us_per_msg / base,
-        f.cost.front().first,
-        big ? fmt::format("≤ 1.2× {}", verdict(r.us_per_msg <= 1.2 * base)).c_str() : "");
-  }
+  print_backlog_rows(f);
 }
 
 }  // namespace bench

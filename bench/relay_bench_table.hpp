@@ -7,6 +7,8 @@
 #include <utility>
 #include <vector>
 
+#include "relay_bench_backlog.hpp"
+#include "relay_bench_e2e.hpp"
 #include "relay_bench_support.hpp"
 #include "relay_bench_txbox.hpp"
 
@@ -26,14 +28,13 @@ struct Figures {
   double perf = -1, perf_1p = -1;  ///< Kafka's ProducerPerformance (--producer-perf-*), or -1
   double limit = 0;                ///< the limit at k_partitions: min(drain, ProducerPerformance)
   double limit_1p = 0;  ///< at 1 partition (raw librdkafka produce instead without --producer-perf)
-  std::map<int, DrainRun> relay;      ///< k_partitions, by relay count: 1, 2, 4
-  std::map<int, DrainRun> relay_1p;   ///< 1 partition, by relay count: 1, 2
-  std::map<int, DrainRun> relay_eos;  ///< exactly_once, by count: 1, 2
-  std::vector<Pct> raw_lat;           ///< by load: 10, 50, 90%
-  std::vector<std::pair<double, E2eRun>> e2e_notify, e2e_poll;  ///< (load, run) by load
-  std::vector<std::pair<double, E2eRun>> e2e_eos;  ///< exactly_once, NOTIFY: 10 and 50% load
-  long relay_rss = 0, consumer_rss = 0;            ///< peak RSS, KiB
-  std::vector<std::pair<long, DrainRun>> cost;     ///< by pending rows
+  std::map<int, DrainRun> relay;                ///< k_partitions, by relay count: 1, 2, 4
+  std::map<int, DrainRun> relay_1p;             ///< 1 partition, by relay count: 1, 2
+  std::map<int, DrainRun> relay_eos;            ///< exactly_once, by count: 1, 2
+  LatencyFigures lat;                           ///< commit->handler at load
+  long relay_rss = 0, consumer_rss = 0;         ///< peak RSS, KiB
+  std::vector<std::pair<long, DrainRun>> cost;  ///< by pending rows (SQL fill)
+  BigBacklog big;                               ///< --big N: n, then the run
 };
 
 /// The partitions of the headline runs' topics (the relay drains, exactly_once's, the peers').
@@ -46,5 +47,11 @@ inline constexpr double k_eos_target = 0.7;
 
 /// Prints the table to stdout.
 void print_table(const Figures& f);
+
+// The rows of relay_bench_table_load.cpp: the raw latency among the limits, commit->handler at
+// load, cost vs backlog.
+void print_raw_latency_row(const Figures& f);
+void print_latency_rows(const Figures& f);
+void print_backlog_rows(const Figures& f);
 
 }  // namespace bench

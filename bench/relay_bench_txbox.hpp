@@ -1,5 +1,5 @@
-// The relay benchmark's measurements of txbox itself: txbox-relay draining a backlog, and
-// end to end, enqueue commit -> txbox::inbox handler at a paced rate.
+// The relay benchmark's measurements of txbox itself: txbox-relay draining a backlog (end to
+// end runs: relay_bench_e2e).
 #pragma once
 
 #include <pqxx/pqxx>
@@ -10,12 +10,21 @@
 
 namespace bench {
 
+/// A consumer of the `partitions` partitions of `topic` from their beginning, read_committed:
+/// counts what reached Kafka.
+txbox::detail::kafka_ptr make_counter(const std::string& topic, int partitions = 1);
+/// Counts messages (other than the warm-up) until `n` or `until`; returns the count.
+long count_until(rd_kafka_t* c, long n, clk::time_point until);
+/// Waits (up to 60 s) until `relays` live relays share the 64 shards.
+void await_leases(pqxx::connection& c, int relays);
+
 /// One drain by txbox-relay processes.
 struct DrainRun {
   double rate = 0;            // msgs/s from the first acknowledged message
   double us_per_msg = 0;      // wall
   double cpu_us_per_msg = 0;  // relay CPU (all relays)
   long rss_kib = 0;           // peak RSS of the first relay
+  double first_s = -1;        // the first message read back, s after the start (-1: unknown)
   // exactly_once only (the relays' /metrics after the drain, summed; -1 unknown): Kafka
   // transactions committed and aborted, seconds spent committing them.
   double transactions = -1, aborted = -1, commit_s = -1;
@@ -29,19 +38,5 @@ struct DrainRun {
 /// produce and acks or transaction commits included).
 DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog, long measure,
                      int relays, Delivery delivery = Delivery::at_least_once, int partitions = 1);
-
-/// One end-to-end run.
-struct E2eRun {
-  double offered = 0, achieved = 0;  // msg/s
-  Pct lat;                           // commit -> handler
-  long relay_rss = 0, consumer_rss = 0;
-  double transactions = -1, commit_s = -1;  // exactly_once: from the relay's /metrics
-};
-
-/// k_clients writers enqueue `rate` msg/s for `seconds`, one relay (with NOTIFY or poll-only,
-/// and `delivery`) forwards, a txbox::inbox consumer in a child process (its own RSS) handles;
-/// `run` numbers the consumer's name.
-E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
-                  double seconds, int run, Delivery delivery = Delivery::at_least_once);
 
 }  // namespace bench

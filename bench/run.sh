@@ -9,28 +9,33 @@
 # headline drains (relay x1, x2, x4, and the peers) write to topics of 6 partitions; relay x1 and
 # x2 also to 1 partition, against the limit at 1 partition. PostgreSQL is durable by default
 # (fsync=on, synchronous_commit=on); the results' header says which.
-#   bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--plots] [--backlogs A,B,...]
+#   bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--big N] [--plots] [--backlogs A,B,...]
 #     MESSAGES    messages per throughput run (default 100000)
 #     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder, Go;
 #                 Debezium embedded + outbox router, Java; pg-transactional-outbox, Node.js);
 #                 PostgreSQL then runs with wal_level=logical for the two that decode the WAL
 #     --fast      PostgreSQL with fsync=off (commits not durable across a crash of the machine:
 #                 the old default, faster on slow disks)
-#     --10m       add 10,000,000 pending rows to the backlog runs (10k and 1M by default)
+#     --10m       a realistic big backlog: 10,000,000 messages written through enqueue at a
+#                 paced rate with no relay running (autovacuum on), then drained by one relay,
+#                 against 10k filled and drained the same way (about 10 minutes more)
+#     --big N     the same with N messages (e.g. 200000 for a quick check)
+#     --backlogs  the SQL-filled backlog runs (default 10000,1000000; the first 100k drained)
 #     --plots     write the PNG plots into docs/ (bench/plot.sh; Python venv with matplotlib)
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-messages=100000 peers=0 plots=0 fast=0 backlogs=10000,1000000
+messages=100000 peers=0 plots=0 fast=0 backlogs=10000,1000000 big=
 while (($#)); do
   case $1 in
     --peers) peers=1 ;;
     --fast) fast=1 ;;
-    --10m) backlogs=$backlogs,10000000 ;;
+    --10m) big=10000000 ;;
+    --big) big=$2; shift ;;
     --plots) plots=1 ;;
     --backlogs) backlogs=$2; shift ;;
     [0-9]*) messages=$1 ;;
-    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--big N] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -69,8 +74,8 @@ durability+=" synchronous_commit=$(psql "$TXBOX_TEST_PG" -qAtX -c 'SHOW synchron
 say "$durability"
 {
   echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores; load average at start:" \
-    "$(cut -d' ' -f1-3 /proc/loadavg); $messages messages; backlogs $backlogs; $durability;" \
-    "Kafka topics of 6 partitions unless marked"
+    "$(cut -d' ' -f1-3 /proc/loadavg); $messages messages; backlogs $backlogs${big:+; big backlog $big};" \
+    "$durability; Kafka topics of 6 partitions unless marked"
   echo
 } > "$out/results.md"
 
@@ -108,7 +113,7 @@ fi
 
 say "relay benchmark"
 build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/relay/txbox-relay \
-  --messages "$messages" --backlogs "$backlogs" --out "$out/relay.tsv" \
+  --messages "$messages" --backlogs "$backlogs" ${big:+--big "$big"} --out "$out/relay.tsv" \
   ${inbox_ratio:+--inbox-ratio "$inbox_ratio"} "${perf_args[@]}" "${peer_args[@]}" \
   | tee "$out/relay.md"
 {

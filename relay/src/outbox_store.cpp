@@ -149,7 +149,7 @@ std::size_t OutboxStore::delete_published(pqxx::connection& db, const LeaseView&
                          "x.shard = l.shard AND x.epoch = l.epoch WHERE x.shard = o.shard AND "
                          "x.owner = $4 AND x.expires_at > now())",
                      int_array(ids), shards, epochs, m_owner,
-                     "{" + fmt::format("{}", fmt::join(message_ids, ",")) + "}")
+                     fmt::format("{{{}}}", fmt::join(message_ids, ",")))
           .affected_rows();
   tx.commit();
   return n;
