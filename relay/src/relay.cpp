@@ -213,10 +213,9 @@ struct Relay::impl {
       publisher->give_up();  // its reports fail the rows: settled as transient failures
       gave_up = clock::now();
     }
-    // Room for the next round: at most half a round and half of relay.max_batch_bytes in
+    // Room for the next round: at most a round's rows and half of relay.max_batch_bytes in
     // flight (so rounds stay large, and two of them overlap).
-    const bool room =
-        flight.rows() <= round_rows() / 2 && flight.bytes() <= cfg.max_batch_bytes / 2;
+    const bool room = flight.rows() <= round_rows() && flight.bytes() <= cfg.max_batch_bytes / 2;
     if (room && !gave_up && !publisher->fatal() && lease_time_for_round() && claim_due()) {
       relay::LeaseView view = leases.view();
       for (const int shard : flight.waiting()) view.epochs.erase(shard);
