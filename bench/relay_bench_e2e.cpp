@@ -148,13 +148,7 @@ class Pipeline {
   // key, so on every shard: in exactly_once each lane's producer has its own metadata and
   // first transaction to get behind it (1-2 s, measured).
   void warm_up(pqxx::connection& c, const std::string& topic) {
-    pqxx::work tx(c);
-    std::vector<txbox::Message> warm;
-    for (int k = 0; k < k_keys; ++k) {
-      warm.push_back({.topic = topic, .key = key_of(k), .payload = "warm-up"});
-    }
-    txbox::Outbox().enqueue(tx, std::span<const txbox::Message>(warm));
-    tx.commit();
+    enqueue_one_per_key(c, topic, "warm-up");
     const auto ready_by = clk::now() + 60s;
     while (m_sh->ready < 1 + k_keys && clk::now() < ready_by) std::this_thread::sleep_for(20ms);
     std::this_thread::sleep_for(500ms);

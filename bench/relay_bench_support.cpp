@@ -7,7 +7,11 @@
 
 #include <algorithm>
 #include <ctime>
+#include <span>
 #include <stdexcept>
+#include <vector>
+
+#include "txbox/outbox.hpp"
 
 namespace bench {
 
@@ -120,6 +124,17 @@ void fill_sql(pqxx::connection& c, const std::string& topic, long n, bool relays
   }
   tx.commit();
   if (!relays_running) pqxx::nontransaction(c).exec("VACUUM ANALYZE txbox.outbox");
+}
+
+void enqueue_one_per_key(pqxx::connection& c, const std::string& topic,
+                         const std::string& payload) {
+  pqxx::work tx(c);
+  std::vector<txbox::Message> warm;
+  for (int k = 0; k < k_keys; ++k) {
+    warm.push_back({.topic = topic, .key = key_of(k), .payload = payload});
+  }
+  txbox::Outbox().enqueue(tx, std::span<const txbox::Message>(warm));
+  tx.commit();
 }
 
 }  // namespace bench

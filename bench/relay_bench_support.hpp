@@ -33,6 +33,9 @@ void progress(const std::string& what);
 void record(const std::string& name, double value);
 /// Message i's key: one of k_keys.
 std::string key_of(long i);
+/// Enqueues one message per key (k_keys) to `topic` with `payload`, in one transaction: a
+/// warm-up that reaches every shard (and, in exactly_once, every lane).
+void enqueue_one_per_key(pqxx::connection& c, const std::string& topic, const std::string& payload);
 
 /// Latency percentiles in milliseconds (-1 without samples) and the sample count.
 struct Pct {

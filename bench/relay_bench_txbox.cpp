@@ -54,15 +54,7 @@ long count_until(rd_kafka_t* c, long n, clk::time_point until) {
 // (exactly_once) through every lane's producer, goes through the relays; waits for all of them
 // in Kafka (`counter` reads them, and the topic's own warm-up message).
 void warm_up_relays(pqxx::connection& c, rd_kafka_t* counter, const std::string& topic) {
-  {
-    pqxx::work tx(c);
-    std::vector<txbox::Message> warm;
-    for (int k = 0; k < k_keys; ++k) {
-      warm.push_back({.topic = topic, .key = key_of(k), .payload = "warm-up relay"});
-    }
-    txbox::Outbox().enqueue(tx, std::span<const txbox::Message>(warm));
-    tx.commit();
-  }
+  enqueue_one_per_key(c, topic, "warm-up relay");
   long got = 0;
   for (const auto until = clk::now() + 60s; got < k_keys && clk::now() < until;) {
     message_ptr m(rd_kafka_consumer_poll(counter, 100));

@@ -93,6 +93,7 @@ void Publisher::on_report(const rd_kafka_message_t& m) {
         {generation, index,
          m.err ? failed(m.err) : Delivery{Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}}});
     --m_streaming;
+    // During the round's own hand-over the count may go below 0: stream() adds what it handed.
     if (--it->second == 0) m_streams.erase(it);
     return;
   }
@@ -125,15 +126,12 @@ Publisher::Streamed Publisher::stream(std::vector<Row>& rows, const HoldFn& hold
   Streamed out{.round = next_generation(), .outcomes{}, .lease_short = 0};
   out.outcomes.assign(rows.size(), Delivery{});
   // Booked before the hand-over: a report may come while later rows are still handed over.
-  m_streams[out.round] = rows.size() + 1;
+  m_streams[out.round] = 0;
   const auto [lease_short, handed] = hand_over(rows, hold, may_send, out.round, out.outcomes);
   out.lease_short = lease_short;
-  m_streaming += handed;
-  auto it = m_streams.find(out.round);
-  if (it != m_streams.end()) {
-    it->second -= rows.size() + 1 - handed;  // what reports came already, left counted
-    if (it->second == 0) m_streams.erase(it);
-  }
+  const auto n = static_cast<std::int64_t>(handed);
+  m_streaming += n;
+  if ((m_streams[out.round] += n) == 0) m_streams.erase(out.round);
   return out;
 }
 

@@ -83,7 +83,7 @@ class Publisher {
   /// returns those of streamed rounds that came since the last call.
   std::vector<Report> reports(std::chrono::milliseconds wait);
   /// Streamed messages whose report has not come yet.
-  [[nodiscard]] std::size_t streaming() const { return m_streaming; }
+  [[nodiscard]] std::size_t streaming() const { return static_cast<std::size_t>(m_streaming); }
   /// Fails every message queued or in flight (their reports follow): at stop after the
   /// grace, or after a fatal error.
   void give_up() { purge(); }
@@ -144,8 +144,8 @@ class Publisher {
   std::uint32_t m_generation = 0;
   std::vector<Delivery> m_outcomes;  // of the current round, by row index
   std::size_t m_outstanding = 0;
-  std::map<std::uint32_t, std::size_t> m_streams;  // streamed round -> reports to come
-  std::size_t m_streaming = 0;
+  std::map<std::uint32_t, std::int64_t> m_streams;  // streamed round -> reports to come
+  std::int64_t m_streaming = 0;
   std::vector<Report> m_reports;  // of streamed rounds, since the last reports()
   std::uint64_t m_late = 0;
 };

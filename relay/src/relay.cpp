@@ -264,19 +264,14 @@ struct Relay::impl {
   // given up; what came is settled (when the database is there).
   void finish_in_flight() {
     if (!publisher || flight.empty()) return;
-    const auto until = clock::now() + 5s;
-    while (flight.pending() > 0 && clock::now() < until) {
-      for (auto& r : publisher->reports(50ms)) {
-        flight.report(r.round, r.index, std::move(r.delivery));
-      }
-    }
+    const auto grace = relay::PublisherOptions{}.stop_grace;
+    const auto until = clock::now() + grace;
+    while (flight.pending() > 0 && clock::now() < until) book_reports(50ms);
     if (flight.pending() > 0) {
-      spdlog::warn("stopping: giving up on {} unacknowledged message(s) after 5000 ms",
-                   flight.pending());
+      spdlog::warn("stopping: giving up on {} unacknowledged message(s) after {} ms",
+                   flight.pending(), grace.count());
       publisher->give_up();
-      for (auto& r : publisher->reports(100ms)) {
-        flight.report(r.round, r.index, std::move(r.delivery));
-      }
+      book_reports(100ms);
       flight.abandon();
     }
     if (!session || !session->is_open()) return;
@@ -334,10 +329,9 @@ struct Relay::impl {
   // shard's earlier rows are settled too. A row waits for its report as long as it takes
   // (librdkafka retries until Kafka answers); only a stop gives up, after the grace.
   void settle_ready(std::chrono::milliseconds wait) {
-    auto reports = publisher->reports(wait);
-    for (auto& r : reports) flight.report(r.round, r.index, std::move(r.delivery));
+    const bool came = book_reports(wait) > 0;
     const auto now = clock::now();
-    if (!reports.empty() || flight.pending() == 0) last_report = now;
+    if (came || flight.pending() == 0) last_report = now;
     if (now - last_report > cfg.lease_ttl) {
       on_slow(flight.topics());
       last_report = now;
@@ -353,6 +347,13 @@ struct Relay::impl {
     last_settle = now;
     health.on_late_reports(publisher->late_reports());
     settle(ready.rows, ready.deliveries, ready.view);
+  }
+
+  // Books the delivery reports that came within `wait` in the pipeline's book; how many.
+  std::size_t book_reports(std::chrono::milliseconds wait) {
+    auto reports = publisher->reports(wait);
+    for (auto& r : reports) flight.report(r.round, r.index, std::move(r.delivery));
+    return reports.size();
   }
 
   // The rows of a full round: batch_size per shard owned.
