@@ -84,7 +84,7 @@ InFlight::Ready InFlight::take_ready() {
       shard.slots.pop_front();
     }
     if (shard.slots.empty()) {
-      it = m_shards.erase(it);  // claimed from its head again (a troubled shard too)
+      it = m_shards.erase(it);  // claimed from its head again
     } else {
       ++it;
     }
@@ -92,24 +92,9 @@ InFlight::Ready InFlight::take_ready() {
   return out;
 }
 
-std::map<int, IdSpan> InFlight::spans() const {
-  std::map<int, IdSpan> out;
-  for (const auto& [id, shard] : m_shards) {
-    IdSpan span{shard.slots.front().row.id, shard.slots.front().row.id};
-    for (const auto& s : shard.slots) {
-      span.lo = std::min(span.lo, s.row.id);
-      span.hi = std::max(span.hi, s.row.id);
-    }
-    out[id] = span;
-  }
-  return out;
-}
-
-std::set<int> InFlight::waiting() const {
+std::set<int> InFlight::shards() const {
   std::set<int> out;
-  for (const auto& [id, shard] : m_shards) {
-    if (shard.troubled) out.insert(id);
-  }
+  for (const auto& [id, shard] : m_shards) out.insert(id);
   return out;
 }
 

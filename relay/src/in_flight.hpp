@@ -1,14 +1,12 @@
 // The pipeline's book (at_least_once): the rows handed to Kafka and not settled yet, per shard
-// in the order they were sent, across rounds. It says which ids each shard's next claim skips,
-// which shards wait (a row of theirs was not acknowledged: they are claimed again from the
-// head once their rows are all settled), and which rows may be settled now: per shard, the
-// prefix whose outcomes are in, so a slow partition holds back only the rows behind it in
-// their shards. No SQL, no Kafka: unit-tested alone. Internal to the relay.
+// in the order they were sent. It says which shards have rows in flight (the next claims skip
+// them: other shards are claimed meanwhile) and which rows may be settled now: per shard, the
+// prefix whose outcomes are in, so a slow partition holds back only the shards with rows for
+// it. No SQL, no Kafka: unit-tested alone. Internal to the relay.
 #pragma once
 
 #include <cstdint>
 #include <deque>
-#include <map>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -41,11 +39,9 @@ class InFlight {
   /// everything once all of its outcomes are in (so that nothing after it is settled alone).
   Ready take_ready();
 
-  /// The ids each shard's rows in flight span (shards with none are absent).
-  [[nodiscard]] std::map<int, IdSpan> spans() const;
-  /// Shards not to claim now: a row of theirs was not acknowledged and rows of theirs are
-  /// still in the book.
-  [[nodiscard]] std::set<int> waiting() const;
+  /// The shards with rows in the book: not claimed again until those are all settled (a
+  /// claim takes a shard's head, so its next rows never overtake one of a row still in flight).
+  [[nodiscard]] std::set<int> shards() const;
   [[nodiscard]] std::size_t rows() const { return m_rows; }
   [[nodiscard]] std::size_t bytes() const { return m_bytes; }  ///< Row::bytes in the book
   [[nodiscard]] bool empty() const { return m_rows == 0; }

@@ -26,40 +26,32 @@ OutboxStore::OutboxStore(detail::schema_name schema, std::string owner, int batc
       m_max_batch_bytes(max_batch_bytes) {}
 
 std::vector<Row> OutboxStore::claim(pqxx::connection& db, const LeaseView& leases,
-                                    const std::map<int, IdSpan>& in_flight, std::size_t budget) {
+                                    std::size_t budget) {
   const auto [shards, epochs] = lease_arrays(leases);
-  // The view's shards in order: the ids their rows in flight span (none: 0, 0).
-  std::vector<std::int64_t> lo, hi;
-  for (const auto& [shard, epoch] : leases.epochs) {
-    const auto it = in_flight.find(shard);
-    lo.push_back(it == in_flight.end() ? 0 : it->second.lo);
-    hi.push_back(it == in_flight.end() ? 0 : it->second.hi);
-  }
   const std::size_t bytes = budget == 0 ? m_max_batch_bytes : std::min(budget, m_max_batch_bytes);
   const int start = m_round;
   m_round = (m_round + 1) % detail::shard_count;
   const std::string outbox = m_schema.table("outbox");
-  // A shard's pending rows below and above the span in flight, up to batch_size of each (two
-  // index range scans). Below it: rows that committed after higher ids were claimed.
-  const std::string pending =
-      "SELECT o.id, o.message_id, o.topic, o.key, o.payload, o.headers, o.created_at, o.shard, "
-      "o.attempts, coalesce(o.next_attempt_at > now(), false) AS waits, "
-      "octet_length(o.payload) + coalesce(octet_length(o.key), 0) + pg_column_size(o.headers) + "
-      "$6 AS sz FROM " +
-      outbox + " o WHERE o.shard = l.shard AND o.published_at IS NULL AND ";
   pqxx::work tx(db);
+  // Walk each shard's head in index order. Before the outbox's first ANALYZE (a fresh table,
+  // a big backlog written before autovacuum came) the planner reads whole shards with a bitmap
+  // scan and sorts them: 374 ms against 61 ms for a round of 300,000 pending rows, measured.
+  tx.exec("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off");
   const auto r = tx.exec_params(
       // Each owned shard's head, up to batch_size rows, cut before the first row that waits
       // for its retry time (nothing overtakes it); `rn` is the position in the shard.
-      "WITH heads AS (SELECT w.* FROM unnest($1::int[], $2::bigint[], $9::bigint[], "
-      "$10::bigint[]) AS l(shard, epoch, lo, hi) JOIN " +
+      "WITH heads AS (SELECT w.* FROM unnest($1::int[], $2::bigint[]) AS l(shard, epoch) "
+      "JOIN " +
           m_schema.table("outbox_leases") +
           " x ON x.shard = l.shard AND x.epoch = l.epoch AND x.owner = $3 "
           "AND x.expires_at > now() "
           "CROSS JOIN LATERAL (SELECT h.*, row_number() OVER (ORDER BY h.id) AS rn, "
-          "bool_or(h.waits) OVER (ORDER BY h.id) AS blocked FROM (SELECT * FROM ((" +
-          pending + "o.id < l.lo ORDER BY o.id LIMIT $4) UNION ALL (" + pending +
-          "o.id > l.hi ORDER BY o.id LIMIT $4)) u ORDER BY u.id LIMIT $4) h) w), "
+          "bool_or(h.waits) OVER (ORDER BY h.id) AS blocked FROM (SELECT o.id, o.message_id, "
+          "o.topic, o.key, o.payload, o.headers, o.created_at, o.shard, o.attempts, "
+          "coalesce(o.next_attempt_at > now(), false) AS waits, octet_length(o.payload) + "
+          "coalesce(octet_length(o.key), 0) + pg_column_size(o.headers) + $6 AS sz FROM " +
+          outbox +
+          " o WHERE o.shard = l.shard AND o.published_at IS NULL ORDER BY o.id LIMIT $4) h) w), "
           // The byte budget over the whole round: rows in turn (every shard's first row, then
           // every second row, ...), shards from `start` on; a prefix of that order is a
           // prefix of each shard's head. `pos` 1 always goes: every round makes progress.
@@ -70,7 +62,7 @@ std::vector<Row> OutboxStore::claim(pqxx::connection& db, const LeaseView& lease
           "extract(epoch FROM created_at)::float8, shard, attempts FROM ready "
           "WHERE run <= $5 OR pos = 1 ORDER BY shard, id",
       shards, epochs, m_owner, m_batch_size, static_cast<std::int64_t>(bytes), row_overhead,
-      detail::shard_count, start, int_array(lo), int_array(hi));
+      detail::shard_count, start);
   tx.commit();
   std::vector<Row> rows;
   rows.reserve(r.size());

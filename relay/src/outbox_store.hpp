@@ -7,7 +7,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <map>
 #include <pqxx/connection>
 #include <set>
 #include <string>
@@ -46,10 +45,9 @@ class OutboxStore {
   /// head, up to batch_size rows, stopping before a row that waits for its retry time; over
   /// all shards at most max_batch_bytes (but at least one row). Ordered by shard, then id.
   /// Each call starts the byte budget at another shard, so a busy shard starves none.
-  /// Pipelined (at_least_once): a shard in `in_flight` is claimed outside the span of its
-  /// rows in flight, and the round's bytes are at most `budget` (0: max_batch_bytes).
-  std::vector<Row> claim(pqxx::connection& db, const LeaseView& leases,
-                         const std::map<int, IdSpan>& in_flight = {}, std::size_t budget = 0);
+  /// `budget`: the round's bytes at most (0: max_batch_bytes; the pipeline passes what the
+  /// rows in flight leave of it).
+  std::vector<Row> claim(pqxx::connection& db, const LeaseView& leases, std::size_t budget = 0);
 
   /// Applies `plan` in one transaction, fenced by the leases (a row of a shard taken over
   /// meanwhile is left alone). `retry_delay(attempts)` paces the retries.

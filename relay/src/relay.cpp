@@ -217,17 +217,19 @@ struct Relay::impl {
     // flight (so rounds stay large, and two of them overlap).
     const bool room = flight.rows() <= round_rows() && flight.bytes() <= cfg.max_batch_bytes / 2;
     if (room && !gave_up && !publisher->fatal() && lease_time_for_round() && claim_due()) {
+      // Only shards with nothing in flight: a claim takes a shard's head, so a shard's next
+      // rows never overtake one of its rows still in flight (nor one that committed late).
       relay::LeaseView view = leases.view();
-      for (const int shard : flight.waiting()) view.epochs.erase(shard);
-      auto rows = view.empty() ? std::vector<relay::Row>{}
-                               : store.claim(db(), view, flight.spans(),
-                                             cfg.max_batch_bytes - flight.bytes());
-      if (!rows.empty()) {
-        idle_since.reset();
-        if (standbys_have(rows, stop)) stream(rows);
-        return;
+      for (const int shard : flight.shards()) view.epochs.erase(shard);
+      if (!view.empty()) {
+        auto rows = store.claim(db(), view, cfg.max_batch_bytes - flight.bytes());
+        if (!rows.empty()) {
+          idle_since.reset();
+          if (standbys_have(rows, stop)) stream(rows);
+          return;
+        }
+        if (!idle_since) idle_since = clock::now();
       }
-      if (!idle_since) idle_since = clock::now();
     }
     if (flight.empty()) {
       gave_up.reset();
@@ -342,8 +344,10 @@ struct Relay::impl {
     if (in == 0 || (flight.pending() > 0 && in < round_rows() / 2 && now - last_settle < 100ms)) {
       return;
     }
+    const auto busy = flight.shards().size();
     auto ready = flight.take_ready();
     if (ready.rows.empty()) return;
+    if (flight.shards().size() < busy) idle_since.reset();  // shards to claim again
     last_settle = now;
     health.on_late_reports(publisher->late_reports());
     settle(ready.rows, ready.deliveries, ready.view);

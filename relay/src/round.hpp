@@ -30,12 +30,6 @@ struct Row {
   std::size_t bytes = 0;  ///< memory it takes in flight (payload, key, headers, row_overhead)
 };
 
-/// The ids a shard's rows in flight span (a pipelined claim takes rows outside it).
-struct IdSpan {
-  std::int64_t lo = 0;
-  std::int64_t hi = 0;
-};
-
 /// What became of one row of a round.
 struct Delivery {
   enum class state {

@@ -73,16 +73,20 @@ TEST(RelayInFlight, RoundsInFlightTogetherSettleInTheOrderSent) {
   EXPECT_TRUE(f.empty());
 }
 
-TEST(RelayInFlight, TheNextClaimSkipsTheSpanInFlightAndShardsWithNoneAreAbsent) {
+// A claim takes a shard's head: a shard is claimed again only once nothing of it is in
+// flight, so its next rows (or one that committed late, below them) never overtake one still
+// in flight.
+TEST(RelayInFlight, AShardIsNotClaimedAgainUntilAllItsRowsAreSettled) {
   InFlight f;
   f.add(1, {row(10, 0), row(11, 0), row(20, 2)}, view(), {pending(), pending(), pending()});
-  f.add(2, {row(5, 0)}, view(), {pending()});  // committed late, below the span
-  const auto spans = f.spans();
-  ASSERT_EQ(spans.size(), 2u);
-  EXPECT_EQ(spans.at(0).lo, 5);
-  EXPECT_EQ(spans.at(0).hi, 11);
-  EXPECT_EQ(spans.at(2).lo, 20);
-  EXPECT_FALSE(spans.contains(1));
+  EXPECT_EQ(f.shards(), (std::set<int>{0, 2}));
+  f.report(1, 0, acked());
+  f.report(1, 2, acked());
+  EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{10, 20}));
+  EXPECT_EQ(f.shards(), (std::set<int>{0})) << "row 11 is still in flight";
+  f.report(1, 1, acked());
+  f.take_ready();
+  EXPECT_TRUE(f.shards().empty());
 }
 
 TEST(RelayInFlight, AFailedRowStopsItsShardUntilEverythingOfItIsInThenItIsSettledTogether) {
@@ -92,22 +96,20 @@ TEST(RelayInFlight, AFailedRowStopsItsShardUntilEverythingOfItIsInThenItIsSettle
   f.report(1, 0, acked());
   f.report(1, 1, failed());
   f.report(1, 3, acked());
-  EXPECT_EQ(f.waiting(), (std::set<int>{0}));  // not claimed while rows of it are in flight
+  EXPECT_EQ(f.shards(), (std::set<int>{0, 1}));
   // Row 1 (before the failure) and shard 1 settle; rows 2-3 wait for row 3's report.
   EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 4}));
   f.report(1, 2, acked());
   auto r = f.take_ready();
   EXPECT_EQ(ids(r), (std::vector<std::int64_t>{2, 3}));  // together: classify stops after 2
   EXPECT_EQ(r.deliveries[0].st, Delivery::state::failed);
-  EXPECT_TRUE(f.waiting().empty());  // nothing of it left: claimed from its head again
-  EXPECT_TRUE(f.spans().empty());
+  EXPECT_TRUE(f.shards().empty());  // nothing of it left: claimed from its head again
 }
 
 TEST(RelayInFlight, ARowNotSentAtTheHandOverStopsItsShardAtOnce) {
   InFlight f;
   f.add(1, {row(1, 0), row(2, 0)}, view(),
         {pending(), Delivery{Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease"}});
-  EXPECT_EQ(f.waiting(), (std::set<int>{0}));
   EXPECT_EQ(f.pending(), 1u);
   f.report(1, 0, acked());
   EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 2}));
