@@ -20,10 +20,14 @@ ax.plot(relays, [v[f"relay_x{k}"] for k in relays], "o-", label="txbox-relay")
 eos = [k for k in (1, 2, 4) if f"relay_eos_x{k}" in v]
 if eos:
     ax.plot(eos, [v[f"relay_eos_x{k}"] for k in eos], "s--", label="txbox-relay, exactly_once")
-limit = min(v["raw_drain"], v["raw_produce"])
-ax.axhline(v["raw_drain"], ls="--", c="grey", label="raw claim+delete drain")
-ax.axhline(v["raw_produce"], ls=":", c="black", label="raw produce (acks=all, idempotent)")
-ax.axhline(0.5 * limit, ls="-.", c="red", label="target: 0.5× min(raw)")
+# The limit each relay figure is compared with: min(Kafka's ProducerPerformance, raw drain).
+limit = v.get("limit", min(v["raw_drain"], v["raw_produce"]))
+ax.axhline(limit, ls="-", c="black", lw=2, label=f"limit: min(ProducerPerformance, raw drain) ({limit:,.0f}/s)")
+ax.axhline(0.9 * limit, ls="-.", c="red", label="target for ×1: 0.9× limit")
+ax.axhline(v["raw_drain"], ls="--", c="grey", label=f"raw claim+delete drain ({v['raw_drain']:,.0f}/s)")
+if "producer_perf_6p" in v:
+    ax.axhline(v["producer_perf_6p"], ls=":", c="black",
+               label=f"Kafka ProducerPerformance, 6 partitions ({v['producer_perf_6p']:,.0f}/s)")
 # Each peer its own colour (none of the ones above) and a label with its figure.
 peer_colors = ["tab:orange", "tab:purple", "tab:brown", "tab:pink", "tab:olive", "tab:cyan"]
 peers = sorted(k for k in v if k.startswith("peer_"))
