@@ -133,8 +133,11 @@ class Run {
     stage(fmt::format("raw claim + delete drain of {} rows", n));
     reset_schema(m_c);
     fill_sql(m_c, m_topic, n);
+    const CpuSplit before = cpu_split();
     m_f.drain = raw_drain(m_c, n);
+    m_f.drain_cpu = cpu_split() - before;
     record("raw_drain", m_f.drain);
+    record("raw_drain_pg_us", m_f.drain_cpu.postgres * 1e6 / n);
     m_f.limit = std::min(m_f.perf > 0 ? m_f.perf : m_f.produce, m_f.drain);
     m_f.limit_1p = std::min(m_f.perf_1p > 0 ? m_f.perf_1p : m_f.produce_1p, m_f.drain);
     record("limit", m_f.limit);
@@ -153,6 +156,9 @@ class Run {
       record(fmt::format("relay_x{}", k), r.rate);
       record(fmt::format("relay_x{}_ratio", k), r.rate / m_f.limit);
       record(fmt::format("relay_x{}_cpu_us", k), r.cpu_us_per_msg);
+      record(fmt::format("relay_x{}_pg_us", k), r.cpu.postgres * 1e6 / r.msgs);
+      record(fmt::format("relay_x{}_broker_us", k), r.cpu.broker * 1e6 / r.msgs);
+      record(fmt::format("relay_x{}_busy", k), r.cpu.busy / r.cpu.total);
       if (k > 2) continue;
       const auto& r1 = m_f.relay_1p[k] =
           relay_drain(m_c, fmt::format("{}_1p_x{}", m_topic, k), m_f.n, m_f.n, k, alo, 1);

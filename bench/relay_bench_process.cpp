@@ -12,6 +12,8 @@
 
 #include <cstdio>
 #include <cstring>
+#include <filesystem>
+#include <fstream>
 #include <sstream>
 #include <stdexcept>
 #include <vector>
@@ -74,16 +76,21 @@ long rss_kib(pid_t pid) {
   return kib;
 }
 
-// CPU seconds (user + system) used so far by `pid`.
-double cpu_seconds(pid_t pid) {
-  FILE* f = std::fopen(fmt::format("/proc/{}/stat", pid).c_str(), "r");
-  if (!f) return 0;
+namespace {
+
+// A process's name (comm) and CPU seconds (user + system) from /proc/PID/stat; false when it
+// is gone.
+bool read_stat(const std::string& pid, std::string& comm, double& seconds) {
+  FILE* f = std::fopen(("/proc/" + pid + "/stat").c_str(), "r");
+  if (!f) return false;
   char buf[1024];
   const std::size_t len = std::fread(buf, 1, sizeof buf - 1, f);
   std::fclose(f);
   buf[len] = 0;
+  const char* open = std::strchr(buf, '(');
   const char* p = std::strrchr(buf, ')');
-  if (!p) return 0;
+  if (!open || !p) return false;
+  comm.assign(open + 1, p);
   std::istringstream in(p + 2);
   std::string field;
   double ut = 0, st = 0;
@@ -91,7 +98,54 @@ double cpu_seconds(pid_t pid) {
     if (i == 14) ut = std::stod(field);
     if (i == 15) st = std::stod(field);
   }
-  return (ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  seconds = (ut + st) / static_cast<double>(::sysconf(_SC_CLK_TCK));
+  return true;
+}
+
+}  // namespace
+
+double cpu_seconds(pid_t pid) {
+  std::string comm;
+  double s = 0;
+  return read_stat(std::to_string(pid), comm, s) ? s : 0;
+}
+
+CpuSplit cpu_split() {
+  CpuSplit c;
+  const std::string self = std::to_string(::getpid());
+  for (const auto& e : std::filesystem::directory_iterator("/proc")) {
+    const std::string pid = e.path().filename();
+    if (pid.find_first_not_of("0123456789") != std::string::npos) continue;
+    std::string comm;
+    double s = 0;
+    if (!read_stat(pid, comm, s)) continue;
+    if (pid == self)
+      c.bench += s;
+    else if (comm == "postgres")
+      c.postgres += s;
+    else if (comm == "java")
+      c.broker += s;
+    else if (comm == "txbox-relay")
+      c.relay += s;
+  }
+  // The first line of /proc/stat: cpu user nice system idle iowait irq softirq steal ...
+  std::ifstream stat("/proc/stat");
+  std::string cpu;
+  stat >> cpu;
+  double ticks[8] = {};
+  for (double& t : ticks) stat >> t;
+  const double hz = static_cast<double>(::sysconf(_SC_CLK_TCK));
+  const double idle = ticks[3] + ticks[4];
+  double all = 0;
+  for (const double t : ticks) all += t;
+  c.busy = (all - idle) / hz;
+  c.total = all / hz;
+  return c;
+}
+
+CpuSplit operator-(const CpuSplit& a, const CpuSplit& b) {
+  return {a.postgres - b.postgres, a.broker - b.broker, a.relay - b.relay,
+          a.bench - b.bench,       a.busy - b.busy,     a.total - b.total};
 }
 
 }  // namespace bench

@@ -35,4 +35,14 @@ long rss_kib(pid_t pid);
 /// CPU seconds (user + system) used so far by `pid`.
 double cpu_seconds(pid_t pid);
 
+/// CPU seconds used so far on this machine, by who: PostgreSQL (every process named
+/// postgres), the Kafka broker (java), txbox-relay processes, this benchmark, and the whole
+/// machine (busy: all but idle and iowait; total: busy + idle + iowait, over all cores).
+struct CpuSplit {
+  double postgres = 0, broker = 0, relay = 0, bench = 0, busy = 0, total = 0;
+};
+CpuSplit cpu_split();
+/// What was used between two samples.
+CpuSplit operator-(const CpuSplit& later, const CpuSplit& earlier);
+
 }  // namespace bench

@@ -87,6 +87,18 @@ void print_relay_throughput(const Figures& f) {
         "|\n",
         k, k_partitions, r.rate, r.cpu_us_per_msg, ratio, target.c_str());
   }
+  // Where the time went: the machine's CPU per message over each drain, by who.
+  for (const auto& [k, r] : f.relay) {
+    const double n = r.msgs;
+    if (n <= 0 || r.cpu.total <= 0) continue;
+    const auto per = [&](double s) { return s * 1e6 / n; };
+    const double other = r.cpu.busy - r.cpu.postgres - r.cpu.broker - r.cpu.relay - r.cpu.bench;
+    std::printf(
+        "| CPU per message in relay ×%d: PostgreSQL / broker / relay / bench's counter / other | "
+        "%.1f / %.1f / %.1f / %.1f / %.1f µs | machine %.0f%% busy | |\n",
+        k, per(r.cpu.postgres), per(r.cpu.broker), per(r.cpu.relay), per(r.cpu.bench), per(other),
+        100 * r.cpu.busy / r.cpu.total);
+  }
   for (const auto& [k, r] : f.relay_1p) {
     std::printf(
         "| txbox-relay ×%d, 1 partition | %.0f msg/s, %.1f µs relay CPU/msg | %.2f× limit at 1 "
@@ -110,6 +122,13 @@ void print_table(const Figures& f) {
   std::printf("| one single-row commit, 1 client (p50) | %.2f ms | | |\n", f.commit_ms);
   std::printf("| raw claim+delete drain (500-row batches, SKIP LOCKED) | %.0f rows/s | | |\n",
               f.drain);
+  if (f.drain_cpu.total > 0) {
+    std::printf(
+        "| CPU per row in the raw drain: PostgreSQL / bench | %.1f / %.1f µs | machine %.0f%% busy "
+        "| |\n",
+        f.drain_cpu.postgres * 1e6 / f.n, f.drain_cpu.bench * 1e6 / f.n,
+        100 * f.drain_cpu.busy / f.drain_cpu.total);
+  }
   print_kafka_limits(f);
   print_raw_latency_row(f);
   std::printf("| **txbox** | | | |\n");

@@ -25,6 +25,7 @@ struct Figures {
   std::string durability;  ///< PostgreSQL's fsync and synchronous_commit, as the server says
   double produce = 0, consume = 0, drain = 0;  ///< raw msg/s (k_partitions), rows/s
   double produce_1p = 0;                       ///< raw librdkafka produce, 1 partition
+  CpuSplit drain_cpu;                          ///< the machine's CPU over the raw drain
   double perf = -1, perf_1p = -1;  ///< Kafka's ProducerPerformance (--producer-perf-*), or -1
   double limit = 0;                ///< the limit at k_partitions: min(drain, ProducerPerformance)
   double limit_1p = 0;  ///< at 1 partition (raw librdkafka produce instead without --producer-perf)

@@ -97,14 +97,17 @@ DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog
   // The relays' CPU from here: their idle ticks during a long fill are not per-message cost.
   double cpu0 = 0;
   for (auto k : kids) cpu0 += cpu_seconds(k.pid);
+  const CpuSplit split0 = cpu_split();
   const long first = 0;
   const long last = count_until(counter.get(), measure, clk::now() + 300s);
   const double s = seconds_since(t0);
   double cpu1 = 0;
   for (auto k : kids) cpu1 += cpu_seconds(k.pid);
   DrainRun r;
+  r.cpu = cpu_split() - split0;
   const double done = static_cast<double>(last - first);
   rd_kafka_consumer_close(counter.get());
+  r.msgs = done;
   r.rate = done / s;
   r.us_per_msg = s * 1e6 / done;
   r.cpu_us_per_msg = (cpu1 - cpu0) * 1e6 / done;

@@ -23,6 +23,8 @@ struct DrainRun {
   double rate = 0;            // msgs/s from the first acknowledged message
   double us_per_msg = 0;      // wall
   double cpu_us_per_msg = 0;  // relay CPU (all relays)
+  CpuSplit cpu;               // the machine's CPU seconds over the drain, by who
+  double msgs = 0;            // messages measured
   long rss_kib = 0;           // peak RSS of the first relay
   double first_s = -1;        // the first message read back, s after the start (-1: unknown)
   // exactly_once only (the relays' /metrics after the drain, summed; -1 unknown): Kafka
