@@ -27,7 +27,7 @@ cmake --build "$build-asan" -j "$jobs" --target txbox_unit_tests
 ctest --test-dir "$build-asan" -L unit -j "$jobs" --output-on-failure
 t3=$(date +%s)
 
-echo "[test] fuzz targets (libFuzzer, clang), 20,000 inputs each from a fixed seed" >&2
+echo "[test] fuzz targets (libFuzzer, clang), 5,000 inputs each from a fixed seed" >&2
 cmake -S . -B "$build-fuzz" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER=clang++-14 \
   -DTXBOX_FUZZ=ON -DTXBOX_BUILD_TESTS=OFF >/dev/null
 cmake --build "$build-fuzz" -j "$jobs" --target fuzz_all
