@@ -42,6 +42,8 @@ class InFlight {
   /// The shards with rows in the book: not claimed again until those are all settled (a
   /// claim takes a shard's head, so its next rows never overtake one of a row still in flight).
   [[nodiscard]] std::set<int> shards() const;
+  /// How many shards have rows in the book (shards().size(), without building the set).
+  [[nodiscard]] std::size_t shard_count() const { return m_shards.size(); }
   [[nodiscard]] std::size_t rows() const { return m_rows; }
   [[nodiscard]] std::size_t bytes() const { return m_bytes; }  ///< Row::bytes in the book
   [[nodiscard]] bool empty() const { return m_rows == 0; }

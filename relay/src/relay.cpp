@@ -344,10 +344,10 @@ struct Relay::impl {
     if (in == 0 || (flight.pending() > 0 && in < round_rows() / 2 && now - last_settle < 100ms)) {
       return;
     }
-    const auto busy = flight.shards().size();
+    const auto busy = flight.shard_count();
     auto ready = flight.take_ready();
     if (ready.rows.empty()) return;
-    if (flight.shards().size() < busy) idle_since.reset();  // shards to claim again
+    if (flight.shard_count() < busy) idle_since.reset();  // shards to claim again
     last_settle = now;
     health.on_late_reports(publisher->late_reports());
     settle(ready.rows, ready.deliveries, ready.view);

@@ -84,6 +84,7 @@ TEST(RelayInFlight, AShardIsNotClaimedAgainUntilAllItsRowsAreSettled) {
   f.report(1, 2, acked());
   EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{10, 20}));
   EXPECT_EQ(f.shards(), (std::set<int>{0})) << "row 11 is still in flight";
+  EXPECT_EQ(f.shard_count(), 1u);
   f.report(1, 1, acked());
   f.take_ready();
   EXPECT_TRUE(f.shards().empty());
