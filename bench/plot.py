@@ -49,11 +49,11 @@ fig.savefig(f"{out}/bench-throughput.png", dpi=100)
 fig, ax = plt.subplots(figsize=(6, 5.5))
 loads = [l for l in (10, 50, 80) if f"e2e_notify_{l}_p50" in v]
 styles = {"p50": "o", "p99": "s", "p999": "^"}
-for mode, color in (("notify", "tab:blue"), ("poll", "tab:green")):
+for mode, color in (("probe", "tab:blue"), ("notify", "tab:green")):
     for p, m in styles.items():
         ys = [v.get(f"e2e_{mode}_{l}_{p}") for l in loads]
-        ax.plot(loads, ys, marker=m, c=color, ls="-" if mode == "notify" else "--",
-                label=f"commit→handler {p}, {'NOTIFY' if mode == 'notify' else 'poll only'}")
+        ax.plot(loads, ys, marker=m, c=color, ls="-" if mode == "probe" else "--",
+                label=f"commit→handler {p}, {'probe (V6)' if mode == 'probe' else 'NOTIFY (V5)'}")
         for l, y in zip(loads, ys):
             if v.get(f"e2e_{mode}_{l}_overloaded", 0) > 0:
                 ax.plot([l], [y], marker=m, c=color, mfc="white")

@@ -227,29 +227,30 @@ class Run {
         record("raw_lat_p99", l.raw.p99);
         record("raw_lat_rate", rate);
       }
-      for (bool notify : {true, false}) {
+      for (const Wakeup w : {Wakeup::probe, Wakeup::notify}) {
         const auto r =
-            end_to_end(m_c, fmt::format("{}_e2e_{}", m_topic, run), notify, rate, seconds, run);
+            end_to_end(m_c, fmt::format("{}_e2e_{}", m_topic, run), w, rate, seconds, run);
         ++run;
-        (notify ? l.notify : l.poll).emplace_back(f, r);
-        keep(fmt::format("e2e_{}_{:.0f}", notify ? "notify" : "poll", f * 100), r);
+        const bool notify = w == Wakeup::notify;
+        (notify ? l.notify : l.probe).emplace_back(f, r);
+        keep(fmt::format("e2e_{}_{:.0f}", notify ? "notify" : "probe", f * 100), r);
         if (r.overloaded()) {
           progress(fmt::format("  overloaded: {:.0f} of {:.0f} msg/s written, {} of {} handled",
                                r.achieved, r.offered, r.handled, r.sent));
         }
       }
       if (f > LatencyFigures::k_target_load) continue;
-      // exactly_once beside it, NOTIFY only, at the same offered rate: 10% and 50% load.
+      // exactly_once beside it, woken by the probe, at the same offered rate: 10% and 50% load.
       progress(fmt::format("  {:.0f}% = {:.0f} msg/s, exactly_once", f * 100, rate));
-      const auto r = end_to_end(m_c, fmt::format("{}_e2e_eos_{}", m_topic, run), true, rate,
-                                seconds, run, Delivery::exactly_once);
+      const auto r = end_to_end(m_c, fmt::format("{}_e2e_eos_{}", m_topic, run), Wakeup::probe,
+                                rate, seconds, run, Delivery::exactly_once);
       ++run;
       l.eos.emplace_back(f, r);
-      keep(fmt::format("eos_e2e_notify_{:.0f}", f * 100), r);
+      keep(fmt::format("eos_e2e_probe_{:.0f}", f * 100), r);
     }
     const double target = LatencyFigures::k_target_raw * l.raw.p99 + m_f.commit_ms;
     record("e2e_target_ms", target);
-    const auto& at50 = l.notify[1].second;
+    const auto& at50 = l.probe[1].second;
     progress(
         fmt::format("  target: commit->handler p99 at 50% {:.1f} ms <= {:.0f}x raw p99 "
                     "{:.1f} ms + 1 commit {:.2f} ms = {:.1f} ms: {}",

@@ -149,7 +149,7 @@ DrainRun small_drain(pqxx::connection& c, const std::string& topic, long n) {
   create_topic(topic);
   auto counter = make_counter(topic);
   const int port = free_port();
-  const Child relay = start_relay("backlog-base", true, Delivery::at_least_once, port);
+  const Child relay = start_relay("backlog-base", Wakeup::probe, Delivery::at_least_once, port);
   await_leases(c, 1);
   const txbox::Outbox ob;
   {  // warm-up: the relay's producer learns the topic (a first produce waits ~0.5 s for it)
@@ -190,7 +190,7 @@ PacedDrain fill_and_drain(const std::string& topic, long n, double rate,
   auto counter = make_counter(topic);
   const int port = free_port();
   t = clk::now();
-  const Child relay = start_relay("backlog", true, Delivery::at_least_once, port);
+  const Child relay = start_relay("backlog", Wakeup::probe, Delivery::at_least_once, port);
   p.drain = await_drain(counter.get(), relay, port, n, t, 0,
                         [&](long pending) { tick("drain", pending); });
   p.drain_s = seconds_since(t);

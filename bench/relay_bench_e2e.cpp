@@ -73,7 +73,7 @@ struct Shared {
 // warmed up end to end, ready for up to `capacity` messages; stopped by finish().
 class Pipeline {
  public:
-  Pipeline(pqxx::connection& c, const std::string& topic, bool notify, std::size_t capacity,
+  Pipeline(pqxx::connection& c, const std::string& topic, Wakeup wakeup, std::size_t capacity,
            int run, Delivery delivery)
       : m_capacity(capacity), m_commit_ns(capacity, 0) {
     reset_schema(c);
@@ -87,7 +87,8 @@ class Pipeline {
       consumer_child(m_sh, capacity, topic, fmt::format("e2e-{}-{}", ::getppid(), run));
     }
     m_port = delivery == Delivery::exactly_once ? free_port() : 0;
-    m_relay = start_relay("e2e", notify, delivery, m_port);
+    install_notify_trigger(c, wakeup == Wakeup::notify);
+    m_relay = start_relay("e2e", wakeup, delivery, m_port);
     await_leases(c, 1);
     warm_up(c, topic);
     // The measured window's transactions only.
@@ -238,10 +239,10 @@ bool await_handled(const Pipeline& p, long n, clk::duration wait) {
 
 }  // namespace
 
-E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
+E2eRun end_to_end(pqxx::connection& c, const std::string& topic, Wakeup wakeup, double rate,
                   double seconds, int run, Delivery delivery) {
   const auto n = static_cast<std::size_t>(rate * seconds);
-  Pipeline p(c, topic, notify, n, run, delivery);
+  Pipeline p(c, topic, wakeup, n, run, delivery);
   Writers writers(p, topic);
   E2eRun r;
   r.offered = rate;
@@ -256,7 +257,7 @@ E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, do
 E2eCapacity e2e_capacity(pqxx::connection& c, const std::string& topic, int run) {
   // Room for far more than the machine writes (2 clients, one message per transaction).
   const auto cap = static_cast<std::size_t>(40'000 * (E2eCapacity::k_unpaced_s + 10));
-  Pipeline p(c, topic, true, cap, run, Delivery::at_least_once);
+  Pipeline p(c, topic, Wakeup::probe, cap, run, Delivery::at_least_once);
   Writers writers(p, topic);
   E2eCapacity out;
   // Unpaced: the rates from k_skip s in to the end.

@@ -27,9 +27,9 @@ struct E2eRun {
 };
 
 /// k_clients writers enqueue `rate` msg/s (one message per transaction) for `seconds`, one
-/// relay (with NOTIFY or poll-only, and `delivery`) forwards, a txbox::inbox consumer in a child
+/// relay (woken by `wakeup`, with `delivery`) forwards, a txbox::inbox consumer in a child
 /// process (its own RSS) handles; `run` numbers the consumer's name.
-E2eRun end_to_end(pqxx::connection& c, const std::string& topic, bool notify, double rate,
+E2eRun end_to_end(pqxx::connection& c, const std::string& topic, Wakeup wakeup, double rate,
                   double seconds, int run, Delivery delivery = Delivery::at_least_once);
 
 /// One step of the capacity ramp.
@@ -50,7 +50,7 @@ struct E2eCapacity {
   long relay_rss = 0, consumer_rss = 0;
 };
 
-/// The same writers, one relay (NOTIFY) and the consumer: first unpaced for k_unpaced_s (the
+/// The same writers, one relay (probe) and the consumer: first unpaced for k_unpaced_s (the
 /// writers' and the handler's rates, the lower one an upper bound), then paced steps at
 /// fractions of that bound until one is not sustained.
 E2eCapacity e2e_capacity(pqxx::connection& c, const std::string& topic, int run);
@@ -58,12 +58,13 @@ E2eCapacity e2e_capacity(pqxx::connection& c, const std::string& topic, int run)
 /// The latency phase's figures.
 struct LatencyFigures {
   E2eCapacity capacity;
-  double raw_rate = 0;                                  ///< the 50% rate
-  Pct raw;                                              ///< raw produce->consume at it
-  std::vector<std::pair<double, E2eRun>> notify, poll;  ///< (load, run) by load
-  std::vector<std::pair<double, E2eRun>> eos;           ///< exactly_once, NOTIFY
-  static constexpr double k_target_load = 0.5;          ///< where the target applies
-  static constexpr double k_target_raw = 3;             ///< p99 <= this x raw p99 + 1 commit
+  double raw_rate = 0;                                   ///< the 50% rate
+  Pct raw;                                               ///< raw produce->consume at it
+  std::vector<std::pair<double, E2eRun>> probe, notify;  ///< (load, run) by load
+  std::vector<std::pair<double, E2eRun>> eos;            ///< exactly_once, probe
+  static constexpr double k_notify_margin_ms = 5;        ///< probe p99 <= NOTIFY p99 + this
+  static constexpr double k_target_load = 0.5;           ///< where the target applies
+  static constexpr double k_target_raw = 3;              ///< p99 <= this x raw p99 + 1 commit
   static constexpr double k_loads[] = {0.1, k_target_load, 0.8};
 };
 

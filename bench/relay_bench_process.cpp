@@ -23,16 +23,33 @@
 
 namespace bench {
 
-Child start_relay(const std::string& name, bool notify, Delivery delivery, int http_port) {
+void install_notify_trigger(pqxx::connection& c, bool on) {
+  pqxx::nontransaction n(c);
+  if (!on) {
+    n.exec("DROP TRIGGER IF EXISTS outbox_notify ON txbox.outbox");
+    return;
+  }
+  n.exec(
+      "CREATE OR REPLACE FUNCTION txbox.outbox_notify() RETURNS trigger LANGUAGE plpgsql AS "
+      "$fn$ BEGIN PERFORM pg_notify(TG_TABLE_SCHEMA || '.outbox', ''); RETURN NULL; END $fn$");
+  n.exec(
+      "CREATE OR REPLACE TRIGGER outbox_notify AFTER INSERT ON txbox.outbox "
+      "FOR EACH STATEMENT EXECUTE FUNCTION txbox.outbox_notify()");
+}
+
+Child start_relay(const std::string& name, Wakeup wakeup, Delivery delivery, int http_port) {
   const std::string listen = fmt::format("127.0.0.1:{}", http_port);
   const pid_t pid = ::fork();
   if (pid == 0) {
+    if (wakeup == Wakeup::notify) {
+      ::setenv("TXBOX_RELAY_LISTEN_NOTIFY", "true", 1);
+      ::setenv("TXBOX_RELAY_PROBE_INTERVAL_MS", "0", 1);
+    }
     (void)std::freopen("/dev/null", "w", stdout);
     (void)std::freopen(("/tmp/bench-" + name + ".log").c_str(), "w", stderr);
     std::vector<const char*> argv = {
         g_relay.c_str(), "--database-url", g_pg.c_str(), "--kafka-bootstrap-servers",
         g_kafka.c_str(), "--name",         name.c_str()};
-    if (!notify) argv.push_back("--no-notify");
     if (delivery == Delivery::exactly_once) argv.push_back("--exactly-once");
     if (http_port > 0) {
       argv.push_back("--http-listen");

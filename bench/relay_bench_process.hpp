@@ -6,6 +6,8 @@
 
 #include <sys/types.h>
 
+#include <pqxx/connection>
+
 #include <string>
 
 namespace bench {
@@ -21,11 +23,20 @@ inline const char* delivery_name(Delivery d) {
   return d == Delivery::exactly_once ? "exactly_once" : "at_least_once";
 }
 
-/// Starts g_relay named `name` on g_pg and g_kafka (--no-notify unless `notify`) with
-/// `delivery`, serving /metrics on 127.0.0.1:`http_port` unless 0; its stderr goes to
-/// /tmp/bench-NAME.log.
-Child start_relay(const std::string& name, bool notify, Delivery delivery = Delivery::at_least_once,
-                  int http_port = 0);
+/// How an idle relay learns of new rows: the probe of the outbox id sequence (the default since
+/// migration V6), or V5's wake-up, a NOTIFY from a trigger in every writer's transaction
+/// (the relay LISTENs and does not probe; install_notify_trigger puts the trigger back).
+enum class Wakeup { probe, notify };
+inline const char* wakeup_name(Wakeup w) {
+  return w == Wakeup::notify ? "NOTIFY (V5 trigger)" : "probe (V6)";
+}
+/// V5's statement trigger on txbox.outbox (pg_notify per inserting statement), or none.
+void install_notify_trigger(pqxx::connection& c, bool on);
+
+/// Starts g_relay named `name` on g_pg and g_kafka with `wakeup` and `delivery`, serving
+/// /metrics on 127.0.0.1:`http_port` unless 0; its stderr goes to /tmp/bench-NAME.log.
+Child start_relay(const std::string& name, Wakeup wakeup = Wakeup::probe,
+                  Delivery delivery = Delivery::at_least_once, int http_port = 0);
 /// A TCP port on 127.0.0.1 that was free a moment ago (the kernel's pick).
 int free_port();
 /// SIGTERM, then waits for it.

@@ -99,6 +99,7 @@ kafka_ptr create_topic(const std::string& topic, int partitions) {  // NOLINT
 
 void reset_schema(pqxx::connection& c) {
   pqxx::nontransaction n(c);
+  n.exec("DROP TRIGGER IF EXISTS outbox_notify ON txbox.outbox");  // a NOTIFY run's
   n.exec(
       "TRUNCATE txbox.outbox; DELETE FROM txbox.outbox_dead; "
       "UPDATE txbox.outbox_leases SET owner = NULL, expires_at = '-infinity'; "

@@ -88,7 +88,7 @@ DrainRun relay_drain(pqxx::connection& c, const std::string& topic, long backlog
   std::vector<int> ports;  // exactly_once: /metrics of each relay, for its transactions
   for (int i = 0; i < relays; ++i) {
     ports.push_back(delivery == Delivery::exactly_once ? free_port() : 0);
-    kids.push_back(start_relay(fmt::format("r{}", i), true, delivery, ports.back()));
+    kids.push_back(start_relay(fmt::format("r{}", i), Wakeup::probe, delivery, ports.back()));
   }
   await_leases(c, relays);
   warm_up_relays(c, counter.get(), topic);

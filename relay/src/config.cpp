@@ -22,11 +22,15 @@ const std::vector<setting<RelayConfig>>& relay_settings() {
                 "bytes a round may hold over all shards (payload, key, headers + ~1 KiB a "
                 "message); also the default of kafka.queue.buffering.max.kbytes"),
       number<C>("relay.poll_interval_ms", &C::poll_interval, 10, 3'600'000,
-                "poll when no NOTIFY arrives"),
+                "an idle relay claims at least this often, whatever the probe sees"),
+      number<C>("relay.probe_interval_ms", &C::probe_interval, 0, 1'000,
+                "an idle relay probes the outbox's id sequence at least this often (every 1 ms "
+                "after a sign of work); 0: no probe, poll_interval_ms and NOTIFY only"),
       number<C>("relay.lease_ttl_ms", &C::lease_ttl, 1'000, 3'600'000,
                 "a dead relay's shards move to the others after this"),
       flag<C>("relay.listen_notify", &C::listen_notify,
-              "LISTEN for the writers' NOTIFY (false behind PgBouncer in transaction mode)"),
+              "also LISTEN on \"<schema>.outbox\" for a NOTIFY the application sends after its "
+              "commit (writers do not NOTIFY since migration V6)"),
       flag<C>("relay.strict_durability", &C::strict_durability,
               "refuse topics with replication.factor < 3, min.insync.replicas < 2 or unclean "
               "leader election"),

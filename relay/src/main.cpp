@@ -73,7 +73,8 @@ int main(int argc, char** argv) {
   app.add_flag("--exactly-once", exactly_once,
                "Kafka transactions per lane of shards: read_committed consumers see each "
                "message once (relay.delivery = exactly_once; needs migration V5)");
-  app.add_flag("--no-notify", no_notify, "do not LISTEN; poll only (PgBouncer transaction mode)");
+  app.add_flag("--no-notify", no_notify,
+               "do not LISTEN (relay.listen_notify = false, the default since migration V6)");
   app.add_flag("--check-config", check_config,
                "validate the config, print it (secrets hidden), exit");
   try {

@@ -191,11 +191,12 @@ struct Relay::impl {
   // exactly_once: claim, deliver in transactions, settle; then the next round.
   void step_transactional(const std::stop_token& stop) {
     if (!lease_time_for_round()) {
-      session->wait_for_work(stop, std::min(cfg.poll_interval, cfg.lease_ttl / 3));
+      detail::sleep_for(std::min(cfg.poll_interval, cfg.lease_ttl / 3), stop);
       return;
     }
     adopt_lanes();
     auto rows = store.claim(db(), leases.view());
+    session->claimed(!rows.empty());
     if (rows.empty()) {
       idle(stop);
       return;
@@ -223,6 +224,7 @@ struct Relay::impl {
       for (const int shard : flight.shards()) view.epochs.erase(shard);
       if (!view.empty()) {
         auto rows = store.claim(db(), view, cfg.max_batch_bytes - flight.bytes());
+        session->claimed(!rows.empty());
         if (!rows.empty()) {
           idle_since.reset();
           if (standbys_have(rows, stop)) stream(rows);
@@ -234,7 +236,7 @@ struct Relay::impl {
     if (flight.empty()) {
       gave_up.reset();
       if (!lease_time_for_round()) {
-        session->wait_for_work(stop, std::min(cfg.poll_interval, cfg.lease_ttl / 3));
+        detail::sleep_for(std::min(cfg.poll_interval, cfg.lease_ttl / 3), stop);
       } else {
         idle(stop);
       }
@@ -245,15 +247,11 @@ struct Relay::impl {
     if (gave_up && clock::now() - *gave_up > 10s) flight.abandon();  // a report never came
   }
 
-  // While rows are in flight and the last claim found nothing: claim again on a NOTIFY, or
-  // after relay.poll_interval (without NOTIFY every 50 ms, so a busy relay stays busy).
-  bool claim_due() {
-    if (!idle_since) return true;
-    if (session->notified()) return true;
-    return clock::now() - *idle_since >= (cfg.listen_notify ? cfg.poll_interval : 50ms);
-  }
+  // While rows are in flight and the last claim found nothing: claim again when the wake-up
+  // sees signs of new rows (the probe, a NOTIFY) or after relay.poll_interval.
+  bool claim_due() { return !idle_since || session->work_due(); }
 
-  // Nothing to claim: wait for a NOTIFY, poll_interval, or the next lease tick.
+  // Nothing to claim: wait for signs of new rows, poll_interval, or the next lease tick.
   void idle(const std::stop_token& stop) {
     if (const auto over = standbys.nothing_claimed()) health.on_standbys(*over, 0);
     health.db_ok();  // every statement of a pass went through
@@ -460,9 +458,11 @@ Relay::~Relay() {
 
 void Relay::run(std::stop_token stop) {
   auto& m = *m_impl;
-  spdlog::info("relay {}: publishing schema {} (batch {}, lease ttl {} ms, notify {}, {})",
-               m.cfg.name, m.cfg.schema, m.cfg.batch_size, m.cfg.lease_ttl.count(),
-               m.cfg.listen_notify ? "on" : "off", m.eos() ? "exactly once" : "at least once");
+  spdlog::info(
+      "relay {}: publishing schema {} (batch {}, lease ttl {} ms, probe {} ms, poll {} ms{}, {})",
+      m.cfg.name, m.cfg.schema, m.cfg.batch_size, m.cfg.lease_ttl.count(),
+      m.cfg.probe_interval.count(), m.cfg.poll_interval.count(),
+      m.cfg.listen_notify ? ", listen" : "", m.eos() ? "exactly once" : "at least once");
   int failures = 0;  // in a row
   while (!stop.stop_requested()) {
     try {

@@ -10,6 +10,27 @@
 #include "txbox/detail/schema_check.hpp"
 
 namespace txbox::relay {
+namespace {
+
+using namespace std::chrono_literals;
+
+WakeOptions wake_options(const RelayConfig& cfg) {
+  WakeOptions o;
+  o.probe_max = cfg.probe_interval;
+  o.probe_min = std::min(o.probe_min, cfg.probe_interval);
+  o.poll_interval = cfg.poll_interval;
+  return o;
+}
+
+// The sequence's position (is_called is false only before the first insert) and the
+// transactions running now, in one trivial statement: no table or index is read.
+std::string probe_sql(const RelayConfig& cfg) {
+  return "SELECT CASE WHEN is_called THEN last_value ELSE last_value - 1 END, "
+         "pg_current_snapshot()::text FROM " +
+         detail::schema_name(cfg.schema).table("outbox_id_seq");
+}
+
+}  // namespace
 
 class Session::notify_flag : public pqxx::notification_receiver {
  public:
@@ -20,7 +41,9 @@ class Session::notify_flag : public pqxx::notification_receiver {
 };
 
 Session::Session(const RelayConfig& cfg)
-    : m_db(std::make_unique<pqxx::connection>(cfg.database_url)) {
+    : m_db(std::make_unique<pqxx::connection>(cfg.database_url)),
+      m_probe_sql(probe_sql(cfg)),
+      m_pacer(wake_options(cfg), clock::now()) {
   // A relay stalled inside a transaction (SIGSTOP, a pause past its lease) must not keep row
   // locks that block the new owner's delete, nor commit that delete late: the server ends
   // such a session, the transaction rolls back and the relay reconnects.
@@ -33,10 +56,15 @@ Session::Session(const RelayConfig& cfg)
     m_listener =
         std::make_unique<notify_flag>(*m_db, detail::schema_name(cfg.schema).notify_channel());
   }
+  if (m_pacer.probing()) m_pacer.probed(clock::now(), probe());  // the sequence's start
 }
 
 Session::~Session() {
   m_listener.reset();  // before its connection
+}
+
+void Session::claimed(bool found_rows) {
+  m_pacer.claimed(clock::now(), found_rows);
 }
 
 bool Session::notified() {
@@ -46,19 +74,39 @@ bool Session::notified() {
   return m_listener->fired;
 }
 
+ProbeReading Session::probe() {
+  const auto row = pqxx::nontransaction(*m_db).exec1(m_probe_sql);
+  ++m_probes;
+  return {row[0].as<std::int64_t>(), DbSnapshot::parse(row[1].as<std::string>())};
+}
+
+bool Session::work_due() {
+  if (notified()) return true;
+  const auto now = clock::now();
+  if (m_pacer.poll_due(now)) return true;
+  if (m_pacer.probing() && now >= m_pacer.next_probe()) return m_pacer.probed(now, probe());
+  return false;
+}
+
+void Session::sleep_until(clock::time_point until) {
+  const auto left = until - clock::now();
+  if (left <= clock::duration::zero()) return;
+  if (m_listener) {
+    m_listener->fired = false;
+    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
+    m_db->await_notification(us / 1'000'000, us % 1'000'000);
+  } else {
+    std::this_thread::sleep_for(left);
+  }
+}
+
 void Session::wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max) {
-  using namespace std::chrono_literals;
   const auto until = clock::now() + max;
-  while (!stop.stop_requested() && clock::now() < until) {
-    const auto left = std::min<clock::duration>(until - clock::now(), 100ms);
-    if (m_listener) {
-      m_listener->fired = false;
-      const auto us = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
-      m_db->await_notification(us / 1'000'000, us % 1'000'000);
-      if (m_listener->fired) return;
-    } else {
-      std::this_thread::sleep_for(left);
-    }
+  while (!stop.stop_requested() && !work_due()) {
+    const auto now = clock::now();
+    if (now >= until) return;
+    sleep_until(std::min({m_pacer.next_event(), until, now + 100ms}));
+    if (m_listener && m_listener->fired) return;
   }
 }
 

@@ -1,13 +1,16 @@
 // The relay's database session: the connection (its idle-in-transaction timeout, the schema
-// check) and the LISTEN for the writers' NOTIFY. Internal to the relay.
+// check) and the wake-up: the probe of the outbox's id sequence paced by WakePacer, and the
+// LISTEN for a NOTIFY when relay.listen_notify is set. Internal to the relay.
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <memory>
 #include <pqxx/connection>
 #include <stop_token>
 
 #include "txbox/relay.hpp"
+#include "wake_pacer.hpp"
 
 namespace txbox::relay {
 
@@ -23,15 +26,27 @@ class Session {
   pqxx::connection& db() { return *m_db; }
   [[nodiscard]] bool is_open() const { return m_db && m_db->is_open(); }
 
-  /// True when a NOTIFY came since the last wait or check (does not block).
-  bool notified();
-  /// Sleeps until a NOTIFY arrives, `max` passes, or stop is requested.
+  /// The loop claimed; `found_rows`: the claim took rows.
+  void claimed(bool found_rows);
+  /// True when a claim is due now: a NOTIFY came, the probe (run when due) saw signs of new
+  /// rows, or relay.poll_interval passed since the last claim. Blocks for one probe at most.
+  bool work_due();
+  /// Returns when work_due(), after `max`, or when stop is requested.
   void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max);
+  /// Probes run since the session started (for the idle cost in /metrics).
+  [[nodiscard]] std::uint64_t probes() const { return m_probes; }
 
  private:
   class notify_flag;
+  bool notified();
+  ProbeReading probe();
+  void sleep_until(clock::time_point until);
+
   std::unique_ptr<pqxx::connection> m_db;
   std::unique_ptr<notify_flag> m_listener;
+  std::string m_probe_sql;
+  WakePacer m_pacer;
+  std::uint64_t m_probes = 0;
 };
 
 }  // namespace txbox::relay

@@ -56,7 +56,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
            row[2].as<std::string>();
   };
   const std::string before = counts();
-  EXPECT_EQ(before, "5/64/txbox_consumer,txbox_relay,txbox_writer");
+  EXPECT_EQ(before, "6/64/txbox_consumer,txbox_relay,txbox_writer");
 
   out = apply_all(conn, &status);
   ASSERT_EQ(status, 0) << out;
@@ -68,7 +68,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
 
   pqxx::connection c(conn);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 5);
+  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 6);
   EXPECT_EQ(n.exec1("SELECT count(*) FROM txbox.outbox_leases")[0].as<int>(), 64);
   EXPECT_FALSE(n.exec1("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].as<bool>());
 }
@@ -154,6 +154,26 @@ TEST(Roles, RelayAndConsumerAreConfinedToTheirTables) {
   EXPECT_EQ(state(consumer, "SELECT count(*) FROM txbox.inbox_offsets"), "");
   EXPECT_EQ(state(consumer, "SELECT count(*) FROM txbox.outbox"), "denied");
   EXPECT_EQ(state(consumer, "DELETE FROM txbox.outbox_leases"), "denied");
+  // V6: the relay's wake-up probe reads the id sequence; writers and consumers need not.
+  EXPECT_EQ(state(relay, "SELECT last_value, pg_current_snapshot() FROM txbox.outbox_id_seq"), "");
+  EXPECT_EQ(state(relay, "SELECT nextval('txbox.outbox_id_seq')"), "denied");
+  EXPECT_EQ(state(consumer, "SELECT last_value FROM txbox.outbox_id_seq"), "denied");
+}
+
+// V6 dropped V2's NOTIFY trigger: no trigger is left on the outbox (a trigger that notifies,
+// or takes any lock every writer shares, serialises the writers' commits: see
+// commit_lock_pgtest for the test of the commit itself).
+TEST(Migrations, TheOutboxHasNoTriggerAfterV6) {
+  pqxx::connection c(endpoints().pg);
+  pqxx::nontransaction n(c);
+  EXPECT_EQ(n.exec1("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'txbox.outbox'::regclass "
+                    "AND NOT tgisinternal")[0]
+                .as<int>(),
+            0);
+  EXPECT_EQ(n.exec1("SELECT count(*) FROM pg_proc WHERE proname = 'outbox_notify' "
+                    "AND pronamespace = 'txbox'::regnamespace")[0]
+                .as<int>(),
+            0);
 }
 
 }  // namespace

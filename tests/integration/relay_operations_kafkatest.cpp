@@ -61,9 +61,22 @@ TEST_F(RelayTest, UnmigratedOrOlderSchemaExitsNamingTheMigration) {
       << out;
   auto r2 = start_relay("y", path, {"--schema", old});
   EXPECT_EQ(r2->wait(20s), 4) << r2->output();
-  EXPECT_NE(r2->output().find("at version 1, txbox-relay needs 2"), std::string::npos)
+  EXPECT_NE(r2->output().find("at version 1, txbox-relay needs 6"), std::string::npos)
       << r2->output();
   EXPECT_NE(r2->output().find("migrations/V2__"), std::string::npos) << r2->output();
+
+  // A V5 schema (the NOTIFY trigger, no probe grant): this relay refuses and names V6.
+  ASSERT_EQ(txbox::test::run_command("cd /tmp/" + old + " && for f in V2 V3 V4 V5; do psql -q -v " +
+                                         "ON_ERROR_STOP=1 '" + endpoints().pg +
+                                         "' -f ${f}__*.sql " + "|| exit 1; done",
+                                     &out),
+            0)
+      << out;
+  auto r3 = start_relay("z", path, {"--schema", old});
+  EXPECT_EQ(r3->wait(20s), 4) << r3->output();
+  EXPECT_NE(r3->output().find("at version 5, txbox-relay needs 6"), std::string::npos)
+      << r3->output();
+  EXPECT_NE(r3->output().find("migrations/V6__"), std::string::npos) << r3->output();
 }
 
 TEST_F(RelayTest, MalformedOrUnknownConfigIsAClearError) {

@@ -18,7 +18,7 @@
 namespace txbox {
 
 /// The schema version this relay needs (migrations/V<n>__*.sql applied up to n).
-inline constexpr int relay_schema_version = 2;
+inline constexpr int relay_schema_version = 6;
 
 /// How the relay's messages reach the Kafka log (relay.delivery).
 enum class Delivery {
@@ -45,9 +45,17 @@ struct RelayConfig {
   /// default cuts a 64-shard round to ~24,000 rows and peak RSS to ~54 MiB (16 MiB: ~12,000
   /// rows, ~35 MiB, at some throughput cost: rounds have a fixed cost).
   std::size_t max_batch_bytes = 32u << 20;
-  std::chrono::milliseconds poll_interval{500};  ///< fallback when no NOTIFY arrives
-  std::chrono::milliseconds lease_ttl{10'000};   ///< a dead relay's shards move after this
-  bool listen_notify = true;                     ///< LISTEN for the writers' NOTIFY
+  /// An idle relay claims at least this often, whatever the probe sees (the safety net).
+  std::chrono::milliseconds poll_interval{500};
+  /// The wake-up: an idle relay reads the outbox's id sequence and the running transactions
+  /// (one trivial query) every millisecond after a sign of work, backing off to this; it claims
+  /// when a writer inserted or a transaction that may have written committed. 0: no probe
+  /// (poll_interval and NOTIFY only). See docs/operations.md, "How relays wake up".
+  std::chrono::milliseconds probe_interval{10};
+  std::chrono::milliseconds lease_ttl{10'000};  ///< a dead relay's shards move after this
+  /// Also LISTEN on "<schema>.outbox". Writers no longer NOTIFY (migration V6): only for a
+  /// NOTIFY an application sends itself, outside its business transactions.
+  bool listen_notify = false;
   /// Refuse topics with replication factor < 3, min.insync.replicas < 2 or unclean leader
   /// election: at start (exit), and for a topic first seen later (its rows wait in the outbox).
   bool strict_durability = false;

@@ -17,7 +17,7 @@ inline constexpr int lock_namespace = 0x7478;
 
 /// Schema versions (migrations/V<n>__*.sql) each part needs.
 inline constexpr int outbox_schema_version = 1;
-inline constexpr int relay_schema_version = 2;
+inline constexpr int relay_schema_version = 6;
 inline constexpr int inbox_schema_version = 3;
 /// The SQL enqueue, txbox.enqueue() (for writers in other languages; no C++ part needs it).
 inline constexpr int sql_enqueue_schema_version = 4;
