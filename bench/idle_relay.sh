@@ -16,20 +16,24 @@ say() { echo "[idle_relay $(date +%H:%M:%S)] $*" >&2; }
 servers=$(mktemp -d /tmp/txbox-idle.XXXXXX)
 relay_pid=
 trap '[[ -n $relay_pid ]] && kill "$relay_pid" 2>/dev/null; scripts/servers.sh stop "$servers" >/dev/null; rm -rf "$servers"' EXIT
-export TXBOX_TEST_PG_OPTS="-c fsync=on -c synchronous_commit=on -c shared_preload_libraries=pg_stat_statements -c pg_stat_statements.track=all"
+export TXBOX_TEST_PG_OPTS="-c fsync=on -c synchronous_commit=on -c shared_preload_libraries=pg_stat_statements "
 env -u TXBOX_TEST_PG -u TXBOX_TEST_KAFKA scripts/servers.sh start "$servers" all >/dev/null
 set -a; . "$servers/endpoints.env"; set +a
-psql "$TXBOX_TEST_PG_ADMIN" -qAtX -d txbox -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 admin_txbox="${TXBOX_TEST_PG_ADMIN/dbname=postgres/dbname=txbox}"
+psql "$admin_txbox" -qAtX -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 
-# CPU seconds of every postgres process (user + system), from /proc.
-pg_cpu() {
-  local tck total=0 pid
-  tck=$(getconf CLK_TCK)
+# CPU ticks (user + system) of every postgres process, one "pid ticks" line each, from /proc.
+pg_ticks() {
+  local pid
   for pid in $(pgrep -x postgres); do
-    total=$((total + $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)))
+    awk -v p="$pid" '{print p, $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true
   done
-  awk -v t="$total" -v c="$tck" 'BEGIN {printf "%.3f", t / c}'
+}
+# CPU seconds between two pg_ticks samples, over the processes alive in both (a backend that
+# started or ended in between, such as this script's psql sessions, is left out).
+cpu_between() {
+  awk -v c="$(getconf CLK_TCK)" 'NR == FNR {t[$1] = $2; next} ($1 in t) {d += $2 - t[$1]}
+    END {printf "%.3f", d / c}' "$1" "$2"
 }
 # Statements run in database txbox so far, by anyone but this script's own reads.
 statements() {
@@ -48,12 +52,12 @@ measure() {  # LABEL [relay env...]: one row
   else
     sleep 2
   fi
-  local s0 c0 s1 c1
-  s0=$(statements); c0=$(pg_cpu)
+  local s0 s1
+  s0=$(statements); pg_ticks >"$servers/cpu0"
   sleep "$seconds"
-  s1=$(statements); c1=$(pg_cpu)
+  pg_ticks >"$servers/cpu1"; s1=$(statements)
   if (($#)); then kill -TERM "$relay_pid"; wait "$relay_pid" || true; relay_pid=; fi
-  awk -v l="$label" -v s=$((s1 - s0)) -v c="$(awk -v a="$c0" -v b="$c1" 'BEGIN {print b - a}')" \
+  awk -v l="$label" -v s=$((s1 - s0)) -v c="$(cpu_between "$servers/cpu0" "$servers/cpu1")" \
     -v t="$seconds" 'BEGIN {printf "| %s | %.1f | %.2f%% |\n", l, s / t, 100 * c / t}'
 }
 

@@ -36,6 +36,7 @@ struct Figures {
   long relay_rss = 0, consumer_rss = 0;         ///< peak RSS, KiB
   std::vector<std::pair<long, DrainRun>> cost;  ///< by pending rows (SQL fill)
   BigBacklog big;                               ///< --big N: n, then the run
+  bool only_latency = false;                    ///< --only latency
 };
 
 /// The partitions of the headline runs' topics (the relay drains, exactly_once's, the peers').
@@ -53,6 +54,8 @@ void print_table(const Figures& f);
 // load, cost vs backlog.
 void print_raw_latency_row(const Figures& f);
 void print_latency_rows(const Figures& f);
+/// The latency rows alone, with their header (--only latency).
+void print_latency_table(const Figures& f);
 void print_backlog_rows(const Figures& f);
 
 }  // namespace bench

@@ -152,6 +152,14 @@ void print_latency_rows(const Figures& f) {
   print_eos_latency(f);
 }
 
+void print_latency_table(const Figures& f) {
+  std::printf("\n| measure (PostgreSQL %s, %d writers, 1 msg/tx) | value | ratio | target |\n",
+              f.durability.c_str(), k_clients);
+  std::printf("|---|---:|---:|---|\n");
+  print_raw_latency_row(f);
+  print_latency_rows(f);
+}
+
 void print_backlog_rows(const Figures& f) {
   const double base = f.cost.empty() ? 0 : f.cost.front().second.us_per_msg;
   for (const auto& [b, r] : f.cost) {

@@ -61,18 +61,24 @@ bool WakePacer::watched_ended(const DbSnapshot& snapshot) {
   return std::erase_if(m_watch, [&](std::uint64_t xid) { return snapshot.ended(xid); }) > 0;
 }
 
+// The inserting transaction, if it has not committed yet, is running now: watch what runs
+// (each ends once) and, for poll_interval, the completions of newer transactions.
+void WakePacer::watch(clock::time_point now, const DbSnapshot& snapshot) {
+  m_watch.insert(snapshot.xip.begin(), snapshot.xip.end());
+  m_horizon_until = now + m_options.poll_interval;
+}
+
 bool WakePacer::probed(clock::time_point now, const ProbeReading& reading) {
   const bool first = !m_last_value;
   const bool moved = !first && reading.last_value != *m_last_value;
   m_last_value = reading.last_value;
-  // The inserting transaction, if it has not committed yet, is running now: watch it (and
-  // whatever else runs; each ends once) until it ends.
   const bool ended = watched_ended(reading.snapshot);
-  if (first) {  // a writer may be half-way at start: its commit wakes the relay too
-    m_watch.insert(reading.snapshot.xip.begin(), reading.snapshot.xip.end());
-  }
+  const bool newer_ended =
+      m_last_xmax && reading.snapshot.xmax > *m_last_xmax && now < m_horizon_until;
+  m_last_xmax = reading.snapshot.xmax;
+  if (first) watch(now, reading.snapshot);  // a writer may be half-way at start
   if (moved) {
-    m_watch.insert(reading.snapshot.xip.begin(), reading.snapshot.xip.end());
+    watch(now, reading.snapshot);
     m_rechecks = k_rechecks;
     busy(now);
     return true;
@@ -85,7 +91,7 @@ bool WakePacer::probed(clock::time_point now, const ProbeReading& reading) {
     m_gap = std::min<clock::duration>(m_gap * 2, m_options.probe_max);
     m_next_probe = now + m_gap;
   }
-  return ended || recheck;
+  return ended || recheck || newer_ended;
 }
 
 bool WakePacer::poll_due(clock::time_point now) const {

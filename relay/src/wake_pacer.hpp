@@ -8,8 +8,10 @@
 // transactions are still running). A claim is due when
 //   * the sequence moved (a writer inserted a row): at once, and again at the next
 //     k_rechecks probes, for the commit that follows the insert;
-//   * a transaction that was running when the sequence last moved has ended since (it may
-//     have been the writer: its rows are visible now), however long it ran;
+//   * a transaction that may have been the writer has ended since, however long it ran. The
+//     snapshot lists the running transactions older than the newest one completed (xip); a
+//     writer newer than that is not listed, so for poll_interval after a move any advance of
+//     the snapshot's xmax (a newer transaction completed: maybe the writer) is a sign too;
 //   * poll_interval passed since the last claim (the safety net).
 // The probe interval starts at probe_min after any sign of work and doubles while nothing
 // happens, up to probe_max: a busy relay notices a commit within a millisecond or two, an idle
@@ -27,8 +29,9 @@
 
 namespace txbox::relay {
 
-/// pg_current_snapshot(): transactions below xmin have ended, those from xmax on had not
-/// started, those in between have ended unless listed in xip.
+/// pg_current_snapshot(): transactions below xmin have ended; xmax is one past the newest
+/// completed transaction: those from xmax on had not completed (running, or not started);
+/// those in between have ended unless listed in xip.
 struct DbSnapshot {
   std::uint64_t xmin = 0;
   std::uint64_t xmax = 0;
@@ -79,10 +82,13 @@ class WakePacer {
  private:
   void busy(clock::time_point now);
   bool watched_ended(const DbSnapshot& snapshot);
+  void watch(clock::time_point now, const DbSnapshot& snapshot);
 
   WakeOptions m_options;
   std::optional<std::int64_t> m_last_value;
-  std::set<std::uint64_t> m_watch;
+  std::set<std::uint64_t> m_watch;           ///< running, older than the newest completed
+  std::optional<std::uint64_t> m_last_xmax;  ///< the previous probe's xmax
+  clock::time_point m_horizon_until;         ///< until then, an xmax advance is a sign
   int m_rechecks = 0;
   clock::duration m_gap;
   clock::time_point m_next_probe;
