@@ -48,6 +48,7 @@ WakePacer::WakePacer(WakeOptions options, clock::time_point now)
     : m_options(options), m_gap(options.probe_min), m_next_probe(now), m_last_claim(now) {}
 
 void WakePacer::busy(clock::time_point now) {
+  m_hot_until = now + k_hot;
   m_gap = m_options.probe_min;
   m_next_probe = now + m_gap;
 }
@@ -61,37 +62,29 @@ bool WakePacer::watched_ended(const DbSnapshot& snapshot) {
   return std::erase_if(m_watch, [&](std::uint64_t xid) { return snapshot.ended(xid); }) > 0;
 }
 
-// The inserting transaction, if it has not committed yet, is running now: watch what runs
-// (each ends once) and, for poll_interval, the completions of newer transactions.
-void WakePacer::watch(clock::time_point now, const DbSnapshot& snapshot) {
-  m_watch.insert(snapshot.xip.begin(), snapshot.xip.end());
-  m_horizon_until = now + m_options.poll_interval;
-}
-
 bool WakePacer::probed(clock::time_point now, const ProbeReading& reading) {
+  const DbSnapshot& snap = reading.snapshot;
   const bool first = !m_last_value;
   const bool moved = !first && reading.last_value != *m_last_value;
   m_last_value = reading.last_value;
-  const bool ended = watched_ended(reading.snapshot);
-  const bool newer_ended =
-      m_last_xmax && reading.snapshot.xmax > *m_last_xmax && now < m_horizon_until;
-  m_last_xmax = reading.snapshot.xmax;
-  if (first) watch(now, reading.snapshot);  // a writer may be half-way at start
-  if (moved) {
-    watch(now, reading.snapshot);
-    m_rechecks = k_rechecks;
-    busy(now);
-    return true;
+  const bool in_horizon = now < m_horizon_until;
+  const bool sign =
+      in_horizon && (watched_ended(snap) || (m_last_xmax && snap.xmax > *m_last_xmax));
+  m_last_xmax = snap.xmax;
+  // A writer may be half-way at start, or has just inserted: watch what runs from now on.
+  if (first || moved) m_horizon_until = now + m_options.poll_interval;
+  if (now < m_horizon_until) {
+    m_watch.insert(snap.xip.begin(), snap.xip.end());
+  } else {
+    m_watch.clear();
   }
-  const bool recheck = m_rechecks > 0;
-  if (recheck) --m_rechecks;
-  if (ended) {
+  if (moved || sign) {
     busy(now);
   } else {
-    m_gap = std::min<clock::duration>(m_gap * 2, m_options.probe_max);
+    if (now >= m_hot_until) m_gap = std::min<clock::duration>(m_gap * 2, m_options.probe_max);
     m_next_probe = now + m_gap;
   }
-  return ended || recheck || newer_ended;
+  return moved || sign;
 }
 
 bool WakePacer::poll_due(clock::time_point now) const {

@@ -4,18 +4,21 @@
 //
 // Writers never notify (migrations/V6): a NOTIFY in a business transaction serialises every
 // commit of the database. Instead the relay probes: it reads the outbox's identity sequence
-// (last_value moves at every insert, before the commit) and the database's snapshot (which
-// transactions are still running). A claim is due when
-//   * the sequence moved (a writer inserted a row): at once, and again at the next
-//     k_rechecks probes, for the commit that follows the insert;
-//   * a transaction that may have been the writer has ended since, however long it ran. The
-//     snapshot lists the running transactions older than the newest one completed (xip); a
-//     writer newer than that is not listed, so for poll_interval after a move any advance of
-//     the snapshot's xmax (a newer transaction completed: maybe the writer) is a sign too;
-//   * poll_interval passed since the last claim (the safety net).
-// The probe interval starts at probe_min after any sign of work and doubles while nothing
-// happens, up to probe_max: a busy relay notices a commit within a millisecond or two, an idle
-// one costs probe_max's rate of trivial queries.
+// (last_value moves at every insert, before the commit) and the database's snapshot. A claim
+// is due when
+//   * the sequence moved (a writer inserted a row; committed or not);
+//   * within the horizon (poll_interval after the last move), a transaction that may be the
+//     writer completed. The writer W is running until it commits. At every probe W is either
+//     listed in the snapshot's xip (running and older than the newest completed transaction:
+//     it is watched, and its end is a sign), or W >= xmax (not listed: its completion makes
+//     it the newest completed, so xmax advances: a sign). Either way its commit is seen at
+//     the next probe, however long W ran, as long as the horizon lasts;
+//   * poll_interval passed since the last claim (the safety net: a writer still running when
+//     the horizon ends, a row inserted without the sequence).
+// The probe interval is probe_min for k_hot after a move or a sign (the commit usually follows
+// the insert within milliseconds) and doubles while nothing happens, up to probe_max: a relay
+// notices a commit within a millisecond or two after activity, and an idle one costs
+// probe_max's rate of trivial queries.
 #pragma once
 
 #include <chrono>
@@ -58,9 +61,8 @@ struct WakeOptions {
 
 class WakePacer {
  public:
-  /// Probes after the sequence moved that claim even without another sign (the writer's commit
-  /// usually follows its insert within a few milliseconds).
-  static constexpr int k_rechecks = 4;
+  /// How long the probe stays at probe_min after a move or a sign.
+  static constexpr std::chrono::milliseconds k_hot{50};
 
   WakePacer(WakeOptions options, clock::time_point now);
 
@@ -76,20 +78,19 @@ class WakePacer {
   [[nodiscard]] bool poll_due(clock::time_point now) const;
   /// The earliest of next_probe (when probing) and the poll deadline.
   [[nodiscard]] clock::time_point next_event() const;
-  /// Transactions watched: running when the sequence last moved, not seen ending yet.
+  /// Transactions watched: seen running (in xip) within the horizon, not seen ending yet.
   [[nodiscard]] std::size_t watched() const { return m_watch.size(); }
 
  private:
   void busy(clock::time_point now);
   bool watched_ended(const DbSnapshot& snapshot);
-  void watch(clock::time_point now, const DbSnapshot& snapshot);
 
   WakeOptions m_options;
   std::optional<std::int64_t> m_last_value;
   std::set<std::uint64_t> m_watch;           ///< running, older than the newest completed
   std::optional<std::uint64_t> m_last_xmax;  ///< the previous probe's xmax
-  clock::time_point m_horizon_until;         ///< until then, an xmax advance is a sign
-  int m_rechecks = 0;
+  clock::time_point m_horizon_until;         ///< poll_interval after the last move
+  clock::time_point m_hot_until;             ///< k_hot after the last move or sign
   clock::duration m_gap;
   clock::time_point m_next_probe;
   clock::time_point m_last_claim;

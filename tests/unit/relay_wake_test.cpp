@@ -67,68 +67,85 @@ TEST(RelayWake, NothingNewMakesNoClaimAndTheProbeBacksOffToItsMaximum) {
   EXPECT_EQ(gaps, (std::vector<clock::duration>{4ms, 8ms, 10ms, 10ms, 10ms, 10ms}));
 }
 
-TEST(RelayWake, AfterAnInsertTheNextProbesClaimForItsCommit) {
+// After an insert the relay probes every millisecond for k_hot, and claims only on a sign of
+// the commit (here none comes).
+TEST(RelayWake, AfterAnInsertTheProbeStaysFastForAWhileWithoutClaiming) {
   auto p = started();
-  EXPECT_TRUE(p.probed(t0 + 1ms, reading(11)));
-  p.claimed(t0 + 1ms, false);  // not committed yet
-  auto now = t0 + 1ms;
-  for (int i = 0; i < WakePacer::k_rechecks; ++i) {
+  const auto moved = t0 + 1s;
+  EXPECT_TRUE(p.probed(moved, reading(11)));
+  auto now = moved;
+  while (p.next_probe() < moved + WakePacer::k_hot) {
     now = p.next_probe();
-    EXPECT_TRUE(p.probed(now, reading(11))) << "recheck " << i;
+    EXPECT_EQ(p.next_probe() - (now - 1ms), clock::duration(1ms));
+    EXPECT_FALSE(p.probed(now, reading(11)));
   }
-  EXPECT_FALSE(p.probed(p.next_probe(), reading(11)));
+  EXPECT_FALSE(p.probed(now = p.next_probe(), reading(11)));
+  EXPECT_EQ(p.next_probe() - now, clock::duration(2ms)) << "backing off after k_hot";
 }
 
-TEST(RelayWake, AWriterStillRunningWhenItsInsertWasSeenWakesTheRelayWhenItEndsHoweverLate) {
+// W inserted while older than some completed transaction: it is listed in xip, watched, and
+// its end is the sign, however late.
+TEST(RelayWake, AWriterListedAsRunningWakesTheRelayWhenItEndsHoweverLate) {
   auto p = started();
-  // xid 105 inserted (the sequence moved) and runs on; 104 is some other transaction.
-  EXPECT_TRUE(p.probed(t0 + 1ms, reading(11, "104:106:104,105")));
+  const auto moved = t0 + 1s;
+  EXPECT_TRUE(p.probed(moved, reading(11, "104:106:104,105")));  // 105 inserted, runs on
   EXPECT_EQ(p.watched(), 2u);
-  auto now = t0 + 1ms;
-  for (int i = 0; i < WakePacer::k_rechecks; ++i)
-    p.probed(now = p.next_probe(), reading(11, "104:106:104,105"));
-  for (int i = 0; i < 50; ++i) {
+  auto now = moved;
+  for (int i = 0; i < 60; ++i) {
     EXPECT_FALSE(p.probed(now = p.next_probe(), reading(11, "104:106:104,105"))) << i;
   }
-  EXPECT_TRUE(p.probed(now = p.next_probe(), reading(11, "104:107:104,106"))) << "105 ended";
+  EXPECT_LT(now, moved + 500ms);
+  EXPECT_TRUE(p.probed(now = p.next_probe(), reading(11, "104:106:104"))) << "105 ended";
   EXPECT_EQ(p.watched(), 1u);
   EXPECT_EQ(p.next_probe() - now, clock::duration(1ms)) << "probing fast again";
-  EXPECT_TRUE(p.probed(p.next_probe(), reading(11, "107:107:"))) << "104 ended";
+  EXPECT_TRUE(p.probed(p.next_probe(), reading(11, "106:106:"))) << "104 ended";
   EXPECT_EQ(p.watched(), 0u);
-}
-
-TEST(RelayWake, TransactionsRunningBeforeAnyInsertAreNotWatched) {
-  auto p = started();
-  EXPECT_FALSE(p.probed(t0 + 600ms, reading(10, "104:106:104,105")));
-  EXPECT_EQ(p.watched(), 0u);
-  EXPECT_FALSE(p.probed(t0 + 610ms, reading(10, "106:106:")));
 }
 
 // The snapshot lists only running transactions older than the newest completed one: a writer
-// newer than that (the usual case on a quiet database) is not in xip. Its commit advances
-// xmax: for poll_interval after a move, that is a sign.
+// newer than that (the usual case on a quiet database) is not in xip. Its commit makes it the
+// newest completed: xmax advances.
 TEST(RelayWake, AWriterNewerThanEveryCompletedTransactionWakesTheRelayWhenItCommits) {
   auto p = started();
   const auto moved = t0 + 1s;
   EXPECT_TRUE(p.probed(moved, reading(11, "773:773:")));  // 773 inserted, runs on
   EXPECT_EQ(p.watched(), 0u);
   auto now = moved;
-  for (int i = 0; i < WakePacer::k_rechecks; ++i)
-    p.probed(now = p.next_probe(), reading(11, "773:773:"));
-  for (int i = 0; i < 20; ++i) {
+  for (int i = 0; i < 60; ++i) {
     EXPECT_FALSE(p.probed(now = p.next_probe(), reading(11, "773:773:"))) << i;
   }
   EXPECT_LT(now, moved + 500ms);
   EXPECT_TRUE(p.probed(p.next_probe(), reading(11, "774:774:"))) << "773 committed";
 }
 
-TEST(RelayWake, NewerTransactionsCompletingLongAfterTheLastMoveAreNoSign) {
+// W (100) was the newest when the sequence moved; then a newer transaction (101, e.g. the
+// relay's own settle) completed: a sign (claim, nothing yet), and from then on W is listed in
+// xip, watched, and its commit is the next sign. (The first design missed this: the e2e
+// benchmark's p99 at 10% load was 4.5x NOTIFY's.)
+TEST(RelayWake, AWriterOvertakenByANewerCompletedTransactionIsWatchedFromThenOn) {
+  auto p = started();
+  const auto moved = t0 + 1s;
+  EXPECT_TRUE(p.probed(moved, reading(11, "100:100:")));
+  EXPECT_TRUE(p.probed(p.next_probe(), reading(11, "100:102:100"))) << "101 completed";
+  EXPECT_EQ(p.watched(), 1u);
+  for (int i = 0; i < 10; ++i) EXPECT_FALSE(p.probed(p.next_probe(), reading(11, "100:102:100")));
+  EXPECT_TRUE(p.probed(p.next_probe(), reading(11, "102:102:"))) << "100 committed";
+}
+
+TEST(RelayWake, AfterTheHorizonTransactionsAreNoLongerSigns) {
   auto p = started();
   const auto moved = t0 + 1s;
   EXPECT_TRUE(p.probed(moved, reading(11, "773:773:")));
-  for (int i = 0; i < WakePacer::k_rechecks; ++i) p.probed(p.next_probe(), reading(11, "773:773:"));
-  EXPECT_TRUE(p.probed(moved + 499ms, reading(11, "774:774:")));
+  EXPECT_TRUE(p.probed(moved + 499ms, reading(11, "774:775:774")));
   EXPECT_FALSE(p.probed(moved + 500ms, reading(11, "790:790:"))) << "poll_interval after the move";
+  EXPECT_EQ(p.watched(), 0u);
+}
+
+TEST(RelayWake, TransactionsEndingBeforeAnyInsertAreNoSign) {
+  auto p = started();
+  EXPECT_FALSE(p.probed(t0 + 600ms, reading(10, "104:106:104,105")));
+  EXPECT_EQ(p.watched(), 0u);
+  EXPECT_FALSE(p.probed(t0 + 610ms, reading(10, "106:107:")));
 }
 
 TEST(RelayWake, AWriterHalfWayWhenTheRelayStartsWakesItWhenItEnds) {
