@@ -76,7 +76,6 @@ bool Session::notified() {
 
 ProbeReading Session::probe() {
   const auto row = pqxx::nontransaction(*m_db).exec1(m_probe_sql);
-  ++m_probes;
   return {row[0].as<std::int64_t>(), DbSnapshot::parse(row[1].as<std::string>())};
 }
 

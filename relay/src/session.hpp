@@ -33,8 +33,6 @@ class Session {
   bool work_due();
   /// Returns when work_due(), after `max`, or when stop is requested.
   void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max);
-  /// Probes run since the session started (for the idle cost in /metrics).
-  [[nodiscard]] std::uint64_t probes() const { return m_probes; }
 
  private:
   class notify_flag;
@@ -46,7 +44,6 @@ class Session {
   std::unique_ptr<notify_flag> m_listener;
   std::string m_probe_sql;
   WakePacer m_pacer;
-  std::uint64_t m_probes = 0;
 };
 
 }  // namespace txbox::relay
