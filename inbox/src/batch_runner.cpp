@@ -5,6 +5,8 @@
 
 #include <set>
 
+#include "handler_error.hpp"
+
 namespace txbox::inbox {
 namespace {
 
@@ -24,10 +26,24 @@ struct thrown {
   std::string error;
 };
 
-// The handler threw something that is a transient database failure: not its fault.
-struct transient_in_handler {
-  std::exception_ptr e;
+// The handler threw a database failure that is not its message's fault: a transient one, or a
+// privilege or object missing (held until an operator fixes it).
+struct database_in_handler {
+  detail::failure db;
+  std::string during;
 };
+
+// Where the handler failed, for the log line.
+std::string during_handler(const ReceivedMessage& m) {
+  return "running the handler of message " + m.id + " (" + tp_text({m.topic, m.partition}) +
+         " offset " + std::to_string(m.offset) + "; not counted as a handler failure)";
+}
+
+// The database user the handler's statements run as.
+std::string role_of(pqxx::connection& db) {
+  const char* user = db.username();
+  return user != nullptr ? user : "";
+}
 
 // The handler's error text, storable.
 std::string what_of(const std::exception_ptr& e) {
@@ -78,9 +94,12 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       try {
         handler(tx, it->msg);
       } catch (...) {
-        const auto f = detail::classify_current();
-        if (f.kind == detail::failure_kind::db_transient) {
-          throw transient_in_handler{std::current_exception()};
+        auto sorted = sort_handler_error(std::current_exception());
+        if (sorted.verdict == handler_verdict::db_held) {
+          sorted.db.hint = held_hint(sorted.db, role_of(db));
+        }
+        if (sorted.verdict != handler_verdict::message_failed) {
+          throw database_in_handler{std::move(sorted.db), during_handler(it->msg)};
         }
         res.failure =
             thrown{static_cast<std::size_t>(it - items.data()), what_of(std::current_exception())};
@@ -145,9 +164,10 @@ batch_result run_batch(pqxx::connection& db, const inbox_store& store, const Han
       }
       out.failures.push_back(std::move(hf));
     }
-  } catch (const transient_in_handler& t) {
+  } catch (const database_in_handler& d) {
     out.outcome = batch_result::status::db_failed;
-    out.db = detail::classify(t.e);
+    out.db = d.db;
+    out.db_during = d.during;
   } catch (...) {
     out.outcome = batch_result::status::db_failed;
     out.db = detail::classify_current();

@@ -39,7 +39,8 @@ struct batch_result {
     db_failed,        ///< rolled back by a database failure (see `db`), or its outcome unknown
   };
   status outcome = status::committed;
-  std::optional<detail::failure> db;  ///< set when outcome is db_failed
+  std::optional<detail::failure> db;          ///< set when outcome is db_failed
+  std::string db_during = "running a batch";  ///< what failed, for the log line
   std::size_t processed = 0, duplicates = 0, dead = 0;
   std::map<TopicPartition, std::int64_t> next;        ///< committed next offset per partition
   std::map<TopicPartition, std::int64_t> retry_from;  ///< partitions held back at a failure
@@ -49,9 +50,10 @@ struct batch_result {
 
 /// Runs `messages` (fetch order) in one transaction on `db`. `prior`: failures already seen
 /// per partition (a message's attempt number continues from there). `may_commit` is asked
-/// right before the commit. A database error in txbox's statements, or a transient one
-/// (deadlock, serialization failure, lost connection, ...) thrown by the handler, rolls the
-/// batch back and comes back as db_failed; it never counts as a handler attempt. Never throws.
+/// right before the commit. A database error in txbox's statements, or one thrown by the
+/// handler that is not its message's fault (transient: deadlock, serialization failure, lost
+/// connection, ...; or a privilege or object missing, with held_hint's fix), rolls the batch
+/// back and comes back as db_failed; it never counts as a handler attempt. Never throws.
 batch_result run_batch(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                        std::vector<ReceivedMessage> messages,
                        const std::map<TopicPartition, prior_failure>& prior,

@@ -16,6 +16,7 @@
 
 #include "batch_runner.hpp"
 #include "database_link.hpp"
+#include "handler_error.hpp"
 #include "housekeeping.hpp"
 #include "inbox_store.hpp"
 #include "kafka_link.hpp"
@@ -160,7 +161,7 @@ struct Consumer::impl {
     switch (r.outcome) {
       case inbox::batch_result::status::db_failed:
         stats.database_retry();
-        database_failed(*r.db, "running a batch");
+        database_failed(*r.db, r.db_during.c_str());
         return 0;
       case inbox::batch_result::status::lost_assignment:
         spdlog::warn(
@@ -215,7 +216,7 @@ struct Consumer::impl {
       requeue_failing = false;
     } catch (...) {
       // Rolled back; the partitions are not concerned unless the connection must go.
-      const auto f = detail::classify_current();
+      const auto f = requeue_failure(std::current_exception());
       if (f.reconnect) {
         database_failed(f, "requeueing dead messages");
       } else if (!requeue_failing) {
@@ -225,6 +226,18 @@ struct Consumer::impl {
                      f.hint.empty() ? "" : ". Hint: " + f.hint);
       }
     }
+  }
+
+  // What a failed requeue round tells: the database failure the handler threw (a privilege
+  // it lacks names its fix), or the failure of txbox's own statements.
+  detail::failure requeue_failure(const std::exception_ptr& e) {
+    auto sorted = inbox::sort_handler_error(e);
+    if (sorted.verdict == inbox::handler_verdict::message_failed) return detail::classify(e);
+    if (sorted.verdict == inbox::handler_verdict::db_held) {
+      const char* user = db.connected() ? db.conn().username() : nullptr;
+      sorted.db.hint = inbox::held_hint(sorted.db, user != nullptr ? user : "the consumer's user");
+    }
+    return sorted.db;
   }
 
   // Runs inside kafka->poll() (never during a batch's transaction), so there is no

@@ -57,16 +57,16 @@ void database_link::failed(const detail::failure& f, const char* what) {
                                                  std::max(m_s.backoff_max, 30'000ms), m_rng)
                                : detail::backoff(m_streak, m_s.backoff_min, m_s.backoff_max, m_rng);
   ++m_streak;
-  m_last_failure = steady::now();
-  m_until = m_last_failure + delay;
+  m_until = steady::now() + delay;
   const std::string why = libpq_error_text(f.message, m_s.url);
   const std::string state = f.sqlstate.empty() ? "" : " (" + f.sqlstate + ")";
   if (permanent) {
-    enter(health::broken,
-          fmt::format("{} error{} while {}: {}{}; not ready, retrying every {} s at most",
-                      detail::kind_name(f.kind), state, what, why,
-                      f.hint.empty() ? "" : ". Hint: " + f.hint,
-                      std::max(m_s.backoff_max, 30'000ms).count() / 1000));
+    enter(
+        health::broken,
+        fmt::format(
+            "{} error{} while {}: {}{}; not ready, consumption paused, retrying every {} s at most",
+            detail::kind_name(f.kind), state, what, why, f.hint.empty() ? "" : ". Hint: " + f.hint,
+            std::max(m_s.backoff_max, 30'000ms).count() / 1000));
   } else if (!m_db) {
     enter(health::down, fmt::format("database unreachable, consumption paused, retrying: {}", why));
   } else {
@@ -85,7 +85,9 @@ void database_link::succeeded() {
 }
 
 void database_link::quiet_round(steady::time_point now, std::chrono::milliseconds quiet) {
-  if (m_health != health::up && now - m_last_failure >= quiet) succeeded();
+  // Counted from the end of the backoff: a batch held on a permanent error is fetched and run
+  // again well within `quiet` after it, so the rounds before that retry prove nothing.
+  if (m_health != health::up && now - m_until >= quiet) succeeded();
 }
 
 bool database_link::ready() const {
@@ -97,6 +99,8 @@ void database_link::enter(health h, const std::string& line) {
   m_health = h;
   if (h == health::retrying) {
     spdlog::info("inbox {}: {}", m_s.name, line);
+  } else if (h == health::broken) {
+    spdlog::error("inbox {}: {}", m_s.name, line);  // an operator must act
   } else {
     spdlog::warn("inbox {}: {}", m_s.name, line);
   }

@@ -39,8 +39,9 @@ class database_link {
   void failed(const detail::failure& f, const char* what);
   /// A batch committed: the failure streak is over.
   void succeeded();
-  /// A round without failure: the streak is over once `quiet` passed since the last failure
-  /// (an idle consumer becomes ready again without flapping between the states).
+  /// A round without failure: the streak is over once `quiet` passed since the backoff after
+  /// the last failure ended (an idle consumer becomes ready again without flapping between
+  /// the states; a batch held on a permanent error fails again before that).
   void quiet_round(steady::time_point now,
                    std::chrono::milliseconds quiet = std::chrono::seconds(5));
   /// Database part of readiness: connected, and the last failure was not permanent.
@@ -53,9 +54,8 @@ class database_link {
   settings m_s;
   std::unique_ptr<pqxx::connection> m_db;
   health m_health = health::down;
-  int m_streak = 0;  // consecutive failures
-  steady::time_point m_until{};
-  steady::time_point m_last_failure{};
+  int m_streak = 0;              // consecutive failures
+  steady::time_point m_until{};  // end of the backoff after the last failure
   std::mt19937_64 m_rng{std::random_device{}()};
 };
 

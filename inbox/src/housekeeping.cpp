@@ -6,6 +6,7 @@
 #include <memory>
 #include <optional>
 
+#include "handler_error.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
 
@@ -74,8 +75,10 @@ requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, con
     try {
       handler(tx, row.message);
     } catch (...) {
-      const auto f = detail::classify_current();
-      if (f.kind == detail::failure_kind::db_transient) throw;  // the round is retried
+      // Not the message's fault (a deadlock, a privilege missing): the round is retried.
+      if (sort_handler_error(std::current_exception()).verdict != handler_verdict::message_failed) {
+        throw;
+      }
       try {
         throw;
       } catch (const std::exception& e) {

@@ -52,7 +52,8 @@ struct requeue_result {
 
 /// Runs the handler on up to `limit` dead messages marked for requeue, in one transaction
 /// with a savepoint per message. A handler failure is stored (as storable text) on the row;
-/// a database failure (in txbox's statements, or a transient one thrown by the handler)
+/// a database failure (in txbox's statements, or one thrown by the handler that is not the
+/// message's fault: transient, or a privilege or object missing, see sort_handler_error)
 /// rolls the round back and is thrown to the caller, which classifies it.
 requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                              int limit);

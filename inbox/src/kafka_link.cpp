@@ -78,7 +78,9 @@ void kafka_link::throw_if_fatal() const {
 void kafka_link::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err,
                                       rd_kafka_topic_partition_list_t* list, void* opaque) {
   try {
-    static_cast<kafka_link*>(opaque)->m_on_rebalance(err, list);
+    auto* self = static_cast<kafka_link*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) self->assigned(*list);
+    self->m_on_rebalance(err, list);
   } catch (...) {
     // Nothing may unwind through librdkafka; on_rebalance catches its own failures.
     spdlog::error("inbox: unexpected exception in the rebalance callback");
@@ -112,14 +114,17 @@ detail::message_ptr kafka_link::poll(std::chrono::milliseconds timeout) {
   if (!m) return m;
   if (!m->err) {
     reachable();
+    if (!m_missing.empty() && m_missing.found(rd_kafka_topic_name(m->rkt))) {
+      spdlog::info("inbox {}: topic {} exists now", m_name, rd_kafka_topic_name(m->rkt));
+    }
     return m;
   }
   if (m->err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
       m->err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
     const std::string topic = m->rkt ? rd_kafka_topic_name(m->rkt) : "?";
-    if (m_missing_topics.insert(topic).second) {
-      spdlog::warn("inbox {}: topic {} does not exist (yet); consuming it once it does", m_name,
-                   topic);
+    if (m_missing.reported(topic, std::chrono::steady_clock::now())) {
+      spdlog::warn("inbox {}: topic {} does not exist (yet); consuming it once it does. Hint: {}",
+                   m_name, topic, missing_topic_hint);
     }
   } else if (m->err != RD_KAFKA_RESP_ERR__PARTITION_EOF) {
     spdlog::debug("inbox {}: consume error: {}", m_name, rd_kafka_message_errstr(m.get()));
@@ -129,13 +134,58 @@ detail::message_ptr kafka_link::poll(std::chrono::milliseconds timeout) {
 
 void kafka_link::probe() {
   const auto now = std::chrono::steady_clock::now();
-  if (!m_down || now < m_next_probe) return;
+  if (!m_down) {
+    remind_missing_topics();
+    return;
+  }
+  if (now < m_next_probe) return;
   m_next_probe = now + 3s;
   const rd_kafka_metadata_t* md = nullptr;
   if (rd_kafka_metadata(m_rk.get(), 0, nullptr, &md, 500) == RD_KAFKA_RESP_ERR_NO_ERROR) {
     detail::metadata_ptr owned(md);
     reachable();
   }
+}
+
+// A topic reported missing has partitions assigned: it exists now. Never throws (it runs in
+// librdkafka's callback, before the consumer's own handling).
+void kafka_link::assigned(const rd_kafka_topic_partition_list_t& list) noexcept {
+  try {
+    for (int i = 0; i < list.cnt && !m_missing.empty(); ++i) {
+      if (m_missing.found(list.elems[i].topic)) {
+        spdlog::info("inbox {}: topic {} exists now", m_name, list.elems[i].topic);
+      }
+    }
+  } catch (...) {
+    // Only a log line lost; the reminder finds the topic later.
+  }
+}
+
+void kafka_link::remind_missing_topics() {
+  if (m_missing.empty()) return;
+  for (const auto& r : m_missing.due(std::chrono::steady_clock::now())) {
+    if (topic_exists(r.topic) == true) {
+      m_missing.found(r.topic);
+      spdlog::info("inbox {}: topic {} exists now", m_name, r.topic);
+    } else {
+      spdlog::warn(
+          "inbox {}: topic {} still does not exist after {}; consuming it once it does. Hint: {}",
+          m_name, r.topic, missing_for_text(r.missing_for), missing_topic_hint);
+    }
+  }
+}
+
+// One metadata request for `topic` (the consumer never asks the broker to create it);
+// nullopt when the broker did not answer within a second.
+std::optional<bool> kafka_link::topic_exists(const std::string& topic) const {
+  const detail::topic_ptr rkt(rd_kafka_topic_new(m_rk.get(), topic.c_str(), nullptr));
+  const rd_kafka_metadata_t* md = nullptr;
+  if (!rkt ||
+      rd_kafka_metadata(m_rk.get(), 0, rkt.get(), &md, 1000) != RD_KAFKA_RESP_ERR_NO_ERROR) {
+    return std::nullopt;
+  }
+  const detail::metadata_ptr owned(md);
+  return md->topic_cnt == 1 && md->topics[0].err == RD_KAFKA_RESP_ERR_NO_ERROR;
 }
 
 bool kafka_link::assignment_lost() const {

@@ -5,9 +5,10 @@
 #include <chrono>
 #include <functional>
 #include <map>
-#include <set>
+#include <optional>
 #include <string>
 
+#include "missing_topics.hpp"
 #include "partition_tracker.hpp"
 #include "txbox/detail/rdkafka.hpp"
 
@@ -30,10 +31,12 @@ class kafka_link {
   [[nodiscard]] bool closed() const { return m_closed; }
   /// Throws txbox::error when the client hit a fatal error (it must be recreated).
   void throw_if_fatal() const;
-  /// Waits up to `timeout` for one record or event; error events are reported here (missing
-  /// topics once each) and give nullptr.
+  /// Waits up to `timeout` for one record or event; error events are reported here (a missing
+  /// topic when librdkafka reports it, then by probe's reminders) and give nullptr.
   detail::message_ptr poll(std::chrono::milliseconds timeout);
-  /// While every broker is down, a cheap metadata request every few seconds.
+  /// While every broker is down, a cheap metadata request every few seconds. Else, for each
+  /// missing topic whose reminder is due (missing_topics), one metadata request for it: a
+  /// line that it is still missing, or that it exists now.
   void probe();
   [[nodiscard]] bool down() const { return m_down; }
   /// The group moved on without us (e.g. a handler outlived max.poll.interval.ms).
@@ -52,12 +55,15 @@ class kafka_link {
   static void error_trampoline(rd_kafka_t*, int err, const char* reason, void* opaque);
   void on_error(rd_kafka_resp_err_t err, const char* reason);
   void reachable();
+  void assigned(const rd_kafka_topic_partition_list_t& list) noexcept;
+  void remind_missing_topics();
+  [[nodiscard]] std::optional<bool> topic_exists(const std::string& topic) const;
   std::string m_name;
   rebalance_fn m_on_rebalance;
   detail::kafka_ptr m_rk;
   bool m_closed = false;
   bool m_down = false;
-  std::set<std::string> m_missing_topics;  // reported once each
+  missing_topics m_missing;
   std::chrono::steady_clock::time_point m_next_probe{};
 };
 

@@ -40,6 +40,9 @@ struct ReceivedMessage {
 
 /// Runs inside the batch's transaction. Throw to fail the message: its writes are rolled
 /// back and it is retried, then dead-lettered (or blocks, by policy). Never commit `tx`.
+/// A database error that is no fault of the message (a deadlock, a privilege or table
+/// missing; thrown or wrapped with std::throw_with_nested) is not a failure of it: the batch
+/// is retried, held until fixed for a missing privilege (docs/inbox.md, "Failures").
 using Handler = std::function<void(pqxx::work& tx, const ReceivedMessage& message)>;
 
 /// What happens to a message whose handler kept failing.
@@ -82,7 +85,8 @@ struct ConsumerStats {
   std::uint64_t rebalances = 0;
   std::uint64_t cleaned = 0;           ///< inbox rows removed by retention
   std::uint64_t database_retries = 0;  ///< batches rolled back by a database failure, retried
-  bool ready = false;  ///< database and Kafka reachable (a consumer may have no partitions)
+  bool ready = false;  ///< database and Kafka reachable, no permanent database problem (a
+                       ///< consumer may have no partitions)
   std::map<std::string, std::int64_t> lag;            ///< "topic/partition" -> messages behind
   std::vector<double> handler_latency_buckets;        ///< upper bounds, seconds
   std::vector<std::uint64_t> handler_latency_counts;  ///< cumulative per bucket
