@@ -110,6 +110,13 @@ failure classify(const std::exception_ptr& e) noexcept {
     } catch (const pqxx::in_doubt_error& x) {
       return make(failure_kind::db_transient, true, "", x.what());
     } catch (const pqxx::broken_connection& x) {
+      // A connection refused for a reason of configuration (a database that does not exist,
+      // failed authentication): an operator must act; retried slowly, on a new connection.
+      if (auto refusal = classify_connect_refusal(x.what())) {
+        failure f = make(failure_kind::db_permanent, true, std::move(refusal->sqlstate), x.what());
+        f.hint = std::move(refusal->hint);
+        return f;
+      }
       return make(failure_kind::db_transient, true, "08006", x.what());
     } catch (const pqxx::serialization_failure& x) {
       return make(failure_kind::db_transient, false, "40001", x.what());

@@ -10,6 +10,10 @@
 namespace txbox::relay {
 namespace {
 
+// A permanent database problem (an operator must act) is logged again this often while it
+// lasts: a daemon that retries in silence looks healthy in its log.
+constexpr auto k_repeat = std::chrono::minutes(1);
+
 // Latency histogram bounds (seconds) for commit -> ack.
 const std::vector<double> k_buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                        0.25,  0.5,    1,     2.5,  5,     10,   30};
@@ -23,7 +27,8 @@ Health::Health(const std::string& database)
 }
 
 void Health::update_ready() {
-  m_st.ready = m_db_up && m_broker_ok && m_standbys_ok && m_problem.empty();
+  m_st.ready =
+      m_db_up && m_broker_ok && m_kafka == kafka_state::up && m_standbys_ok && m_problem.empty();
 }
 
 void Health::db_connected() {
@@ -66,11 +71,15 @@ void Health::failed(const detail::failure& f, std::chrono::milliseconds retry_in
                    retry_in.count());
     }
     m_transient = problem;
-  } else if (problem != m_problem) {
+  } else if (problem != m_problem || clock::now() - m_problem_logged >= k_repeat) {
+    const bool again = problem == m_problem;
     m_problem = problem;
+    m_problem_logged = clock::now();
     if (f.kind == detail::failure_kind::db_permanent) {
-      spdlog::error("database: {}{}. {}; retrying every {:.1f} s", message,
-                    f.sqlstate.empty() ? "" : " (SQLSTATE " + f.sqlstate + ")",
+      m_st.database_misconfigured = true;
+      if (f.reconnect) m_db_up = false;  // refused: "connected" is logged when it is over
+      spdlog::error("database: {}{}{}. {}; retrying every {:.1f} s", again ? "still failing: " : "",
+                    message, f.sqlstate.empty() ? "" : " (SQLSTATE " + f.sqlstate + ")",
                     f.hint.empty() ? "An operator must fix this" : "Hint: " + f.hint,
                     static_cast<double>(retry_in.count()) / 1000);
     } else {
@@ -88,6 +97,7 @@ void Health::db_ok() {
   m_transient.clear();
   if (m_problem.empty()) return;
   m_problem.clear();
+  m_st.database_misconfigured = false;
   spdlog::info("database: statements succeed again");
   update_ready();
 }
@@ -103,6 +113,25 @@ void Health::broker(bool ok, const std::string& why) {
   } else {
     spdlog::warn("kafka: deliveries failing, retrying with backoff: {}", why);
   }
+  update_ready();
+}
+
+void Health::on_kafka(const ReachVerdict& v) {
+  std::lock_guard lock(m_mutex);
+  m_st.kafka_reachable = v.reachable;
+  if (!v.reachable && v.why.empty()) return;  // no probe ended yet
+  const auto state = v.reachable ? kafka_state::up : kafka_state::down;
+  if (state == m_kafka) return;
+  if (state == kafka_state::down) {
+    spdlog::warn(
+        "kafka: cannot reach the brokers: {}; not ready, claiming no rows and taking no shards "
+        "until they answer. Hint: check kafka.bootstrap.servers, the TLS and SASL settings, and "
+        "that the brokers run",
+        v.why);
+  } else if (m_kafka == kafka_state::down) {
+    spdlog::info("kafka: the brokers answer again");
+  }
+  m_kafka = state;
   update_ready();
 }
 
@@ -244,6 +273,14 @@ std::string Health::metrics_text() const {
   metric("txbox_relay_ready", "gauge",
          "1 when the database and Kafka are reachable (and the standby gate passes).",
          st.ready ? "1" : "0");
+  metric("txbox_relay_kafka_reachable", "gauge",
+         "1 when the brokers answered the relay's last probe (a metadata request); 0: it "
+         "takes no shards and claims no rows.",
+         st.kafka_reachable ? "1" : "0");
+  metric("txbox_relay_database_misconfigured", "gauge",
+         "1 while the relay retries a database problem an operator must fix: a connection "
+         "refused (database missing, authentication failed) or a privilege or object missing.",
+         st.database_misconfigured ? "1" : "0");
   metric("txbox_relay_producer_restarts_total", "counter",
          "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
   metric("txbox_relay_database_failures_total", "counter",

@@ -9,6 +9,7 @@
 #include <string>
 
 #include "isr_check.hpp"
+#include "kafka_reach.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "settle_plan.hpp"
@@ -24,13 +25,17 @@ class Health {
   explicit Health(const std::string& database);
 
   void db_connected();
-  /// A database failure or a bug: logged once per distinct problem, /readyz false until a
-  /// round succeeds again. `retry_in`: when the loop tries again.
+  /// A database failure or a bug: logged once per distinct problem (a permanent one again
+  /// every minute while it lasts), /readyz false until a round succeeds again. `retry_in`:
+  /// when the loop tries again.
   void failed(const detail::failure& f, std::chrono::milliseconds retry_in);
   /// A whole pass (claim, and settle if anything was claimed) succeeded: a problem reported
   /// by failed() is over.
   void db_ok();
   void broker(bool ok, const std::string& why = {});
+  /// The broker probe's verdict: not ready while Kafka does not answer; one line when that
+  /// starts and one when it ends.
+  void on_kafka(const ReachVerdict& v);
   /// While a round waits for acknowledgements: the partitions Kafka refuses acks=all writes
   /// to. Logged when the set changes; cleared (silently) when deliveries succeed again.
   void on_isr_shortfalls(const std::vector<IsrShortfall>& shortfalls);
@@ -65,9 +70,11 @@ class Health {
   bool m_broker_ok = true;
   std::string m_isr_problem;  // describe() of the last shortfalls logged, empty: none
   bool m_standbys_ok = true;  // the standby gate passed the last round
-  std::string m_problem;      // the permanent failure or bug being retried, empty: none
-  std::string m_transient;    // the last transient failure logged since the last good round
-  std::string m_abort;        // the last abort reason logged, empty: committing again
+  enum class kafka_state { unknown, up, down } m_kafka = kafka_state::unknown;
+  std::string m_problem;                 // the permanent failure or bug being retried, empty: none
+  clock::time_point m_problem_logged{};  // its last log line (repeated every k_repeat)
+  std::string m_transient;  // the last transient failure logged since the last good round
+  std::string m_abort;      // the last abort reason logged, empty: committing again
 };
 
 }  // namespace txbox::relay

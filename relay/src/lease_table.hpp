@@ -4,8 +4,11 @@
 
 #include <chrono>
 #include <cstddef>
+#include <map>
 #include <pqxx/connection>
+#include <pqxx/transaction>
 #include <string>
+#include <vector>
 
 #include "round.hpp"
 #include "txbox/detail/schema.hpp"
@@ -31,7 +34,10 @@ class LeaseTable {
 
   /// Heartbeat; renews the held leases (by epoch), gives back what exceeds the fair share and
   /// takes free or expired shards up to it. The first tick only registers the heartbeat.
-  LeaseTick tick(pqxx::connection& db);
+  /// Under an intent that does not publish (Kafka unreachable): no heartbeat, nothing taken,
+  /// the held leases renewed, and with give_back those not busy given back when another
+  /// relay is live; nothing held: no statement at all.
+  LeaseTick tick(pqxx::connection& db, const LeaseIntent& intent = {});
 
   /// Gives every held shard back at once and removes the heartbeat. Never throws.
   void release(pqxx::connection& db) noexcept;
@@ -46,6 +52,12 @@ class LeaseTable {
   [[nodiscard]] const LeaseView& view() const { return m_view; }
 
  private:
+  LeaseTick stand_by(pqxx::connection& db, const LeaseIntent& intent);
+  std::map<int, std::int64_t> renew(pqxx::work& tx);  // the held leases still ours
+  int others_live(pqxx::work& tx);  // relays other than this one with a fresh heartbeat
+  void give_back(pqxx::work& tx, const std::vector<std::int64_t>& shards);
+  void done(std::map<int, std::int64_t> kept, clock::time_point sent);
+
   detail::schema_name m_schema;
   std::string m_owner;
   std::chrono::milliseconds m_ttl;

@@ -1,4 +1,5 @@
 // txbox-relay: the daemon. Config from TOML, TXBOX_* environment variables and flags.
+#include <fmt/format.h>
 #include <httplib.h>
 #include <spdlog/spdlog.h>
 
@@ -18,11 +19,15 @@
 
 namespace {
 
-// Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config, 4 schema, 5 a target
-// topic below the durability minimum under --strict-durability.
+// Exit codes: 0 clean stop, 1 runtime failure, 2 usage, 3 config (also a database.url the
+// server refuses: a database that does not exist, failed authentication, an option value libpq
+// refuses), 4 schema, 5 a target topic below the durability minimum under --strict-durability.
 constexpr int k_exit_config = 3;
 constexpr int k_exit_schema = 4;
 constexpr int k_exit_durability = 5;
+
+// While the database is not there at start, its reason is logged again this often.
+constexpr auto k_repeat_start_line = std::chrono::minutes(1);
 
 // The /metrics, /healthz, /readyz server on its own thread; stopped and joined when destroyed.
 struct HttpServer {
@@ -46,6 +51,51 @@ struct HttpServer {
   HttpServer& operator=(const HttpServer&) = delete;
   ~HttpServer() { stop(); }
 };
+
+// Constructs the relay, waiting for the database with backoff; nullptr when stopped first.
+// Configuration and schema problems are thrown. The reason it waits is logged at once, then
+// again every minute while it lasts.
+std::unique_ptr<txbox::Relay> start(const txbox::RelayConfig& cfg, const std::stop_token& stop) {
+  using steady = std::chrono::steady_clock;
+  auto delay = std::chrono::milliseconds(200);
+  const auto started = steady::now();
+  auto next_line = started;
+  const auto line_due = [&] {
+    if (steady::now() < next_line) return false;
+    next_line = steady::now() + k_repeat_start_line;
+    return true;
+  };
+  const auto retrying = [&](std::string_view how) {
+    const auto s = std::chrono::duration_cast<std::chrono::seconds>(steady::now() - started);
+    return s.count() == 0 ? fmt::format("retrying {}", how)
+                          : fmt::format("still retrying {}, for {} s now", how, s.count());
+  };
+  while (!stop.stop_requested()) {
+    try {
+      return std::make_unique<txbox::Relay>(cfg);
+    } catch (const txbox::transient_error& e) {
+      if (line_due()) {
+        spdlog::warn("{}; {}", txbox::libpq_error_text(e.what(), cfg.database_url),
+                     retrying("with backoff"));
+      }
+      txbox::detail::sleep_for(delay, stop);
+      delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
+    } catch (const pqxx::sql_error&) {
+      // A privilege or object missing at start: the fix named, retried slowly (not ready
+      // meanwhile); anything else is not for a retry.
+      const auto f = txbox::detail::classify_current();
+      if (f.kind != txbox::detail::failure_kind::db_permanent) throw;
+      if (line_due()) {
+        spdlog::error("database: {} (SQLSTATE {}). Hint: {}; {}",
+                      txbox::libpq_error_text(f.message, cfg.database_url), f.sqlstate,
+                      f.hint.empty() ? "an operator must fix this" : f.hint,
+                      retrying(fmt::format("every {} s", cfg.retry_backoff_max.count() / 1000)));
+      }
+      txbox::detail::sleep_for(cfg.retry_backoff_max, stop);
+    }
+  }
+  return nullptr;
+}
 
 }  // namespace
 
@@ -142,34 +192,7 @@ int main(int argc, char** argv) {
       spdlog::info("http: serving /metrics, /healthz, /readyz on {}", cfg.http_listen);
     }
     // Start-up: wait for the database with backoff (a config or schema problem exits).
-    auto delay = std::chrono::milliseconds(200);
-    bool warned = false;
-    while (!relay && !stop.stop_requested()) {
-      try {
-        relay = std::make_unique<txbox::Relay>(cfg);
-      } catch (const txbox::transient_error& e) {
-        if (!warned) {
-          spdlog::warn("{}; retrying with backoff",
-                       txbox::libpq_error_text(e.what(), cfg.database_url));
-        }
-        warned = true;
-        txbox::detail::sleep_for(delay, stop.get_token());
-        delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
-      } catch (const pqxx::sql_error&) {
-        // A privilege or object missing at start: one line naming the fix, retried slowly
-        // (not ready meanwhile); anything else is not for a retry.
-        const auto f = txbox::detail::classify_current();
-        if (f.kind != txbox::detail::failure_kind::db_permanent) throw;
-        if (!warned) {
-          spdlog::error("database: {} (SQLSTATE {}). Hint: {}; retrying every {} s",
-                        txbox::libpq_error_text(f.message, cfg.database_url), f.sqlstate,
-                        f.hint.empty() ? "an operator must fix this" : f.hint,
-                        cfg.retry_backoff_max.count() / 1000);
-        }
-        warned = true;
-        txbox::detail::sleep_for(cfg.retry_backoff_max, stop.get_token());
-      }
-    }
+    relay = start(cfg, stop.get_token());
     if (!relay) return 0;
     live = relay.get();
     relay->run(stop.get_token());

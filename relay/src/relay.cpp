@@ -15,13 +15,13 @@
 #include "fault_point.hpp"
 #include "health.hpp"
 #include "in_flight.hpp"
+#include "kafka_probe.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "publisher.hpp"
 #include "session.hpp"
 #include "settle_plan.hpp"
 #include "standby_gate.hpp"
-#include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
 #include "txn_lanes.hpp"
@@ -89,7 +89,8 @@ struct Relay::impl {
   relay::OutboxStore store;
   relay::DurabilityGate gate;
   relay::StandbyGate standbys;
-  std::unique_ptr<relay::Publisher> publisher;   // at_least_once
+  relay::KafkaProbe kafka{cfg.kafka, relay::reach_options(cfg.lease_ttl)};  // no lease without it
+  std::unique_ptr<relay::Publisher> publisher;                              // at_least_once
   relay::InFlight flight;                        // at_least_once: the rows in flight
   std::optional<clock::time_point> idle_since;   // at_least_once: the last claim was empty
   std::optional<clock::time_point> gave_up;      // at_least_once: purged after a fatal error
@@ -169,9 +170,10 @@ struct Relay::impl {
   // One pass of the loop; returns after a round, or after waiting for work.
   void step(const std::stop_token& stop) {
     if (!session || !session->is_open()) connect();
+    health.on_kafka(kafka.verdict());
     // Renew early when the leases no longer cover a round's delivery budget.
     if (leases.due(clock::now()) || (!leases.view().empty() && !lease_time_for_round())) {
-      health.on_leases(leases.tick(db()));
+      health.on_leases(leases.tick(db(), kafka.lease_intent(flight.shards())));
     }
     if (publisher && flight.empty() && publisher->replace_if_fatal()) {
       health.on_producer_replaced();
@@ -190,7 +192,7 @@ struct Relay::impl {
 
   // exactly_once: claim, deliver in transactions, settle; then the next round.
   void step_transactional(const std::stop_token& stop) {
-    if (!lease_time_for_round()) {
+    if (!lease_time_for_round() || !kafka.reachable()) {
       detail::sleep_for(std::min(cfg.poll_interval, cfg.lease_ttl / 3), stop);
       return;
     }
@@ -217,7 +219,8 @@ struct Relay::impl {
     // Room for the next round: at most a round's rows and half of relay.max_batch_bytes in
     // flight (so rounds stay large, and two of them overlap).
     const bool room = flight.rows() <= round_rows() && flight.bytes() <= cfg.max_batch_bytes / 2;
-    if (room && !gave_up && !publisher->fatal() && lease_time_for_round() && claim_due()) {
+    if (room && !gave_up && !publisher->fatal() && kafka.reachable() && lease_time_for_round() &&
+        claim_due()) {
       // Only shards with nothing in flight: a claim takes a shard's head, so a shard's next
       // rows never overtake one of its rows still in flight (nor one that committed late).
       relay::LeaseView view = leases.view();
@@ -235,7 +238,7 @@ struct Relay::impl {
     }
     if (flight.empty()) {
       gave_up.reset();
-      if (!lease_time_for_round()) {
+      if (!lease_time_for_round() || !kafka.reachable()) {
         detail::sleep_for(std::min(cfg.poll_interval, cfg.lease_ttl / 3), stop);
       } else {
         idle(stop);
@@ -445,9 +448,7 @@ Relay::Relay(RelayConfig config) : m_impl(std::make_unique<impl>(std::move(confi
     m.gate.check_at_start(topics);
     m.health.on_weak_topics(m.gate.weak_topics());
   } catch (const pqxx::broken_connection& e) {
-    throw transient_error(fmt::format("cannot connect to the database ({}): {}",
-                                      redact_conninfo(m.cfg.database_url),
-                                      libpq_error_text(e.what(), m.cfg.database_url)));
+    detail::throw_connect_failure(e.what(), m.cfg.database_url);  // config_error or transient
   }
 }
 

@@ -56,6 +56,16 @@ struct LeaseView {
   }
 };
 
+/// What a lease tick may do (LeaseTable::tick), from the relay's view of Kafka (KafkaReach).
+struct LeaseIntent {
+  /// Heartbeat and take shards up to the fair share. False: no heartbeat and nothing taken;
+  /// the shards held are renewed (or given back, below).
+  bool publish = true;
+  /// With publish false: give back the shards held but `busy`, when another relay is live.
+  bool give_back = false;
+  std::set<int> busy;  ///< shards with rows in flight: renewed, never given back
+};
+
 /// exactly_once: shards go to relays in lanes of this many (one transactional producer each).
 inline constexpr int k_lane_shards = 8;
 /// The lane of a shard (shards 0-7: lane 0, ...).

@@ -253,23 +253,30 @@ TEST_F(BadInputTest, ConnectionStringsLibpqCannotParseAreConfigErrorsWithoutTheP
   }
 }
 
-// Values libpq only checks when it connects: the reason is logged once, on one line, and the
-// relay keeps its rows and stays not ready until the configuration is fixed.
-TEST_F(BadInputTest, ConnectionOptionValuesLibpqRefusesAreLoggedOnceAndLoseNothing) {
+// Values libpq only checks when it connects: a configuration error (issue 30), the relay exits
+// 3 at once with the reason on one line, and the consumer throws config_error; the rows stay.
+TEST_F(BadInputTest, ConnectionOptionValuesLibpqRefusesAreConfigErrorsAndLoseNothing) {
   enqueue(3);
   for (const std::string url :
        {"host=127.0.0.1 port=notaport dbname=txbox", "host=127.0.0.1 sslmode=sometimes"}) {
-    const int http = txbox::test::free_port();
-    auto relay = start_relay(relay_config(url, endpoints().kafka), http);
-    EXPECT_TRUE(txbox::test::wait_until([&] { return readyz(http) == 503; }, 20s)) << url;
-    std::this_thread::sleep_for(1500ms);
-    EXPECT_TRUE(relay->running()) << relay->output();
-    relay->signal(SIGTERM);
-    relay->wait(20s);
+    auto relay = start_relay(relay_config(url, endpoints().kafka), txbox::test::free_port());
+    EXPECT_EQ(relay->wait(20s), 3) << url << "\n" << relay->output();
     const std::string out = relay->output();
     EXPECT_EQ(txbox::test::occurrences(out, "cannot connect to the database"), 1) << out;
     EXPECT_NE(out.find("invalid"), std::string::npos) << out;
+    EXPECT_NE(out.find("Hint: fix that option in database.url"), std::string::npos) << out;
     EXPECT_EQ(out.find("\n;"), std::string::npos) << "a libpq message broke the log line: " << out;
+
+    auto cfg = consumer_config();
+    cfg.database_url = url;
+    try {
+      txbox::Consumer consumer(cfg, [](pqxx::work&, const txbox::ReceivedMessage&) {});
+      ADD_FAILURE() << "a consumer started with database_url '" << url << "'";
+    } catch (const txbox::config_error& e) {
+      EXPECT_NE(std::string(e.what()).find("invalid"), std::string::npos) << e.what();
+    } catch (const std::exception& e) {
+      ADD_FAILURE() << "expected txbox::config_error, got: " << e.what();
+    }
   }
   EXPECT_EQ(pending(), 3);
 }

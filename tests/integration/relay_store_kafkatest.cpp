@@ -239,3 +239,43 @@ TEST_F(RelayStore, DeletePublishedMatchesIdAndMessageIdUnderTheFence) {
   EXPECT_EQ(txbox::test::outbox_rows(schema_), 2);
   EXPECT_FALSE(store.identity(*db_).empty());
 }
+
+// Issue 30: a relay that cannot reach Kafka takes no shard and does not heartbeat; lost past
+// the bound, it gives its idle shards back when another relay is live, and keeps those with
+// rows in flight. When no other relay is live (Kafka gone for all), it keeps them.
+TEST_F(RelayStore, ARelayWithoutKafkaTakesNothingAndGivesItsIdleShardsBack) {
+  const auto relays_named = [&](const std::string& name) {
+    return pqxx::nontransaction(*db_)
+        .exec_params1("SELECT count(*) FROM " + schema_ + ".outbox_relays WHERE name = $1", name)[0]
+        .as<int>();
+  };
+  const relay::LeaseIntent lost{.publish = false, .give_back = false, .busy = {}};
+  const relay::LeaseIntent gone{.publish = false, .give_back = true, .busy = {5}};
+  relay::LeaseTable b(schema(), "b", 1s);
+  // Never reached Kafka: nothing taken, no heartbeat.
+  EXPECT_TRUE(b.tick(*db_, lost).view.empty());
+  EXPECT_TRUE(b.tick(*db_, gone).view.empty());
+  EXPECT_EQ(relays_named("b"), 0);
+
+  EXPECT_EQ(take_all(b).epochs.size(), 64u);
+  // Lost, not past the bound: renewed, kept.
+  const auto renewed = b.tick(*db_, lost);
+  EXPECT_EQ(renewed.view.epochs.size(), 64u);
+  EXPECT_EQ(renewed.changes, 0u);
+  // Past the bound, but no other relay is live: kept.
+  EXPECT_EQ(b.tick(*db_, gone).view.epochs.size(), 64u);
+
+  relay::LeaseTable a(schema(), "a", 1s);
+  a.tick(*db_);  // joins: a live relay
+  const auto after = b.tick(*db_, gone);
+  EXPECT_EQ(after.view.epochs.size(), 1u);
+  EXPECT_TRUE(after.view.epochs.contains(5)) << "a shard with rows in flight was given back";
+  EXPECT_EQ(after.changes, 63u);
+  // b's heartbeat is stale after the ttl: a counts itself alone and takes the 63; b renews
+  // the busy shard meanwhile.
+  std::this_thread::sleep_for(600ms);
+  EXPECT_EQ(b.tick(*db_, gone).view.epochs.size(), 1u) << "the busy shard was not renewed";
+  std::this_thread::sleep_for(500ms);
+  EXPECT_EQ(a.tick(*db_).view.epochs.size(), 63u);
+  EXPECT_EQ(relays_named("b"), 1) << "the heartbeat row stays (stale), as after a crash";
+}

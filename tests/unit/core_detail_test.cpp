@@ -101,6 +101,105 @@ TEST(FailureClassifier, KafkaCodes) {
   EXPECT_EQ(classify_kafka(RD_KAFKA_RESP_ERR__TRANSPORT, true), failure_kind::kafka_fatal);
 }
 
+// A connection PostgreSQL or libpq refuses for a reason of configuration (issue 30): the
+// texts libpq 15 gives (libpqxx 6.4 throws them as broken_connection, without a SQLSTATE).
+constexpr const char* k_at = "connection to server at \"127.0.0.1\", port 5432 failed: ";
+
+TEST(ConnectRefusal, ConfigurationMistakesAreRecognisedWithTheirFix) {
+  using txbox::detail::classify_connect_refusal;
+  const struct {
+    std::string text;
+    const char* sqlstate;
+    const char* hint;
+  } cases[] = {
+      {std::string(k_at) + "FATAL:  database \"nope\" does not exist\n", "3D000", "database name"},
+      {std::string(k_at) + "FATAL:  password authentication failed for user \"bob\"\n", "28P01",
+       "user and password"},
+      {std::string(k_at) + "FATAL:  Peer authentication failed for user \"bob\"\n", "28000",
+       "pg_hba.conf"},
+      {std::string(k_at) + "FATAL:  role \"bob\" does not exist\n", "28000", "create the role"},
+      {std::string(k_at) + "FATAL:  role \"bob\" is not permitted to log in\n", "28000", "LOGIN"},
+      {std::string(k_at) +
+           "FATAL:  no pg_hba.conf entry for host \"10.0.0.1\", user \"bob\", database \"x\", "
+           "no encryption\n",
+       "28000", "pg_hba.conf"},
+      {std::string(k_at) + "fe_sendauth: no password supplied\n", "", "password"},
+      {std::string(k_at) + "FATAL:  permission denied for database \"x\"\n", "42501", "CONNECT"},
+      {"invalid sslmode value: \"bogus\"\n", "", "database.url"},
+      {"invalid channel_binding value: \"x\"\n", "", "database.url"},
+      {"invalid integer value \"notaport\" for connection option \"port\"\n", "", "database.url"},
+      {"could not match 2 host names to 1 hostaddr values\n", "", "database.url"},
+      {"could not parse network address \"abc\": Name or service not known\n", "", "database.url"},
+      {std::string(k_at) + "server does not support SSL, but SSL was required\n", "", "sslmode"},
+  };
+  for (const auto& c : cases) {
+    const auto r = classify_connect_refusal(c.text);
+    ASSERT_TRUE(r) << c.text;
+    EXPECT_EQ(r->sqlstate, c.sqlstate) << c.text;
+    EXPECT_NE(r->hint.find(c.hint), std::string::npos) << c.text << " -> " << r->hint;
+  }
+}
+
+TEST(ConnectRefusal, WhatMayPassByItselfIsNotAConfigurationMistake) {
+  for (const std::string& text :
+       {std::string(k_at) +
+            "Connection refused\n\tIs the server running on that host and accepting TCP/IP "
+            "connections?\n",
+        std::string(k_at) + "FATAL:  the database system is starting up\n",
+        std::string(k_at) + "FATAL:  the database system is shutting down\n",
+        std::string(k_at) + "FATAL:  the database system is in recovery mode\n",
+        std::string(k_at) + "FATAL:  sorry, too many clients already\n",
+        std::string(k_at) +
+            "FATAL:  remaining connection slots are reserved for non-replication superuser "
+            "connections\n",
+        std::string(k_at) + "timeout expired\n",
+        std::string("could not translate host name \"db\" to address: Temporary failure in name "
+                    "resolution\n"),
+        std::string("server closed the connection unexpectedly\n"),
+        std::string("FATAL:  terminating connection due to administrator command\n"),
+        std::string("gone")}) {
+    EXPECT_FALSE(txbox::detail::classify_connect_refusal(text)) << text;
+  }
+}
+
+TEST(ConnectRefusal, ClassifiedPermanentOnANewConnection) {
+  const auto f = classify_thrown(
+      pqxx::broken_connection(std::string(k_at) + "FATAL:  database \"nope\" does not exist\n"));
+  EXPECT_EQ(f.kind, failure_kind::db_permanent);
+  EXPECT_TRUE(f.reconnect);
+  EXPECT_EQ(f.sqlstate, "3D000");
+  EXPECT_NE(f.hint.find("database name in database.url"), std::string::npos) << f.hint;
+}
+
+TEST(ConnectRefusal, AtStartAConfigurationMistakeIsAConfigErrorWithoutThePassword) {
+  const std::string url = "host=127.0.0.1 dbname=nope user=bob password=Pw-never-shown";
+  try {
+    txbox::detail::throw_connect_failure(
+        std::string(k_at) + "FATAL:  password authentication failed for user \"bob\"\n", url);
+  } catch (const txbox::config_error& e) {
+    const std::string what = e.what();
+    EXPECT_EQ(what.find("Pw-never-shown"), std::string::npos) << what;
+    EXPECT_EQ(what.find("cannot connect to the database (host=127.0.0.1 dbname=nope user=bob "
+                        "password=***): connection to server"),
+              0u)
+        << what;
+    EXPECT_NE(what.find("password authentication failed for user \"bob\". Hint: check the user "
+                        "and password in database.url"),
+              std::string::npos)
+        << what;
+  }
+  EXPECT_THROW(txbox::detail::throw_connect_failure("invalid sslmode value: \"bogus\"\n", url),
+               txbox::config_error);
+  try {
+    txbox::detail::throw_connect_failure(std::string(k_at) + "Connection refused\n", url,
+                                         "is PostgreSQL running?");
+  } catch (const txbox::transient_error& e) {
+    EXPECT_NE(std::string(e.what()).find("Connection refused. Hint: is PostgreSQL running?"),
+              std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(Backoff, DoublesWithJitterWithinBounds) {
   std::mt19937_64 rng(7);
   for (int attempt = 0; attempt < 40; ++attempt) {

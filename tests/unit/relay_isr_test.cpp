@@ -37,6 +37,7 @@ TEST(RelayIsr, DescribesAtMostThreeAndCountsTheRest) {
 TEST(RelayIsr, GaugeCountsShortPartitionsUntilDeliveriesSucceed) {
   Health h("host=db.example user=relay");
   h.db_connected();
+  h.on_kafka({.reachable = true, .give_back = false, .why = {}});  // the broker probe answered
   ASSERT_TRUE(h.snapshot().ready);
   h.broker(false, "no acknowledgement");
   h.on_isr_shortfalls({short_partition(0), short_partition(1)});

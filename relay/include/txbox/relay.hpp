@@ -83,7 +83,9 @@ struct RelayStats {
   std::size_t shards_owned = 0;
   std::int64_t backlog_rows = -1;  ///< pending rows in the outbox (-1: unknown yet)
   double oldest_pending_seconds = 0;
-  bool ready = false;  ///< database and Kafka reachable, no permanent database problem
+  bool ready = false;            ///< database and Kafka reachable, no permanent database problem
+  bool kafka_reachable = false;  ///< the brokers answered the last probe
+  bool database_misconfigured = false;            ///< a permanent database problem is being retried
   std::vector<double> ack_latency_buckets;        ///< upper bounds, seconds
   std::vector<std::uint64_t> ack_latency_counts;  ///< cumulative per bucket
   std::uint64_t ack_latency_count = 0;
@@ -127,6 +129,8 @@ class Relay {
   /// Throws config_error on invalid or unsafe settings (e.g. acks other than all,
   /// enable.idempotence=false, wait_for_standbys > 0 for a database user without pg_monitor),
   /// schema_error when the schema is missing or too old,
+  /// also config_error when the database refuses the connection for a reason of configuration
+  /// (a database that does not exist, failed authentication, an option value libpq refuses),
   /// transient_error when the database cannot be reached, durability_error when
   /// strict_durability is on and a topic in the outbox or in durability_topics is weak.
   /// Checks the durability of those topics (blocks up to a few seconds when Kafka is down:

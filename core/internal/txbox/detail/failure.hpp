@@ -3,6 +3,7 @@
 #pragma once
 
 #include <exception>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -40,6 +41,30 @@ class kafka_call_error : public std::runtime_error {
   kafka_call_error(failure_kind k, const std::string& what) : std::runtime_error(what), kind(k) {}
   failure_kind kind;
 };
+
+/// A connection refused for a reason an operator must fix (see classify_connect_refusal).
+struct connect_refusal {
+  std::string sqlstate;  ///< what PostgreSQL sends with that text; empty for libpq's own checks
+  std::string hint;      ///< the fix
+};
+
+/// Whether a failed connection's text (`libpq_message`) reports a configuration mistake: a
+/// database that does not exist, failed authentication, an option value libpq refuses, a TLS
+/// setting the server does not match. nullopt when the cause may pass by itself (connection
+/// refused, timeout, a server starting or shutting down, too many connections, a host name
+/// that does not resolve). libpq gives no SQLSTATE for a failed connection (libpqxx 6.4
+/// throws broken_connection with PQerrorMessage), so the text is read: libpq's own checks,
+/// and the server's messages in English (another lc_messages is not recognised: those
+/// refusals stay transient). classify() sorts a recognised refusal as db_permanent.
+std::optional<connect_refusal> classify_connect_refusal(std::string_view libpq_message);
+
+/// For a first connection that failed with `what` (a broken_connection's text) to
+/// `conninfo`: throws config_error when classify_connect_refusal recognises the cause (the
+/// text, then "Hint: " and the fix), else transient_error (the text, then `transient_hint`
+/// when given). Both start "cannot connect to the database (<conninfo>): ", every password
+/// hidden.
+[[noreturn]] void throw_connect_failure(std::string_view what, std::string_view conninfo,
+                                        std::string_view transient_hint = {});
 
 /// Sorts a database SQLSTATE (five characters). Sets `reconnect` when the session is unusable
 /// (connection exceptions, admin shutdown, a read-only standby after a failover, ...).
