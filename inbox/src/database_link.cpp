@@ -28,10 +28,10 @@ void database_link::connect_now() {
   try {
     connect();
   } catch (const pqxx::broken_connection& e) {
-    throw transient_error(
-        fmt::format("cannot connect to the database ({}): {}. Hint: check database.url and that "
-                    "PostgreSQL is running",
-                    redact_conninfo(m_s.url), libpq_error_text(e.what(), m_s.url)));
+    // A refusal an operator must fix (a database that does not exist, failed authentication,
+    // an option value libpq refuses) is a config_error; anything else may pass: transient.
+    detail::throw_connect_failure(e.what(), m_s.url,
+                                  "check database.url and that PostgreSQL is running");
   }
 }
 

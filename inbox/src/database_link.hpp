@@ -24,8 +24,10 @@ class database_link {
   };
   explicit database_link(settings s);
 
-  /// First connection (Consumer's constructor): throws transient_error (unreachable, with the
-  /// conninfo redacted) or schema_error.
+  /// First connection (Consumer's constructor): throws config_error (refused for a reason an
+  /// operator must fix: a database that does not exist, failed authentication, an option
+  /// value libpq refuses), transient_error (unreachable), both with the conninfo redacted, or
+  /// schema_error.
   void connect_now();
   /// Reconnects when the connection was dropped and the backoff passed. Never throws.
   void maintain(steady::time_point now);

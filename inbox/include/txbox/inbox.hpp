@@ -101,9 +101,10 @@ struct ConsumerStats {
 ///   consumer.run(stop_source.get_token());
 class Consumer {
  public:
-  /// Throws config_error on invalid or unsafe settings (enable.auto.commit=true, ...),
-  /// schema_error when the schema is missing or too old, transient_error when the database
-  /// cannot be reached.
+  /// Throws config_error on invalid or unsafe settings (enable.auto.commit=true, ...) and
+  /// when the database refuses the connection for a reason of configuration (a database that
+  /// does not exist, failed authentication, an option value libpq refuses), schema_error when
+  /// the schema is missing or too old, transient_error when the database cannot be reached.
   Consumer(ConsumerConfig config, Handler handler);
   ~Consumer();  // leaves the group (revoking partitions) and closes the connections
   Consumer(const Consumer&) = delete;
