@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
-# Installs the build into a fresh prefix and builds examples/order_service and
-# examples/projector against it with find_package(txbox), as a user would (warnings as
-# errors). Then runs them end to end on the test servers, in a txbox schema, a topic and a
-# consumer of their own: order_service places 25 orders, the installed txbox-relay publishes
-# them, the projector applies each exactly once through txbox::inbox.
+# Installs the build into a fresh prefix and builds examples/order_service, examples/projector
+# and examples/billing (txbox::inbox and txbox::outbox in one program) against it with
+# find_package(txbox), as a user would (warnings as errors). Then runs the first two end to end
+# on the test servers, in a txbox schema, a topic and a consumer of their own: order_service
+# places 25 orders, the installed txbox-relay publishes them, the projector applies each exactly
+# once through txbox::inbox (tests/examples/billing.sh runs billing end to end).
 #   tests/install/check.sh BUILD_DIR SOURCE_DIR     (TXBOX_TEST_ENV_FILE: the servers)
 set -euo pipefail
 build=$1
@@ -19,7 +20,7 @@ for f in lib/cmake/txbox/txboxConfig.cmake include/txbox/outbox.hpp include/txbo
   test -f "$prefix/$f" || fail "$f is not installed"
 done
 
-for example in order_service projector; do
+for example in order_service projector billing; do
   cmake -S "$src/examples/$example" -B "$work/$example" -DCMAKE_PREFIX_PATH="$prefix" \
     -DCMAKE_BUILD_TYPE=Release -DCMAKE_CXX_FLAGS="-Wall -Wextra -Werror" \
     >"$work/cmake-$example.log" 2>&1 || fail "find_package(txbox) failed for $example"
