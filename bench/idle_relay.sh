@@ -22,10 +22,12 @@ set -a; . "$servers/endpoints.env"; set +a
 admin_txbox="${TXBOX_TEST_PG_ADMIN/dbname=postgres/dbname=txbox}"
 psql "$admin_txbox" -qAtX -c "CREATE EXTENSION IF NOT EXISTS pg_stat_statements" >/dev/null
 
-# CPU ticks (user + system) of every postgres process, one "pid ticks" line each, from /proc.
+# CPU ticks (user + system) of this cluster's processes (the postmaster and its children), one
+# "pid ticks" line each, from /proc.
 pg_ticks() {
-  local pid
-  for pid in $(pgrep -x postgres); do
+  local pid postmaster
+  postmaster=$(cat "$servers/pg.pid")
+  for pid in "$postmaster" $(pgrep -P "$postmaster"); do
     awk -v p="$pid" '{print p, $14 + $15}' "/proc/$pid/stat" 2>/dev/null || true
   done
 }
@@ -48,10 +50,8 @@ measure() {  # LABEL [relay env...]: one row
     env "$@" "$relay" --database-url "$TXBOX_TEST_PG" --kafka-bootstrap-servers "$TXBOX_TEST_KAFKA" \
       --name idle >"$servers/relay.log" 2>&1 &
     relay_pid=$!
-    sleep 5  # started, shards taken, idle
-  else
-    sleep 2
   fi
+  sleep 5  # started, shards taken, idle (and PostgreSQL's start-up work done)
   local s0 s1
   s0=$(statements); pg_ticks >"$servers/cpu0"
   sleep "$seconds"
@@ -64,7 +64,7 @@ measure() {  # LABEL [relay env...]: one row
 say "$seconds s per row; PostgreSQL durable (fsync=on, synchronous_commit=on)"
 echo "Idle relay cost, run of $(date -u '+%Y-%m-%d %H:%M UTC') on $(nproc) cores, commit $(git rev-parse --short HEAD),"
 echo "one relay on an empty outbox, $seconds s per row, statements counted by pg_stat_statements"
-echo "(the relay's lease ticks, backlog reads, claims and probes), CPU of every postgres process."
+echo "(the relay's lease ticks, backlog reads, claims and probes), CPU of the cluster's postgres processes."
 echo
 echo "| wake-up | statements/s | PostgreSQL CPU (% of one core) |"
 echo "|---|---|---|"
