@@ -10,6 +10,7 @@
 # x2 also to 1 partition, against the limit at 1 partition. PostgreSQL is durable by default
 # (fsync=on, synchronous_commit=on); the results' header says which.
 #   bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--big N] [--plots] [--backlogs A,B,...]
+#                [--writers]
 #     MESSAGES    messages per throughput run (default 100000)
 #     --peers     also run the peers in bench/peers/ (Watermill SQL->Kafka forwarder, Go;
 #                 Debezium embedded + outbox router, Java; pg-transactional-outbox, Node.js);
@@ -22,10 +23,12 @@
 #     --big N     the same with N messages (e.g. 200000 for a quick check)
 #     --backlogs  the SQL-filled backlog runs (default 10000,1000000; the first 100k drained)
 #     --plots     write the PNG plots into docs/ (bench/plot.sh; Python venv with matplotlib)
+#     --writers   first, the writers' commit ceiling (bench/writers.sh, on its own durable
+#                 PostgreSQL; about 12 minutes): enqueuing transactions against plain inserts
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 cd "$root"
-messages=100000 peers=0 plots=0 fast=0 backlogs=10000,1000000 big=
+messages=100000 peers=0 plots=0 fast=0 backlogs=10000,1000000 big= writers=0
 while (($#)); do
   case $1 in
     --peers) peers=1 ;;
@@ -34,8 +37,9 @@ while (($#)); do
     --big) big=$2; shift ;;
     --plots) plots=1 ;;
     --backlogs) backlogs=$2; shift ;;
+    --writers) writers=1 ;;
     [0-9]*) messages=$1 ;;
-    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--big N] [--plots] [--backlogs A,B]" >&2; exit 2 ;;
+    *) echo "usage: bench/run.sh [MESSAGES] [--peers] [--fast] [--10m] [--big N] [--plots] [--backlogs A,B] [--writers]" >&2; exit 2 ;;
   esac
   shift
 done
@@ -51,6 +55,10 @@ if ((peers)); then
   if [[ -x bench/peers/pg-transactional-outbox/build.sh ]]; then
     bench/peers/pg-transactional-outbox/build.sh >&2
   fi
+fi
+if ((writers)); then
+  say "writers' commit ceiling (bench/writers.sh)"
+  bench/writers.sh
 fi
 # scripts/servers.sh starts PostgreSQL with fsync=off; options here come after it and win.
 pg_opts="-c fsync=on -c synchronous_commit=on"
@@ -121,6 +129,7 @@ build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/r
   echo
   cat "$out/inbox.md"
   echo
+  if ((writers)); then cat "$out/writers.md"; echo; fi
   echo "Load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
 } >> "$out/results.md"
 if ((plots)); then bench/plot.sh "$out/relay.tsv" docs; fi

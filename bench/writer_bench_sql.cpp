@@ -1,0 +1,222 @@
+// The writers' bench: its arms, their statements, and the tables they write to.
+#include <fmt/format.h>
+
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+
+#include "writer_bench.hpp"
+
+namespace wb {
+namespace {
+
+std::string quoted(const std::string& name) {
+  return "\"" + name + "\"";
+}
+
+std::string bench_table(const std::string& name) {
+  return quoted(k_schema) + "." + quoted(name);
+}
+
+// txbox's key lock (core/src/schema.cpp key_lock_sql; 29816 = "tx"), or the same query
+// without the lock: every distinct key's hash, in hash order.
+std::string key_hashes_sql(bool lock) {
+  return fmt::format(
+      "SELECT count(*) AS n FROM (SELECT {} FROM (SELECT DISTINCT hashtext(k) AS h FROM "
+      "(SELECT key FROM v) AS keys(k) WHERE k IS NOT NULL ORDER BY 1) hs) l",
+      lock ? "pg_advisory_xact_lock(29816, h)" : "h");
+}
+
+// A row of `n` parameters grouped by column ($1..$n ids, $n+1..$2n topics, ...), as
+// outbox/src/outbox.cpp binds them.
+std::string row_params(int r, int n, bool ordinal) {
+  const int p = r + 1;
+  return fmt::format("({}${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)",
+                     ordinal ? fmt::format("{}, ", r) : "", p, p + n, p + 2 * n, p + 3 * n,
+                     p + 4 * n);
+}
+
+// INSERT ... VALUES, or (select) INSERT ... SELECT * FROM (VALUES ...) to add a WHERE.
+std::string plain_sql(const std::string& table, int n, bool select = false) {
+  std::string values;
+  for (int r = 0; r < n; ++r) values += (r ? ", " : "") + row_params(r, n, false);
+  const std::string insert =
+      fmt::format("INSERT INTO {} (message_id, topic, key, payload, headers) ", table);
+  if (!select) return insert + "VALUES " + values;
+  return insert + "SELECT * FROM (VALUES " + values +
+         ") AS v(message_id, topic, key, payload, headers)";
+}
+
+// txbox's own insert (outbox/src/outbox.cpp insert_sql) into the given table.
+std::string txbox_stmt_sql(const std::string& table, int n, bool lock) {
+  std::string values;
+  for (int r = 0; r < n; ++r) values += (r ? ", " : "") + row_params(r, n, true);
+  return fmt::format(
+      "WITH v(ord, message_id, topic, key, payload, headers) AS (VALUES {}), "
+      "locks AS MATERIALIZED ({}) "
+      "INSERT INTO {} (message_id, topic, key, payload, headers) "
+      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks "
+      "WHERE v.message_id IS NOT NULL ORDER BY v.ord",
+      values, key_hashes_sql(lock), table);
+}
+
+// The plain insert, with every key's lock taken first (in hash order) by an InitPlan: a
+// one-time filter evaluated before the first row gets its identity id. Keys are $2n+1..$3n.
+std::string lean_lock_sql(const std::string& table, int n) {
+  std::string keys;
+  for (int r = 0; r < n; ++r) keys += fmt::format("{}(${}::text)", r ? ", " : "", 2 * n + r + 1);
+  return fmt::format(
+      "{} WHERE (SELECT count(pg_advisory_xact_lock(29816, h)) FROM (SELECT DISTINCT hashtext(k) "
+      "AS h FROM (VALUES {}) AS keys(k) WHERE k IS NOT NULL ORDER BY 1) AS hs) >= 0",
+      plain_sql(table, n, true), keys);
+}
+
+// One statement calling <schema>.enqueue once per message, in the keys' hash order (as the
+// C++ batch locks them: two transactions never take two keys in opposite orders).
+std::string sql_enqueue_sql(const std::string& schema, int n) {
+  std::string values;
+  for (int r = 0; r < n; ++r)
+    values += fmt::format("{}(${}::text, ${}::bytea)", r ? ", " : "", 4 + r, 4 + n + r);
+  return fmt::format(
+      "SELECT {}.enqueue($1::text, v.k, v.p, $2::jsonb, $3::text) FROM (SELECT k, p FROM "
+      "(VALUES {}) AS v0(k, p) ORDER BY hashtext(k) OFFSET 0) AS v",
+      schema, values);
+}
+
+// "autovacuum_vacuum_scale_factor=0.01" and the like, checked before they go into DDL.
+std::string checked_reloption(const std::string& option) {
+  static const std::regex ok("[a-z_]+=[0-9.]+");
+  if (!std::regex_match(option, ok)) throw std::runtime_error("unexpected reloption " + option);
+  return option;
+}
+
+// The outbox table's storage parameters (autovacuum settings), copied to a plain copy:
+// LIKE ... INCLUDING ALL does not copy them.
+void copy_reloptions(pqxx::work& tx, const std::string& from, const std::string& to) {
+  const pqxx::result r =
+      tx.exec_params("SELECT unnest(reloptions) FROM pg_class WHERE oid = $1::regclass", from);
+  std::string opts;
+  for (const auto& row : r) opts += (opts.empty() ? "" : ", ") + checked_reloption(row[0].c_str());
+  if (!opts.empty()) tx.exec0(fmt::format("ALTER TABLE {} SET ({})", to, opts));
+}
+
+Arm plain_arm(std::string name, std::string label, std::string table, bool probe) {
+  return Arm{.name = std::move(name),
+             .label = std::move(label),
+             .kind = Kind::plain,
+             .table = std::move(table),
+             .probe = probe};
+}
+
+}  // namespace
+
+std::vector<Arm> make_arms(const Options& o) {
+  const std::string plain = bench_table("outbox_plain");
+  auto outbox = [](const std::string& schema) {
+    return std::make_shared<const txbox::Outbox>(txbox::OutboxConfig{.schema = schema});
+  };
+  std::vector<Arm> arms{
+      plain_arm("plain", "plain INSERT (baseline)", plain, false),
+      Arm{.name = "plain_lock",
+          .label = "plain + key lock",
+          .kind = Kind::plain_lock,
+          .table = plain},
+      Arm{.name = "cpp_v6", .label = "C++ enqueue, V6", .kind = Kind::cpp, .outbox = outbox(o.v6)},
+      Arm{.name = "sql_v6", .label = "SQL enqueue, V6", .kind = Kind::sql, .schema = quoted(o.v6)},
+      Arm{.name = "cpp_v5",
+          .label = "C++ enqueue, V5 (NOTIFY trigger)",
+          .kind = Kind::cpp,
+          .outbox = outbox(o.v5)},
+      Arm{.name = "sql_v5",
+          .label = "SQL enqueue, V5 (NOTIFY trigger)",
+          .kind = Kind::sql,
+          .schema = quoted(o.v5)},
+      // Serialisation probes.
+      Arm{.name = "orders_only",
+          .label = "probe: the order alone, no outbox row",
+          .kind = Kind::orders_only,
+          .probe = true},
+      Arm{.name = "plain_stmt",
+          .label = "probe: plain, txbox's statement without the lock",
+          .kind = Kind::plain_stmt,
+          .table = plain,
+          .probe = true},
+      Arm{.name = "lean_lock",
+          .label = "probe: plain + key lock, leaner statement (locks in an InitPlan)",
+          .kind = Kind::plain_lean,
+          .table = plain,
+          .probe = true},
+      Arm{.name = "plain_v4",
+          .label = "probe: plain, random UUIDv4 message_id",
+          .kind = Kind::plain,
+          .table = plain,
+          .v4_ids = true,
+          .probe = true},
+      plain_arm("plain_cache", "probe: plain, identity CACHE 100", bench_table("outbox_cache"),
+                true),
+      plain_arm("plain_noidx", "probe: plain, no indexes (heap only)", bench_table("outbox_noidx"),
+                true),
+      Arm{.name = "lock_hot",
+          .label = "probe: plain + key lock, one key for all",
+          .kind = Kind::plain_lock,
+          .table = plain,
+          .one_key = true,
+          .probe = true},
+  };
+  return arms;
+}
+
+void setup_tables(pqxx::connection& db, const Options& o) {
+  const std::string source = quoted(o.v6) + ".outbox";
+  pqxx::work tx(db);
+  tx.exec0(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", quoted(k_schema)));
+  tx.exec0(fmt::format("CREATE SCHEMA {}", quoted(k_schema)));
+  tx.exec0(fmt::format(
+      "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT "
+      "NULL, amount bigint NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())",
+      bench_table("orders")));
+  for (const char* name : {"outbox_plain", "outbox_cache"}) {
+    tx.exec0(fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL)", bench_table(name), source));
+    copy_reloptions(tx, source, bench_table(name));
+  }
+  tx.exec0(
+      fmt::format("ALTER TABLE {} ALTER COLUMN id SET CACHE 100", bench_table("outbox_cache")));
+  tx.exec0(fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)",
+                       bench_table("outbox_noidx"), source));
+  copy_reloptions(tx, source, bench_table("outbox_noidx"));
+  tx.commit();
+}
+
+void reset_tables(pqxx::connection& db, pqxx::connection* admin, const Options& o) {
+  {
+    pqxx::work tx(db);
+    tx.exec0(fmt::format("TRUNCATE {}, {}, {}, {}, {}.outbox, {}.outbox RESTART IDENTITY",
+                         bench_table("orders"), bench_table("outbox_plain"),
+                         bench_table("outbox_cache"), bench_table("outbox_noidx"), quoted(o.v6),
+                         quoted(o.v5)));
+    tx.commit();
+  }
+  // Every cell starts right after a checkpoint: the same full-page images in its WAL.
+  if (admin) pqxx::nontransaction(*admin).exec0("CHECKPOINT");
+}
+
+std::string arm_sql(const Arm& arm, int n) {
+  switch (arm.kind) {
+    case Kind::plain:
+      return plain_sql(arm.table, n);
+    case Kind::plain_stmt:
+      return txbox_stmt_sql(arm.table, n, false);
+    case Kind::plain_lock:
+      return txbox_stmt_sql(arm.table, n, true);
+    case Kind::plain_lean:
+      return lean_lock_sql(arm.table, n);
+    case Kind::sql:
+      return sql_enqueue_sql(arm.schema, n);
+    case Kind::cpp:
+    case Kind::orders_only:
+      return "";
+  }
+  return "";
+}
+
+}  // namespace wb
