@@ -8,7 +8,7 @@ here=$(cd "$(dirname "$0")" && pwd)
 packages=(
   g++ cmake ninja-build pkg-config make
   libpqxx-dev libpq-dev librdkafka-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  libcli11-dev libtoml11-dev libcpp-httplib-dev googletest libgtest-dev
+  libcli11-dev libtoml11-dev libcpp-httplib-dev googletest libgtest-dev librapidcheck-dev
   postgresql-15 postgresql-client-15
   openjdk-17-jre-headless maven
   iproute2 procps openssl kcat jq
