@@ -41,9 +41,8 @@ struct Options {
 enum class Kind {
   orders_only,  ///< the business row alone
   plain,        ///< one multi-row VALUES insert into a copy of the outbox table
-  plain_stmt,   ///< the plain copy through txbox's statement (CTE, key hashes), no lock
-  plain_lock,   ///< the same plus pg_advisory_xact_lock(29816, hashtext(key)) per key
-  plain_lean,   ///< plain plus the key locks in an InitPlan (a leaner statement than txbox's)
+  plain_stmt,   ///< the plain copy through txbox's statement (detail::outbox_insert_sql), no lock
+  plain_lock,   ///< the same with its key locks (pg_advisory_xact_lock(29816, hashtext(key)))
   cpp,          ///< txbox::Outbox::enqueue (the batch overload)
   sql,          ///< SELECT <schema>.enqueue(...), one statement calling it per message
 };

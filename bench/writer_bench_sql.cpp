@@ -5,6 +5,7 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "txbox/detail/schema.hpp"
 #include "writer_bench.hpp"
 
 namespace wb {
@@ -18,57 +19,23 @@ std::string bench_table(const std::string& name) {
   return quoted(k_schema) + "." + quoted(name);
 }
 
-// txbox's key lock (core/src/schema.cpp key_lock_sql; 29816 = "tx"), or the same query
-// without the lock: every distinct key's hash, in hash order.
-std::string key_hashes_sql(bool lock) {
-  return fmt::format(
-      "SELECT count(*) AS n FROM (SELECT {} FROM (SELECT DISTINCT hashtext(k) AS h FROM "
-      "(SELECT key FROM v) AS keys(k) WHERE k IS NOT NULL ORDER BY 1) hs) l",
-      lock ? "pg_advisory_xact_lock(29816, h)" : "h");
-}
-
 // A row of `n` parameters grouped by column ($1..$n ids, $n+1..$2n topics, ...), as
 // outbox/src/outbox.cpp binds them.
-std::string row_params(int r, int n, bool ordinal) {
+std::string row_params(int r, int n) {
   const int p = r + 1;
-  return fmt::format("({}${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)",
-                     ordinal ? fmt::format("{}, ", r) : "", p, p + n, p + 2 * n, p + 3 * n,
-                     p + 4 * n);
+  return fmt::format("(${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)", p, p + n,
+                     p + 2 * n, p + 3 * n, p + 4 * n);
 }
 
 // INSERT ... VALUES, or (select) INSERT ... SELECT * FROM (VALUES ...) to add a WHERE.
 std::string plain_sql(const std::string& table, int n, bool select = false) {
   std::string values;
-  for (int r = 0; r < n; ++r) values += (r ? ", " : "") + row_params(r, n, false);
+  for (int r = 0; r < n; ++r) values += (r ? ", " : "") + row_params(r, n);
   const std::string insert =
       fmt::format("INSERT INTO {} (message_id, topic, key, payload, headers) ", table);
   if (!select) return insert + "VALUES " + values;
   return insert + "SELECT * FROM (VALUES " + values +
          ") AS v(message_id, topic, key, payload, headers)";
-}
-
-// txbox's own insert (outbox/src/outbox.cpp insert_sql) into the given table.
-std::string txbox_stmt_sql(const std::string& table, int n, bool lock) {
-  std::string values;
-  for (int r = 0; r < n; ++r) values += (r ? ", " : "") + row_params(r, n, true);
-  return fmt::format(
-      "WITH v(ord, message_id, topic, key, payload, headers) AS (VALUES {}), "
-      "locks AS MATERIALIZED ({}) "
-      "INSERT INTO {} (message_id, topic, key, payload, headers) "
-      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks "
-      "WHERE v.message_id IS NOT NULL ORDER BY v.ord",
-      values, key_hashes_sql(lock), table);
-}
-
-// The plain insert, with every key's lock taken first (in hash order) by an InitPlan: a
-// one-time filter evaluated before the first row gets its identity id. Keys are $2n+1..$3n.
-std::string lean_lock_sql(const std::string& table, int n) {
-  std::string keys;
-  for (int r = 0; r < n; ++r) keys += fmt::format("{}(${}::text)", r ? ", " : "", 2 * n + r + 1);
-  return fmt::format(
-      "{} WHERE (SELECT count(pg_advisory_xact_lock(29816, h)) FROM (SELECT DISTINCT hashtext(k) "
-      "AS h FROM (VALUES {}) AS keys(k) WHERE k IS NOT NULL ORDER BY 1) AS hs) >= 0",
-      plain_sql(table, n, true), keys);
 }
 
 // One statement calling <schema>.enqueue once per message, in the keys' hash order (as the
@@ -141,11 +108,6 @@ std::vector<Arm> make_arms(const Options& o) {
           .kind = Kind::plain_stmt,
           .table = plain,
           .probe = true},
-      Arm{.name = "lean_lock",
-          .label = "probe: plain + key lock, leaner statement (locks in an InitPlan)",
-          .kind = Kind::plain_lean,
-          .table = plain,
-          .probe = true},
       Arm{.name = "plain_v4",
           .label = "probe: plain, random UUIDv4 message_id",
           .kind = Kind::plain,
@@ -205,11 +167,9 @@ std::string arm_sql(const Arm& arm, int n) {
     case Kind::plain:
       return plain_sql(arm.table, n);
     case Kind::plain_stmt:
-      return txbox_stmt_sql(arm.table, n, false);
+      return txbox::detail::outbox_insert_sql(arm.table, static_cast<std::size_t>(n), false);
     case Kind::plain_lock:
-      return txbox_stmt_sql(arm.table, n, true);
-    case Kind::plain_lean:
-      return lean_lock_sql(arm.table, n);
+      return txbox::detail::outbox_insert_sql(arm.table, static_cast<std::size_t>(n), true);
     case Kind::sql:
       return sql_enqueue_sql(arm.schema, n);
     case Kind::cpp:

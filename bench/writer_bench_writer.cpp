@@ -61,7 +61,6 @@ void Writer::run_tx(const Arm& arm, int n) {
     case Kind::plain:
     case Kind::plain_stmt:
     case Kind::plain_lock:
-    case Kind::plain_lean:
       insert_plain(tx, arm, keys);
       break;
     case Kind::cpp:

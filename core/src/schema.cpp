@@ -23,4 +23,24 @@ std::string key_lock_sql(std::string_view keys_sql) {
       lock_namespace, keys_sql);
 }
 
+std::string outbox_insert_sql(std::string_view table, std::size_t rows, bool lock) {
+  // A plain INSERT ... SELECT over VALUES: no CTE, join or sort on the way (each costs every
+  // writer CPU, and the writers' commit rate is CPU-bound; see docs/benchmarks.md "writers").
+  std::string values;
+  std::string keys;
+  for (std::size_t r = 0; r < rows; ++r) {
+    const std::size_t p = r + 1;
+    const char* sep = r == 0 ? "" : ", ";
+    values += fmt::format("{}(${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)", sep, p,
+                          p + rows, p + 2 * rows, p + 3 * rows, p + 4 * rows);
+    keys += fmt::format("{}(${}::text)", sep, p + 2 * rows);
+  }
+  std::string sql = fmt::format(
+      "INSERT INTO {} (message_id, topic, key, payload, headers) SELECT * FROM (VALUES {}) AS "
+      "v(message_id, topic, key, payload, headers) WHERE v.message_id IS NOT NULL",
+      table, values);
+  if (lock) sql += fmt::format(" AND ({}) >= 0", key_lock_sql("VALUES " + keys));
+  return sql;
+}
+
 }  // namespace txbox::detail

@@ -44,13 +44,14 @@ struct Migration {
   const char* file;
   const char* description;
 };
-inline constexpr std::array<Migration, 6> k_migrations{{
+inline constexpr std::array<Migration, 7> k_migrations{{
     {1, "V1__create_txbox_schema.sql", "create txbox schema"},
     {2, "V2__relay_members_and_notify.sql", "relay members and notify"},
     {3, "V3__inbox_requeue.sql", "inbox requeue"},
     {4, "V4__sql_enqueue.sql", "sql enqueue"},
     {5, "V5__outbox_identity.sql", "outbox identity"},
     {6, "V6__relay_probe_wakeup.sql", "relay probe wake-up, no notify trigger"},
+    {7, "V7__sql_enqueue_fast_path.sql", "sql enqueue fast path"},
 }};
 inline constexpr int k_latest_version = k_migrations.back().version;
 

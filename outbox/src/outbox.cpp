@@ -99,27 +99,6 @@ std::size_t prepared_size(std::size_t n) {
   return p;
 }
 
-// One statement inserting `rows` messages (rows with a NULL id are padding, skipped). The CTE takes
-// every key's advisory lock, in hash order (no deadlock between two batches), before any row gets
-// its identity id: so for one key, id order is commit order.
-std::string insert_sql(const std::string& table, std::size_t rows) {
-  std::string values;
-  for (std::size_t r = 0; r < rows; ++r) {
-    // Parameters are grouped by column: $1..$n ids, $n+1..$2n topics, and so on.
-    const std::size_t p = r + 1;
-    values +=
-        fmt::format("{}({}, ${}::uuid, ${}::text, ${}::text, ${}::bytea, ${}::jsonb)",
-                    r == 0 ? "" : ", ", r, p, p + rows, p + 2 * rows, p + 3 * rows, p + 4 * rows);
-  }
-  return fmt::format(
-      "WITH v(ord, message_id, topic, key, payload, headers) AS (VALUES {}), "
-      "locks AS MATERIALIZED ({}) "
-      "INSERT INTO {} (message_id, topic, key, payload, headers) "
-      "SELECT v.message_id, v.topic, v.key, v.payload, v.headers FROM v, locks "
-      "WHERE v.message_id IS NOT NULL ORDER BY v.ord",
-      values, detail::key_lock_sql("SELECT key FROM v"), table);
-}
-
 // A text[] literal of the batch's distinct keys ({"a","b\"c"}): one parameter however many
 // keys. Keys are UTF-8 without NUL (check_message).
 std::string key_array(std::span<const Message> messages) {
@@ -182,7 +161,7 @@ Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
     const std::uint64_t h = fnv1a(m_table);
     for (std::size_t rows = 1; rows <= k_prepared_rows; rows = prepared_size(rows + 1)) {
       st->names[rows] = fmt::format("txbox_enqueue_{:016x}_{}", h, rows);
-      st->sql[rows] = insert_sql(m_table, rows);
+      st->sql[rows] = detail::outbox_insert_sql(m_table, rows);
     }
     m_statements = std::move(st);
   }
@@ -235,7 +214,7 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
                          make_dynamic_params(keys), make_dynamic_params(payloads),
                          make_dynamic_params(json));
       } else {
-        tx.exec_params(insert_sql(m_table, rows), make_dynamic_params(id_params),
+        tx.exec_params(detail::outbox_insert_sql(m_table, rows), make_dynamic_params(id_params),
                        make_dynamic_params(topics), make_dynamic_params(keys),
                        make_dynamic_params(payloads), make_dynamic_params(json));
       }

@@ -56,7 +56,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
            row[2].as<std::string>();
   };
   const std::string before = counts();
-  EXPECT_EQ(before, "6/64/txbox_consumer,txbox_relay,txbox_writer");
+  EXPECT_EQ(before, "7/64/txbox_consumer,txbox_relay,txbox_writer");
 
   out = apply_all(conn, &status);
   ASSERT_EQ(status, 0) << out;
@@ -68,7 +68,7 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
 
   pqxx::connection c(conn);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 6);
+  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 7);
   EXPECT_EQ(n.exec1("SELECT count(*) FROM txbox.outbox_leases")[0].as<int>(), 64);
   EXPECT_FALSE(n.exec1("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].as<bool>());
 }

@@ -336,6 +336,14 @@ TEST_F(OutboxTest, SameKeyWritersAreSerialisedSoIdOrderIsCommitOrder) {
     if (!blocked) std::this_thread::sleep_for(std::chrono::milliseconds(10));
   }
   ASSERT_TRUE(blocked) << "the second writer of key K was not blocked by the first";
+  // It waits before its row takes an identity id (the sequence is not transactional): the
+  // lock comes first in the statement, so the ids of one key are in commit order.
+  {
+    pqxx::nontransaction n(watcher);
+    EXPECT_EQ(n.exec1("SELECT last_value FROM " + schema_ + ".outbox_id_seq")[0].as<long>(),
+              n.exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0].as<long>() + 1)
+        << "the blocked writer's row already took an id: the key lock is taken too late";
+  }
   // A writer of another key is not held up.
   {
     pqxx::connection c3(endpoints().pg);

@@ -25,7 +25,7 @@ TEST_F(Txboxctl, StatusOfAnEmptySchema) {
   json j;
   ASSERT_EQ(run_json("status", &j), 0);
   EXPECT_EQ(j["schema"], schema_);
-  EXPECT_EQ(j["schema_version"], 6);
+  EXPECT_EQ(j["schema_version"], 7);
   EXPECT_EQ(j["outbox"]["pending"], 0);
   EXPECT_TRUE(j["outbox"]["oldest_pending_age_s"].is_null());
   EXPECT_TRUE(j["outbox"]["shards"].empty());
@@ -136,8 +136,8 @@ TEST_F(Txboxctl, SchemaCheckOnACurrentSchemaSaysUpToDate) {
   EXPECT_NE(out.find("up to date"), std::string::npos) << out;
   json j;
   EXPECT_EQ(run_json("schema check", &j), 0);
-  EXPECT_EQ(j["version"], 6);
-  EXPECT_EQ(j["latest"], 6);
+  EXPECT_EQ(j["version"], 7);
+  EXPECT_EQ(j["latest"], 7);
   EXPECT_EQ(j["up_to_date"], true);
   EXPECT_TRUE(j["missing"].empty());
 }
@@ -192,6 +192,7 @@ TEST(TxboxctlSchema, V1OnlySchemaNamesTheMissingFiles) {
   EXPECT_NE(out.find("migrations/V4__sql_enqueue.sql"), std::string::npos) << out;
   EXPECT_NE(out.find("migrations/V5__outbox_identity.sql"), std::string::npos) << out;
   EXPECT_NE(out.find("migrations/V6__relay_probe_wakeup.sql"), std::string::npos) << out;
+  EXPECT_NE(out.find("migrations/V7__sql_enqueue_fast_path.sql"), std::string::npos) << out;
   EXPECT_NE(out.find("version 1"), std::string::npos) << out;
   EXPECT_EQ(out.find("migrations/V1__"), std::string::npos) << out;
 
@@ -199,11 +200,12 @@ TEST(TxboxctlSchema, V1OnlySchemaNamesTheMissingFiles) {
   EXPECT_EQ(ctl_json(endpoints().pg, "--schema " + schema + " schema check", &j), 4);
   EXPECT_EQ(j["version"], 1);
   EXPECT_EQ(j["up_to_date"], false);
-  ASSERT_EQ(j["missing"].size(), 5u);
+  ASSERT_EQ(j["missing"].size(), 6u);
   EXPECT_EQ(j["missing"][0]["file"], "migrations/V2__relay_members_and_notify.sql");
   EXPECT_EQ(j["missing"][2]["file"], "migrations/V4__sql_enqueue.sql");
   EXPECT_EQ(j["missing"][3]["file"], "migrations/V5__outbox_identity.sql");
   EXPECT_EQ(j["missing"][4]["file"], "migrations/V6__relay_probe_wakeup.sql");
+  EXPECT_EQ(j["missing"][5]["file"], "migrations/V7__sql_enqueue_fast_path.sql");
 
   // --require 1 is satisfied; status needs V2; outbox dead letters work on V1.
   EXPECT_EQ(ctl(endpoints().pg, "--schema " + schema + " schema check --require 1", &out), 0)

@@ -3,6 +3,7 @@
 // channel. Used by outbox, relay, inbox and txboxctl. Internal (not installed).
 #pragma once
 
+#include <cstddef>
 #include <string>
 #include <string_view>
 
@@ -48,5 +49,15 @@ class schema_name {
 /// to one row with the number of distinct keys locked. Writers, txboxctl's requeue and any
 /// SQL writer use this same lock, so one key's writers are serialised together.
 [[nodiscard]] std::string key_lock_sql(std::string_view keys_sql);
+
+/// The writers' insert of `rows` messages into `table` (a quoted "<schema>".outbox), one
+/// statement: parameters grouped by column ($1..$n message ids as uuid, $n+1..$2n topics, then
+/// keys, payloads as bytea, headers as jsonb); rows whose id is NULL are padding and skipped.
+/// With `lock`, every key's advisory lock (key_lock_sql) is taken first, in an InitPlan that
+/// PostgreSQL evaluates once before the first row gets its identity id: so for one key, id
+/// order is commit order. Rows get their ids in the order given. Without `lock`: the same
+/// statement unlocked (for benchmarks only).
+[[nodiscard]] std::string outbox_insert_sql(std::string_view table, std::size_t rows,
+                                            bool lock = true);
 
 }  // namespace txbox::detail
