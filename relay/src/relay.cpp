@@ -246,7 +246,7 @@ struct Relay::impl {
       idle_since.reset();  // waited for work: claim again
       return;
     }
-    settle_ready(5ms);
+    settle_ready(idle_since ? session->next_look(5ms) : 5ms);        // the probe's cadence holds
     if (gave_up && clock::now() - *gave_up > 10s) flight.abandon();  // a report never came
   }
 
