@@ -43,6 +43,10 @@ const std::vector<setting<RelayConfig>>& relay_settings() {
       number<C>("relay.wait_for_standbys", &C::wait_for_standbys, 0, 32,
                 "publish a round only after this many standbys flushed its WAL (no phantom "
                 "messages after a failover; needs pg_monitor); 0: off"),
+      list<C>("relay.standby_names", &C::standby_names,
+              "the standbys relay.wait_for_standbys counts, by pg_stat_replication."
+              "application_name; empty: every physical walsender but base backups and "
+              "pg_receivewal/pg_basebackup WAL streams"),
       choice<C>(
           "relay.delivery", {"at_least_once", "exactly_once"},
           [](C& c, const std::string& v) {
@@ -172,6 +176,22 @@ void validate_relay_config(const RelayConfig& c) {
     } catch (const message_rejected& e) {
       throw config_error(fmt::format("relay.durability_topics: {}", e.what()));
     }
+  }
+  for (const auto& name : c.standby_names) {
+    if (name.empty() || name.size() > 63) {
+      throw config_error(fmt::format(
+          "relay.standby_names: '{}' is not an application_name PostgreSQL shows (1 to 63 "
+          "bytes). Hint: use the names in pg_stat_replication.application_name (a standby's "
+          "cluster_name, or application_name in its primary_conninfo)",
+          name));
+    }
+  }
+  if (!c.standby_names.empty() && c.wait_for_standbys == 0) {
+    throw config_error(fmt::format(
+        "relay.standby_names = {} is set but relay.wait_for_standbys = 0: no standby is waited "
+        "for. Hint: set relay.wait_for_standbys (--wait-for-standbys) to how many of them must "
+        "flush a round's WAL, or remove relay.standby_names",
+        fmt::join(c.standby_names, ",")));
   }
   if (c.retry_backoff_min > c.retry_backoff_max) {
     throw config_error("relay.retry_backoff_min_ms must not exceed relay.retry_backoff_max_ms");

@@ -105,7 +105,7 @@ int main(int argc, char** argv) {
   std::map<std::string, std::string> overrides;
   std::string database_url, schema, bootstrap, name, http_listen, log_level = "info";
   bool check_config = false, strict = false, no_notify = false, exactly_once = false;
-  std::string wait_for_standbys;
+  std::string wait_for_standbys, standby_names;
   app.add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
   app.add_option("--database-url", database_url, "libpq URI or conninfo (database.url)");
   app.add_option("--schema", schema, "txbox schema (database.schema)");
@@ -120,6 +120,10 @@ int main(int argc, char** argv) {
   app.add_option("--wait-for-standbys", wait_for_standbys,
                  "publish a round only after N standbys flushed its WAL "
                  "(relay.wait_for_standbys; needs pg_monitor; 0: off)");
+  app.add_option("--standby-names", standby_names,
+                 "comma-separated application_names of the standbys --wait-for-standbys "
+                 "counts (relay.standby_names; default: every physical standby but WAL "
+                 "archivers and base backups)");
   app.add_flag("--exactly-once", exactly_once,
                "Kafka transactions per lane of shards: read_committed consumers see each "
                "message once (relay.delivery = exactly_once; needs migration V5)");
@@ -144,6 +148,7 @@ int main(int argc, char** argv) {
   if (no_notify) overrides["relay.listen_notify"] = "false";
   if (exactly_once) overrides["relay.delivery"] = "exactly_once";
   if (!wait_for_standbys.empty()) overrides["relay.wait_for_standbys"] = wait_for_standbys;
+  if (!standby_names.empty()) overrides["relay.standby_names"] = standby_names;
 
   txbox::RelayConfig cfg;
   try {

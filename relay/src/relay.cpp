@@ -79,7 +79,7 @@ struct Relay::impl {
                eos() ? relay::k_lane_shards : 1),
         store(detail::schema_name(cfg.schema), cfg.name, cfg.batch_size, cfg.max_batch_bytes),
         gate(cfg.kafka, cfg.strict_durability, admin_timeout(cfg)),
-        standbys(cfg.wait_for_standbys) {
+        standbys(cfg.wait_for_standbys, cfg.standby_names) {
     if (!eos()) publisher = std::make_unique<relay::Publisher>(publisher_options(cfg));
   }
 
@@ -282,14 +282,14 @@ struct Relay::impl {
     if (!ready.rows.empty()) settle(ready.rows, ready.deliveries, ready.view);
   }
 
-  // The phantom guard: true when relay.wait_for_standbys standbys flushed the claim's WAL
-  // (waiting up to a second, and never into the round's delivery budget). Else the rows stay
-  // in the outbox, untouched, and the next pass claims them again.
-  bool standbys_have(const std::vector<relay::Row>& rows, const std::stop_token& stop) {
+  // The phantom guard: true when relay.wait_for_standbys standbys flushed the round's WAL (up to
+  // 1 s, never into the delivery budget). Else the rows stay in the outbox, untouched; the next
+  // pass waits for the same point (`rows` keeps the held round's rows: standby_round.hpp).
+  bool standbys_have(std::vector<relay::Row>& rows, const std::stop_token& stop) {
     if (!standbys.enabled()) return true;
     const auto until = std::min<clock::time_point>(leases.view().valid_until - delivery_budget(cfg),
                                                    clock::now() + 1s);
-    const auto verdict = standbys.wait(db(), rows.size(), stop, until);
+    const auto verdict = standbys.wait(db(), rows, stop, until);
     health.on_standbys(verdict, rows.size());
     if (!verdict.pass) health.db_ok();  // holding is not a database failure
     return verdict.pass;

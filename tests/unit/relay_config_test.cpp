@@ -3,8 +3,11 @@
 #include <gtest/gtest.h>
 
 #include <chrono>
+#include <cstdlib>
 #include <functional>
+#include <map>
 #include <string>
+#include <vector>
 
 #include "txbox/relay.hpp"
 
@@ -125,6 +128,36 @@ TEST(RelayConfig, LoadsEveryKeyFromOverrides) {
   EXPECT_EQ(c.retry_backoff_max, 4ms);
   EXPECT_EQ(c.http_listen, "127.0.0.1:9464");
   EXPECT_EQ(c.kafka.at("bootstrap.servers"), "h:1");
+}
+
+// Issue 25: the standbys the phantom guard counts, by application_name; from the file, the
+// environment (TXBOX_RELAY_STANDBY_NAMES) or --standby-names (an override, comma-separated).
+TEST(RelayConfig, StandbyNamesAreLoadedAndChecked) {
+  std::map<std::string, std::string> m = {{"database.url", "postgresql:///app"},
+                                          {"kafka.bootstrap.servers", "h:1"},
+                                          {"relay.wait_for_standbys", "1"}};
+  EXPECT_TRUE(txbox::load_relay_config("", m).standby_names.empty());
+  m["relay.standby_names"] = "node1, node2";
+  EXPECT_EQ(txbox::load_relay_config("", m).standby_names,
+            (std::vector<std::string>{"node1", "node2"}));
+  m.erase("relay.standby_names");
+  ::setenv("TXBOX_RELAY_STANDBY_NAMES", "node3", 1);
+  const auto from_env = txbox::load_relay_config("", m).standby_names;
+  ::unsetenv("TXBOX_RELAY_STANDBY_NAMES");
+  EXPECT_EQ(from_env, (std::vector<std::string>{"node3"}));
+
+  auto c = valid();
+  c.standby_names = {"node1"};
+  EXPECT_NE(error_of(c).find("relay.standby_names = node1 is set but relay.wait_for_standbys = "
+                             "0"),
+            std::string::npos)
+      << error_of(c);
+  c.wait_for_standbys = 1;
+  EXPECT_EQ(error_of(c), "");
+  c.standby_names = {std::string(64, 'n')};
+  EXPECT_NE(error_of(c).find("is not an application_name PostgreSQL shows (1 to 63 bytes)"),
+            std::string::npos)
+      << error_of(c);
 }
 
 TEST(RelayConfig, DeliveryIsAtLeastOnceUnlessSetToExactlyOnce) {

@@ -107,7 +107,7 @@ TEST(Settings, DescribeAndMarkdownComeFromTheTable) {
 
 TEST(Settings, RelayTableHasEveryKeyWithItsDefault) {
   const auto keys = d::setting_keys(d::relay_settings());
-  EXPECT_EQ(keys.size(), 17u);
+  EXPECT_EQ(keys.size(), 18u);
   const std::string md = d::relay_settings_markdown();
   EXPECT_NE(md.find("| `relay.delivery` | `TXBOX_RELAY_DELIVERY` | `at_least_once` |"),
             std::string::npos)

@@ -67,6 +67,11 @@ struct RelayConfig {
   /// flushed the WAL the claim saw (pg_stat_replication; the database user needs pg_monitor).
   /// Fewer connected or caught up: the rows wait in the outbox. 0: off.
   int wait_for_standbys = 0;
+  /// The standbys wait_for_standbys counts, matched against pg_stat_replication's
+  /// application_name. Empty: every physical walsender with a flush position, except those in
+  /// the backup state and the WAL streams of pg_receivewal and pg_basebackup (their default
+  /// application_name): archivers, which a promotion cannot go to.
+  std::vector<std::string> standby_names;
   std::string http_listen;  ///< "host:port" for /metrics, /healthz, /readyz; empty: off
   Delivery delivery = Delivery::at_least_once;
   /// exactly_once: the compacted topic holding each lane's last committed transaction; empty:
