@@ -109,9 +109,9 @@ struct Relay::impl {
   // exactly_once, at start: names the lanes' transactional ids and the progress topic.
   std::set<std::string> start_exactly_once() {
     const std::string id = store.identity(db());
-    const std::string topic =
-        cfg.progress_topic.empty() ? "txbox-progress-" + id : cfg.progress_topic;
-    progress = std::make_unique<relay::ProgressLog>(cfg.kafka, topic, admin_timeout(cfg));
+    progress = std::make_unique<relay::ProgressLog>(cfg.kafka, id, cfg.progress_topic,
+                                                    admin_timeout(cfg));  // keyed by id
+    const std::string topic = progress->topic();
     try {
       progress->ensure_topic();  // before the durability check, which then sees it
       progress_topic_ready = true;

@@ -27,7 +27,7 @@ TxnLanes::TxnLanes(LanesOptions options, ProgressLog& progress)
 
 void TxnLanes::open(int lane, std::unique_ptr<Publisher>& slot) const {
   PublisherOptions o = m_opt.publisher;
-  o.transactional_id = fmt::format("{}-lane-{}", m_opt.id_prefix, lane);
+  o.transactional_id = lane_key(m_opt.id_prefix, lane);
   slot.reset();  // the old producer first: it may not outlive its fencing quietly
   slot = std::make_unique<Publisher>(std::move(o));
   slot->init_transactions(m_opt.init_timeout);
@@ -121,7 +121,7 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
         if (pub.outcomes()[i].st == Delivery::state::pending) p.sent.push_back(std::move(all[i]));
       }
       if (!p.sent.empty()) {
-        pub.produce_record(m_progress.topic(), p.lane, progress_key(p.lane),
+        pub.produce_record(m_progress.topic(), p.lane, m_progress.key(p.lane),
                            encode_progress(p.lane, m_opt.relay_name, p.sent));
       }
     } catch (const std::exception& e) {
