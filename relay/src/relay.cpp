@@ -306,7 +306,7 @@ struct Relay::impl {
     // may have fenced this producer already, or be about to.
     auto round = lanes->deliver(
         rows, hold(), may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
-        stop, cfg.lease_ttl, [&] { on_slow(relay::topics_of(rows)); });
+        stop, cfg.lease_ttl, [&, topics = relay::topics_of(rows)] { on_slow(topics); });
     health.on_transactions(round.committed, round.aborted, round.commit_seconds, round.first_abort);
     lease_short(round.lease_short);
     health.on_late_reports(lanes->late_reports());
