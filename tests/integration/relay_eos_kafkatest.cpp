@@ -70,6 +70,7 @@ std::vector<Record> read_committed_log(const std::string& bootstrap, const std::
   return out;
 }
 
+#ifndef TXBOX_EOS_ON_CLUSTER
 // Creates `topic` (replication factor 1) with topic configs `configs`, and waits until its
 // partitions have leaders.
 void create_topic_with(const std::string& topic, int partitions,
@@ -92,6 +93,7 @@ void create_topic_with(const std::string& topic, int partitions,
   }
   create_topic(topic, partitions);  // exists already: waits for the leaders
 }
+#endif
 
 // True while process `pid` is stopped (SIGSTOP): state T in /proc/<pid>/stat.
 bool stopped(int pid) {
