@@ -6,6 +6,7 @@
 
 #include <algorithm>
 #include <nlohmann/json.hpp>
+#include <set>
 #include <stdexcept>
 
 #include "kafka_client.hpp"
@@ -22,11 +23,10 @@ using namespace std::chrono_literals;
                                  "kafka: the progress topic: " + what);
 }
 
-// Reads each lane's partition from its start offset to its end; per lane the value of the
-// last committed record in that range ("" when there is none).
-std::map<int, std::string> last_values(rd_kafka_t* rk, const std::string& topic,
-                                       const std::map<int, std::int64_t>& starts,
-                                       clock::time_point until) {
+// Reads each lane's partition from its start offset to its end into the lane's scan.
+void scan_partitions(rd_kafka_t* rk, const std::string& topic,
+                     const std::map<int, std::int64_t>& starts, std::map<int, ProgressScan>& scans,
+                     clock::time_point until) {
   const detail::partition_list_ptr parts(
       rd_kafka_topic_partition_list_new(static_cast<int>(starts.size())));
   for (const auto& [lane, start] : starts) {
@@ -35,7 +35,6 @@ std::map<int, std::string> last_values(rd_kafka_t* rk, const std::string& topic,
   if (const auto code = rd_kafka_assign(rk, parts.get())) {
     unreachable(fmt::format("assign failed: {}", rd_kafka_err2str(code)));
   }
-  std::map<int, std::string> last;
   std::size_t at_end = 0;
   while (at_end < starts.size()) {
     if (clock::now() >= until) {
@@ -55,16 +54,53 @@ std::map<int, std::string> last_values(rd_kafka_t* rk, const std::string& topic,
       unreachable(
           fmt::format("reading partition {} failed: {}", m->partition, rd_kafka_err2str(m->err)));
     }
-    if (m->payload) last[m->partition].assign(static_cast<const char*>(m->payload), m->len);
+    const auto it = scans.find(m->partition);
+    if (it == scans.end() || !m->payload) continue;  // a tombstone names no rows
+    try {
+      it->second.add({static_cast<const char*>(m->key), m->key ? m->key_len : 0},
+                     {static_cast<const char*>(m->payload), m->len});
+    } catch (...) {
+      rd_kafka_assign(rk, nullptr);
+      throw;
+    }
   }
   rd_kafka_assign(rk, nullptr);
-  return last;
 }
 
 }  // namespace
 
-std::string progress_key(int lane) {
+std::string lane_key(const std::string& id_prefix, int lane) {
+  return fmt::format("{}-lane-{}", id_prefix, lane);
+}
+
+std::string legacy_progress_key(int lane) {
   return fmt::format("lane-{}", lane);
+}
+
+ProgressScan::ProgressScan(std::string key, std::string legacy_key, legacy policy)
+    : m_key(std::move(key)), m_legacy_key(std::move(legacy_key)), m_legacy(policy) {}
+
+void ProgressScan::add(std::string_view key, std::string_view value) {
+  const bool old_key = key == m_legacy_key;
+  if (key != m_key && !old_key) return;  // another outbox's
+  auto rows = decode_progress(value);
+  if (old_key && m_legacy == legacy::maybe_own) {
+    m_after.insert(m_after.end(), rows.begin(), rows.end());
+    return;
+  }
+  m_found = true;
+  m_last = std::move(rows);
+  m_after.clear();
+}
+
+std::vector<PublishedRow> ProgressScan::rows() const {
+  std::vector<PublishedRow> out = m_last;
+  std::set<std::pair<std::int64_t, std::string>> seen;
+  for (const auto& r : out) seen.emplace(r.id, r.message_id);
+  for (const auto& r : m_after) {
+    if (seen.emplace(r.id, r.message_id).second) out.push_back(r);
+  }
+  return out;
 }
 
 std::string encode_progress(int lane, const std::string& relay,
@@ -89,9 +125,15 @@ std::vector<PublishedRow> decode_progress(std::string_view value) {
   }
 }
 
-ProgressLog::ProgressLog(const std::map<std::string, std::string>& kafka, std::string topic,
+ProgressLog::ProgressLog(const std::map<std::string, std::string>& kafka,
+                         const std::string& outbox_id, std::string topic,
                          std::chrono::milliseconds timeout)
-    : m_topic(std::move(topic)), m_timeout(timeout) {
+    : m_id_prefix("txbox-" + outbox_id),
+      m_topic(topic.empty() ? "txbox-progress-" + outbox_id : std::move(topic)),
+      // Records keyed the old way are this outbox's only in the topic named after it.
+      m_legacy(m_topic == "txbox-progress-" + outbox_id ? ProgressScan::legacy::own
+                                                        : ProgressScan::legacy::maybe_own),
+      m_timeout(timeout) {
   detail::conf_ptr conf(rd_kafka_conf_new());
   for (const auto& [k, v] : connection_settings(kafka)) set_conf(conf.get(), k, v);
   set_conf(conf.get(), "isolation.level", "read_committed");
@@ -165,18 +207,25 @@ std::map<int, std::vector<PublishedRow>> ProgressLog::last_committed(
   std::map<int, std::vector<PublishedRow>> out;
   std::vector<int> left = lanes;
   // The last record is usually the newest but one (a commit marker follows it); aborted
-  // transactions and markers push it back: look further back where none was found, at last
-  // from the beginning. Offsets relative to the end (not watermark queries, which can outlast
-  // their timeout while a leader moves) resolve to the last stable offset for read_committed.
+  // transactions, markers and other outboxes' records push it back: look further back where
+  // none was found, at last from the beginning. Offsets relative to the end (not watermark
+  // queries, which can outlast their timeout while a leader moves) resolve to the last stable
+  // offset for read_committed.
   const std::int64_t starts_at[] = {RD_KAFKA_OFFSET_TAIL(64), RD_KAFKA_OFFSET_TAIL(4096),
                                     RD_KAFKA_OFFSET_BEGINNING};
   for (const std::int64_t offset : starts_at) {
     if (left.empty()) break;
     std::map<int, std::int64_t> starts;
-    for (int lane : left) starts[lane] = offset;
-    for (const auto& [lane, value] : last_values(m_consumer.get(), m_topic, starts, until)) {
-      if (value.empty()) continue;
-      out[lane] = decode_progress(value);
+    std::map<int, ProgressScan> scans;
+    for (int lane : left) {
+      starts[lane] = offset;
+      scans.try_emplace(lane, key(lane), legacy_progress_key(lane), m_legacy);
+    }
+    scan_partitions(m_consumer.get(), m_topic, starts, scans, until);
+    for (const auto& [lane, scan] : scans) {
+      // From the beginning, what was read is all there is.
+      if (!scan.found() && offset != RD_KAFKA_OFFSET_BEGINNING) continue;
+      if (auto rows = scan.rows(); !rows.empty() || scan.found()) out[lane] = std::move(rows);
       std::erase(left, lane);
     }
   }

@@ -109,9 +109,9 @@ struct Relay::impl {
   // exactly_once, at start: names the lanes' transactional ids and the progress topic.
   std::set<std::string> start_exactly_once() {
     const std::string id = store.identity(db());
-    const std::string topic =
-        cfg.progress_topic.empty() ? "txbox-progress-" + id : cfg.progress_topic;
-    progress = std::make_unique<relay::ProgressLog>(cfg.kafka, topic, admin_timeout(cfg));
+    progress = std::make_unique<relay::ProgressLog>(cfg.kafka, id, cfg.progress_topic,
+                                                    admin_timeout(cfg));  // keyed by id
+    const std::string topic = progress->topic();
     try {
       progress->ensure_topic();  // before the durability check, which then sees it
       progress_topic_ready = true;
@@ -306,7 +306,7 @@ struct Relay::impl {
     // may have fenced this producer already, or be about to.
     auto round = lanes->deliver(
         rows, hold(), may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
-        stop, cfg.lease_ttl, [&] { on_slow(relay::topics_of(rows)); });
+        stop, cfg.lease_ttl, [&, topics = relay::topics_of(rows)] { on_slow(topics); });
     health.on_transactions(round.committed, round.aborted, round.commit_seconds, round.first_abort);
     lease_short(round.lease_short);
     health.on_late_reports(lanes->late_reports());

@@ -12,17 +12,6 @@
 namespace txbox::relay {
 namespace {
 
-// The epochs of `lane`'s shards in `view` (empty when the lane is not wholly held).
-std::vector<std::int64_t> lane_epochs(const LeaseView& view, int lane) {
-  std::vector<std::int64_t> out;
-  for (int sh = lane * k_lane_shards; sh < (lane + 1) * k_lane_shards; ++sh) {
-    const auto it = view.epochs.find(sh);
-    if (it == view.epochs.end()) return {};
-    out.push_back(it->second);
-  }
-  return out;
-}
-
 // A lane's transaction takes at most this many rows: its progress record (~50 bytes a row)
 // stays far below the broker's 1 MB message.max.bytes. The rest go in the next round.
 constexpr std::size_t k_max_txn_rows = 5'000;
@@ -36,35 +25,26 @@ Delivery skipped(std::string why) {
 TxnLanes::TxnLanes(LanesOptions options, ProgressLog& progress)
     : m_opt(std::move(options)), m_progress(progress) {}
 
-void TxnLanes::open(int lane, Lane& l) {
+void TxnLanes::open(int lane, std::unique_ptr<Publisher>& slot) const {
   PublisherOptions o = m_opt.publisher;
-  o.transactional_id = fmt::format("{}-lane-{}", m_opt.id_prefix, lane);
-  l.publisher.reset();  // the old producer first: it may not outlive its fencing quietly
-  l.publisher = std::make_unique<Publisher>(std::move(o));
-  l.publisher->init_transactions(m_opt.init_timeout);
+  o.transactional_id = lane_key(m_opt.id_prefix, lane);
+  slot.reset();  // the old producer first: it may not outlive its fencing quietly
+  slot = std::make_unique<Publisher>(std::move(o));
+  slot->init_transactions(m_opt.init_timeout);
 }
 
 std::vector<PublishedRow> TxnLanes::adopt(const LeaseView& view) {
-  for (auto it = m_lanes.begin(); it != m_lanes.end();) {
-    it = lane_epochs(view, it->first) == it->second.epochs ? std::next(it) : m_lanes.erase(it);
-  }
-  std::vector<int> fresh;
-  for (int lane = 0; lane < k_lanes; ++lane) {
-    auto epochs = lane_epochs(view, lane);
-    if (epochs.empty()) continue;
-    auto [it, added] = m_lanes.try_emplace(lane);
-    if (added || it->second.broken) {
-      it->second.epochs = std::move(epochs);
-      it->second.broken = true;  // until it is open
-      fresh.push_back(lane);
-    }
-  }
+  const auto fresh = m_book.follow(view);
+  std::erase_if(m_producers, [&](const auto& p) { return !m_book.is_held(p.first); });
   // Fencing waits for the coordinator (it aborts the previous owner's open transaction, or
-  // finishes its commit): the lanes in parallel.
+  // finishes its commit): the lanes in parallel, each task on its own producer slot (taken
+  // here: the map is not touched while they run).
   const auto t0 = clock::now();
+  std::vector<std::pair<int, std::unique_ptr<Publisher>*>> slots;
+  for (int lane : fresh) slots.emplace_back(lane, &m_producers[lane]);
   std::vector<std::future<void>> inits;
-  for (int lane : fresh) {
-    inits.push_back(std::async(std::launch::async, [this, lane] { open(lane, m_lanes[lane]); }));
+  for (const auto& [lane, slot] : slots) {
+    inits.push_back(std::async(std::launch::async, [this, lane, slot] { open(lane, *slot); }));
   }
   std::exception_ptr first;
   for (auto& f : inits) {
@@ -75,15 +55,12 @@ std::vector<PublishedRow> TxnLanes::adopt(const LeaseView& view) {
     }
   }
   if (first) std::rethrow_exception(first);
-  std::vector<PublishedRow> out;
   std::size_t named = 0;
   auto last =
       fresh.empty() ? std::map<int, std::vector<PublishedRow>>{} : m_progress.last_committed(fresh);
   for (int lane : fresh) {
-    Lane& l = m_lanes[lane];
-    l.unsettled = std::move(last[lane]);
-    l.broken = false;
-    named += l.unsettled.size();
+    named += last[lane].size();
+    m_book.opened(lane, std::move(last[lane]));
   }
   if (!fresh.empty()) {
     spdlog::info(
@@ -93,13 +70,11 @@ std::vector<PublishedRow> TxnLanes::adopt(const LeaseView& view) {
         fmt::join(fresh, ","), k_lane_shards,
         std::chrono::duration_cast<std::chrono::milliseconds>(clock::now() - t0).count(), named);
   }
-  for (const auto& [lane, l] : m_lanes)
-    out.insert(out.end(), l.unsettled.begin(), l.unsettled.end());
-  return out;
+  return m_book.unsettled();
 }
 
 void TxnLanes::settled() {
-  for (auto& [lane, l] : m_lanes) l.unsettled.clear();
+  m_book.settled();
 }
 
 LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hold,
@@ -125,8 +100,7 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
     std::size_t e = b;
     while (e < rows.size() && lane_of(rows[e].shard) == lane) ++e;
     const std::size_t end = std::min(e, b + k_max_txn_rows);  // a prefix of each shard's rows
-    const auto it = m_lanes.find(lane);
-    if (it != m_lanes.end() && !it->second.broken) {
+    if (m_book.ready(lane)) {
       parts.push_back({lane,
                        b,
                        end,
@@ -137,26 +111,24 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
     b = e;
   }
   for (auto& p : parts) {
-    Lane& l = m_lanes[p.lane];
+    Publisher& pub = *m_producers.at(p.lane);
     std::vector<PublishedRow> all;
     for (const auto& r : p.rows) all.push_back({r.id, r.message_id});
     try {
-      l.publisher->begin_transaction();
-      out.lease_short += l.publisher->send(p.rows, hold, may_send);
+      pub.begin_transaction();
+      out.lease_short += pub.send(p.rows, hold, may_send);
       for (std::size_t i = 0; i < all.size(); ++i) {
-        if (l.publisher->outcomes()[i].st == Delivery::state::pending) {
-          p.sent.push_back(std::move(all[i]));
-        }
+        if (pub.outcomes()[i].st == Delivery::state::pending) p.sent.push_back(std::move(all[i]));
       }
       if (!p.sent.empty()) {
-        l.publisher->produce_record(m_progress.topic(), p.lane, progress_key(p.lane),
-                                    encode_progress(p.lane, m_opt.relay_name, p.sent));
+        pub.produce_record(m_progress.topic(), p.lane, m_progress.key(p.lane),
+                           encode_progress(p.lane, m_opt.relay_name, p.sent));
       }
     } catch (const std::exception& e) {
       // This lane's rows wait (skipped); the others go on. A new producer takes it up.
       spdlog::warn("exactly-once: lane {}: {}; taking it up again with a new producer", p.lane,
                    e.what());
-      l.broken = true;
+      m_book.broke(p.lane);
       p.failed = true;
     }
   }
@@ -165,7 +137,7 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
       std::move(p.rows.begin(), p.rows.end(), rows.begin() + static_cast<std::ptrdiff_t>(p.begin));
       continue;
     }
-    auto deliveries = m_lanes[p.lane].publisher->await(stop, slow_after, on_slow);
+    auto deliveries = m_producers.at(p.lane)->await(stop, slow_after, on_slow);
     bool all_acked = !p.sent.empty();
     for (const auto& d : deliveries) {
       if (d.st == Delivery::state::pending || d.st == Delivery::state::failed) all_acked = false;
@@ -183,7 +155,7 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
   };
   std::vector<std::future<Ended>> ends;
   for (auto& p : parts) {
-    Publisher* pub = m_lanes[p.lane].publisher.get();
+    Publisher* pub = m_producers.at(p.lane).get();  // taken here, not in the task
     const bool commit = p.commit && may && !p.failed;
     const bool skip = p.failed;
     const auto timeout = m_opt.commit_timeout;
@@ -206,17 +178,16 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
     Part& p = parts[i];
     auto [end, seconds] = ends[i].get();
     if (p.failed) continue;
-    Lane& l = m_lanes[p.lane];
     if (p.commit && may) out.commit_seconds.push_back(seconds);
     if (end.committed) {
       ++out.committed;
-      l.unsettled = std::move(p.sent);
+      m_book.committed(p.lane, std::move(p.sent));
       continue;
     }
     if (!p.sent.empty()) ++out.aborted;
     if (out.first_abort.empty() && !p.sent.empty()) out.first_abort = end.error;
     if (end.fatal) {
-      l.broken = true;  // fenced, or the commit is in doubt: adopt() learns from Kafka
+      m_book.broke(p.lane);  // fenced, or the commit is in doubt: adopt() learns from Kafka
       spdlog::warn("exactly-once: lane {}: {}; taking it up again with a new producer", p.lane,
                    end.error);
     }
@@ -232,19 +203,19 @@ LaneRound TxnLanes::deliver(std::vector<Row>& rows, const Publisher::HoldFn& hol
 
 std::int64_t TxnLanes::queue_length() const {
   std::int64_t n = 0;
-  for (const auto& [lane, l] : m_lanes) n += l.publisher ? l.publisher->queue_length() : 0;
+  for (const auto& [lane, pub] : m_producers) n += pub ? pub->queue_length() : 0;
   return n;
 }
 
 std::uint64_t TxnLanes::late_reports() const {
   std::uint64_t n = 0;
-  for (const auto& [lane, l] : m_lanes) n += l.publisher ? l.publisher->late_reports() : 0;
+  for (const auto& [lane, pub] : m_producers) n += pub ? pub->late_reports() : 0;
   return n;
 }
 
 void TxnLanes::flush(std::chrono::milliseconds wait) {
-  for (auto& [lane, l] : m_lanes) {
-    if (l.publisher && !l.broken) l.publisher->flush(wait);
+  for (auto& [lane, pub] : m_producers) {
+    if (pub && m_book.is_open(lane)) pub->flush(wait);
   }
 }
 

@@ -13,6 +13,7 @@
 #include <string>
 #include <vector>
 
+#include "lane_book.hpp"
 #include "progress_log.hpp"
 #include "publisher.hpp"
 #include "round.hpp"
@@ -61,24 +62,20 @@ class TxnLanes {
                     const MayFn& may_commit, const std::stop_token& stop,
                     std::chrono::milliseconds slow_after, const std::function<void()>& on_slow);
 
-  [[nodiscard]] std::size_t lanes() const { return m_lanes.size(); }
+  [[nodiscard]] std::size_t lanes() const { return m_book.size(); }
   [[nodiscard]] std::int64_t queue_length() const;
   [[nodiscard]] std::uint64_t late_reports() const;
   /// Waits up to `wait` for what the producers hold, then aborts their open transactions.
   void flush(std::chrono::milliseconds wait);
 
  private:
-  struct Lane {
-    std::vector<std::int64_t> epochs;  // of its shards, as adopted
-    std::unique_ptr<Publisher> publisher;
-    bool broken = false;                  // fatal or in doubt: adopt again
-    std::vector<PublishedRow> unsettled;  // committed, DELETE not confirmed
-  };
-  void open(int lane, Lane& l);
+  // A new producer for `lane` in `slot` (the old one destroyed first), fencing the earlier.
+  void open(int lane, std::unique_ptr<Publisher>& slot) const;
 
   LanesOptions m_opt;
   ProgressLog& m_progress;
-  std::map<int, Lane> m_lanes;
+  LaneBook m_book;
+  std::map<int, std::unique_ptr<Publisher>> m_producers;  // of the lanes held
 };
 
 }  // namespace txbox::relay

@@ -32,6 +32,38 @@ TEST(RelayProgress, AnUnreadableRecordThrowsRatherThanNamingNoRows) {
   }
 }
 
+// Issue 25, defect 5: outboxes sharing a progress topic (relay.progress_topic). The reader
+// took a partition's last record whatever its key: another outbox's.
+TEST(RelayProgress, AScanOfASharedTopicFindsThisOutboxsLastRecordNotAnothers) {
+  using txbox::relay::lane_key;
+  using txbox::relay::legacy_progress_key;
+  using txbox::relay::ProgressScan;
+  EXPECT_EQ(lane_key("txbox-0190", 3), "txbox-0190-lane-3");  // the lane's transactional id
+  ProgressScan scan(lane_key("txbox-a", 3), legacy_progress_key(3),
+                    ProgressScan::legacy::maybe_own);
+  EXPECT_FALSE(scan.found());
+  scan.add(lane_key("txbox-a", 3), encode_progress(3, "r", {{1, "a1"}}));
+  scan.add(lane_key("txbox-a", 3), encode_progress(3, "r", {{2, "a2"}}));
+  scan.add(lane_key("txbox-b", 3), encode_progress(3, "r", {{2, "b2"}}));
+  scan.add(lane_key("txbox-b", 3), "not even json: never read");
+  EXPECT_TRUE(scan.found());
+  EXPECT_EQ(scan.rows(), (std::vector<PublishedRow>{{2, "a2"}}));
+  // A record of the previous version after it may be this outbox's: its rows are added.
+  scan.add("lane-3", encode_progress(3, "r", {{3, "x3"}, {2, "a2"}}));
+  EXPECT_EQ(scan.rows(), (std::vector<PublishedRow>{{2, "a2"}, {3, "x3"}}));
+  EXPECT_THROW(scan.add("lane-3", "{}"), std::runtime_error);
+}
+
+TEST(RelayProgress, InItsOwnTopicARecordOfThePreviousVersionIsThisOutboxs) {
+  using txbox::relay::ProgressScan;
+  ProgressScan scan("txbox-a-lane-0", "lane-0", ProgressScan::legacy::own);
+  scan.add("lane-0", encode_progress(0, "old relay", {{5, "a5"}}));
+  EXPECT_TRUE(scan.found());
+  EXPECT_EQ(scan.rows(), (std::vector<PublishedRow>{{5, "a5"}}));
+  scan.add("txbox-a-lane-0", encode_progress(0, "new relay", {{6, "a6"}}));
+  EXPECT_EQ(scan.rows(), (std::vector<PublishedRow>{{6, "a6"}}));
+}
+
 TEST(RelayProgress, EightLanesOfEightShards) {
   EXPECT_EQ(txbox::relay::k_lanes, 8);
   EXPECT_EQ(txbox::relay::lane_of(0), 0);
