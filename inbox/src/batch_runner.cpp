@@ -1,6 +1,8 @@
 // One batch, one transaction. Handlers run without a savepoint each (two round trips per
 // message saved); when one throws, the whole transaction rolls back and the batch runs again
-// without the failed partition's tail.
+// without the failed partition's tail. A handler that catches its own database error and
+// returns leaves the transaction aborted: the next statement fails with 25P02, and the batch
+// runs again with a savepoint around each handler, which finds the culprit.
 #include "batch_runner.hpp"
 
 #include <set>
@@ -32,6 +34,54 @@ struct database_in_handler {
   detail::failure db;
   std::string during;
 };
+
+// A statement failed with 25P02 (in_failed_sql_transaction) before any handler was checked:
+// one of them left the transaction aborted; rerun the batch with a savepoint per handler.
+struct aborted_by_a_handler {};
+
+constexpr const char* k_aborted = "25P02";
+
+constexpr const char* k_swallowed =
+    "the handler returned but left the transaction aborted: it caught a database error and "
+    "went on. A handler must let database errors propagate, or run the statement that may "
+    "fail in a pqxx::subtransaction";
+
+// The batch's transaction, noting when one of its exec() statements failed: libpqxx 6.4 then
+// rolls the whole transaction back at once, and later exec_params statements would run
+// outside any transaction (autocommitted). A handler that swallows such an error is caught as
+// soon as it returns, before anything else runs.
+class batch_transaction final : public pqxx::work {
+ public:
+  explicit batch_transaction(pqxx::connection& db)
+      : pqxx::internal::namedclass("transaction", "txbox_inbox"), pqxx::work(db, "txbox_inbox") {}
+  batch_transaction(const batch_transaction&) = delete;
+  batch_transaction& operator=(const batch_transaction&) = delete;
+  ~batch_transaction() override = default;  // rolls back unless committed
+  [[nodiscard]] bool statement_failed() const { return m_failed; }
+
+ private:
+  pqxx::result do_exec(const char query[]) override {
+    try {
+      return pqxx::work::do_exec(query);
+    } catch (...) {
+      m_failed = true;
+      throw;
+    }
+  }
+  bool m_failed = false;
+};
+
+// Releases the savepoint around a handler; false when the handler left the transaction
+// aborted (it swallowed a database error).
+bool released(pqxx::work& tx) {
+  try {
+    tx.exec0("RELEASE SAVEPOINT txbox_handler");
+    return true;
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == k_aborted) return false;
+    throw;
+  }
+}
 
 // Where the handler failed, for the log line.
 std::string during_handler(const ReceivedMessage& m) {
@@ -67,7 +117,7 @@ struct attempt_result {
 attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                         std::vector<item>& items,
                         const std::map<TopicPartition, std::int64_t>& excluded_from,
-                        const std::function<bool()>& may_commit) {
+                        const std::function<bool()>& may_commit, bool savepoints) {
   attempt_result res;
   std::vector<item*> included;
   std::vector<const ReceivedMessage*> messages;
@@ -78,7 +128,7 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       messages.push_back(&it.msg);
     }
   }
-  pqxx::work tx(db, "txbox_inbox");
+  batch_transaction tx(db);
   const auto fresh = store.insert_new(tx, messages);
   std::set<std::string> seen;
   for (item* it : included) {
@@ -91,10 +141,15 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       ++res.dead;
     } else {
       const auto t0 = clock::now();
+      if (savepoints) tx.exec0("SAVEPOINT txbox_handler");
       try {
         handler(tx, it->msg);
       } catch (...) {
         auto sorted = sort_handler_error(std::current_exception());
+        // Without savepoints a 25P02 may be an earlier handler's doing: find out.
+        if (!savepoints && detail::classify(std::current_exception()).sqlstate == k_aborted) {
+          throw aborted_by_a_handler{};
+        }
         if (sorted.verdict == handler_verdict::db_held) {
           sorted.db.hint = held_hint(sorted.db, role_of(db));
         }
@@ -103,6 +158,10 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
         }
         res.failure =
             thrown{static_cast<std::size_t>(it - items.data()), what_of(std::current_exception())};
+        return res;  // tx rolls back
+      }
+      if (tx.statement_failed() || (savepoints && !released(tx))) {
+        res.failure = thrown{static_cast<std::size_t>(it - items.data()), k_swallowed};
         return res;  // tx rolls back
       }
       res.seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
@@ -135,9 +194,21 @@ batch_result run_batch(pqxx::connection& db, const inbox_store& store, const Han
     items.push_back(item{std::move(m)});
   }
   std::map<TopicPartition, std::int64_t> excluded_from;  // partition -> first offset held back
+  bool savepoints = false;  // a handler left the transaction aborted: one savepoint each
   try {
     for (;;) {
-      auto res = run_once(db, store, handler, items, excluded_from, may_commit);
+      attempt_result res;
+      try {
+        res = run_once(db, store, handler, items, excluded_from, may_commit, savepoints);
+      } catch (const aborted_by_a_handler&) {
+        savepoints = true;
+        continue;
+      } catch (const pqxx::sql_error& e) {
+        // txbox's own statement after a handler that swallowed its error (offsets, dead row).
+        if (savepoints || e.sqlstate() != k_aborted) throw;
+        savepoints = true;
+        continue;
+      }
       if (!res.failure) {
         out.outcome = res.lost_assignment ? batch_result::status::lost_assignment
                                           : batch_result::status::committed;
