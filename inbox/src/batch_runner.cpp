@@ -1,8 +1,9 @@
 // One batch, one transaction. Handlers run without a savepoint each (two round trips per
 // message saved); when one throws, the whole transaction rolls back and the batch runs again
 // without the failed partition's tail. A handler that catches its own database error and
-// returns leaves the transaction aborted: the next statement fails with 25P02, and the batch
-// runs again with a savepoint around each handler, which finds the culprit.
+// returns leaves the transaction broken: after a failed exec() it is named at once
+// (batch_transaction); after a failed exec_params the next statement fails with 25P02, and
+// the batch runs again with a savepoint around each handler, which finds the culprit.
 #include "batch_runner.hpp"
 
 #include <set>
