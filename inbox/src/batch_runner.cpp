@@ -2,13 +2,14 @@
 // message saved); when one throws, the whole transaction rolls back and the batch runs again
 // without the failed partition's tail. A handler that catches its own database error and
 // returns leaves the transaction broken: after a failed exec() it is named at once
-// (batch_transaction); after a failed exec_params the next statement fails with 25P02, and
+// (watched_work); after a failed exec_params the next statement fails with 25P02, and
 // the batch runs again with a savepoint around each handler, which finds the culprit.
 #include "batch_runner.hpp"
 
 #include <set>
 
 #include "handler_error.hpp"
+#include "watched_work.hpp"
 
 namespace txbox::inbox {
 namespace {
@@ -41,48 +42,6 @@ struct database_in_handler {
 struct aborted_by_a_handler {};
 
 constexpr const char* k_aborted = "25P02";
-
-constexpr const char* k_swallowed =
-    "the handler returned but left the transaction aborted: it caught a database error and "
-    "went on. A handler must let database errors propagate, or run the statement that may "
-    "fail in a pqxx::subtransaction";
-
-// The batch's transaction, noting when one of its exec() statements failed: libpqxx 6.4 then
-// rolls the whole transaction back at once, and later exec_params statements would run
-// outside any transaction (autocommitted). A handler that swallows such an error is caught as
-// soon as it returns, before anything else runs.
-class batch_transaction final : public pqxx::work {
- public:
-  explicit batch_transaction(pqxx::connection& db)
-      : pqxx::internal::namedclass("transaction", "txbox_inbox"), pqxx::work(db, "txbox_inbox") {}
-  batch_transaction(const batch_transaction&) = delete;
-  batch_transaction& operator=(const batch_transaction&) = delete;
-  ~batch_transaction() override = default;  // rolls back unless committed
-  [[nodiscard]] bool statement_failed() const { return m_failed; }
-
- private:
-  pqxx::result do_exec(const char query[]) override {
-    try {
-      return pqxx::work::do_exec(query);
-    } catch (...) {
-      m_failed = true;
-      throw;
-    }
-  }
-  bool m_failed = false;
-};
-
-// Releases the savepoint around a handler; false when the handler left the transaction
-// aborted (it swallowed a database error).
-bool released(pqxx::work& tx) {
-  try {
-    tx.exec0("RELEASE SAVEPOINT txbox_handler");
-    return true;
-  } catch (const pqxx::sql_error& e) {
-    if (e.sqlstate() == k_aborted) return false;
-    throw;
-  }
-}
 
 // Where the handler failed, for the log line.
 std::string during_handler(const ReceivedMessage& m) {
@@ -129,7 +88,7 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       messages.push_back(&it.msg);
     }
   }
-  batch_transaction tx(db);
+  watched_work tx(db, "txbox_inbox");
   const auto fresh = store.insert_new(tx, messages);
   std::set<std::string> seen;
   for (item* it : included) {
@@ -161,8 +120,8 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
             thrown{static_cast<std::size_t>(it - items.data()), what_of(std::current_exception())};
         return res;  // tx rolls back
       }
-      if (tx.statement_failed() || (savepoints && !released(tx))) {
-        res.failure = thrown{static_cast<std::size_t>(it - items.data()), k_swallowed};
+      if (tx.statement_failed() || (savepoints && !tx.release("txbox_handler"))) {
+        res.failure = thrown{static_cast<std::size_t>(it - items.data()), swallowed_error};
         return res;  // tx rolls back
       }
       res.seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
