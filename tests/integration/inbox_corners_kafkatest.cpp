@@ -187,4 +187,39 @@ TEST_F(InboxCorners, HandlerFailureFollowedByADatabaseFailureStillBacksOff) {
   EXPECT_EQ(c.stats().failures, 4u);
 }
 
+// Found with defect 2: a requeued dead message whose handler fails in tx.exec (libpqxx 6.4
+// then rolls the round's whole transaction back) made "ROLLBACK TO SAVEPOINT" fail: the requeue
+// round failed again every requeue_interval, and no requeued message was ever processed or
+// recorded again. Now the failure is recorded in a transaction of its own and the others go on.
+TEST_F(InboxCorners, RequeuedMessageWhoseHandlerFailsInTxExecIsRecordedAndTheOthersGoOn) {
+  auto cfg = config();
+  cfg.max_attempts = 1;
+  cfg.requeue_interval = 200ms;
+  const std::string table = schema_ + ".effects";
+  std::atomic<bool> m1_failed = false;
+  txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
+    if (m.id == "m0") tx.exec("SELECT 1 / 0");  // fails every time, in exec()
+    if (m.id == "m1" && !m1_failed.exchange(true)) throw std::runtime_error("m1 fails once");
+    tx.exec_params("INSERT INTO " + table +
+                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+                   m.id, m.topic, m.partition, m.offset);
+  });
+  produce_ids(topic_, {{"m0", "a", 0}, {"m1", "b", 0}});
+  ASSERT_TRUE(poll_until(
+      c, [&] { return dead() >= 2; }, 30s));
+  sql("UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
+  const auto m0_attempts = [&] {
+    return scalar("SELECT coalesce(max(attempts), 0) FROM " + schema_ +
+                  ".inbox_dead WHERE message_id = 'm0' AND requeued_at IS NULL");
+  };
+  EXPECT_TRUE(poll_until(
+      c, [&] { return effects() >= 1 && m0_attempts() >= 2; }, 20s))
+      << effects() << " effects, m0's attempts " << m0_attempts();
+  EXPECT_EQ(scalar("SELECT count(*) FROM " + table + " WHERE message_id = 'm1'"), 1)
+      << "m1, requeued after m0, was never processed";
+  EXPECT_EQ(dead(), 1) << "only m0 stays dead";
+  EXPECT_EQ(m0_attempts(), 2) << "m0's failure is recorded once, unmarked";
+  EXPECT_TRUE(c.stats().ready) << "a requeued message's failure stopped the consumer";
+}
+
 }  // namespace
