@@ -1,11 +1,15 @@
 // One batch, one transaction. Handlers run without a savepoint each (two round trips per
 // message saved); when one throws, the whole transaction rolls back and the batch runs again
-// without the failed partition's tail.
+// without the failed partition's tail. A handler that catches its own database error and
+// returns leaves the transaction broken: after a failed exec() it is named at once
+// (watched_work); after a failed exec_params the next statement fails with 25P02, and
+// the batch runs again with a savepoint around each handler, which finds the culprit.
 #include "batch_runner.hpp"
 
 #include <set>
 
 #include "handler_error.hpp"
+#include "watched_work.hpp"
 
 namespace txbox::inbox {
 namespace {
@@ -32,6 +36,12 @@ struct database_in_handler {
   detail::failure db;
   std::string during;
 };
+
+// A statement failed with 25P02 (in_failed_sql_transaction) before any handler was checked:
+// one of them left the transaction aborted; rerun the batch with a savepoint per handler.
+struct aborted_by_a_handler {};
+
+constexpr const char* k_aborted = "25P02";
 
 // Where the handler failed, for the log line.
 std::string during_handler(const ReceivedMessage& m) {
@@ -67,7 +77,7 @@ struct attempt_result {
 attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                         std::vector<item>& items,
                         const std::map<TopicPartition, std::int64_t>& excluded_from,
-                        const std::function<bool()>& may_commit) {
+                        const std::function<bool()>& may_commit, bool savepoints) {
   attempt_result res;
   std::vector<item*> included;
   std::vector<const ReceivedMessage*> messages;
@@ -78,7 +88,7 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       messages.push_back(&it.msg);
     }
   }
-  pqxx::work tx(db, "txbox_inbox");
+  watched_work tx(db, "txbox_inbox");
   const auto fresh = store.insert_new(tx, messages);
   std::set<std::string> seen;
   for (item* it : included) {
@@ -91,10 +101,15 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
       ++res.dead;
     } else {
       const auto t0 = clock::now();
+      if (savepoints) tx.exec0("SAVEPOINT txbox_handler");
       try {
         handler(tx, it->msg);
       } catch (...) {
         auto sorted = sort_handler_error(std::current_exception());
+        // Without savepoints a 25P02 may be an earlier handler's doing: find out.
+        if (!savepoints && detail::classify(std::current_exception()).sqlstate == k_aborted) {
+          throw aborted_by_a_handler{};
+        }
         if (sorted.verdict == handler_verdict::db_held) {
           sorted.db.hint = held_hint(sorted.db, role_of(db));
         }
@@ -103,6 +118,10 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
         }
         res.failure =
             thrown{static_cast<std::size_t>(it - items.data()), what_of(std::current_exception())};
+        return res;  // tx rolls back
+      }
+      if (tx.statement_failed() || (savepoints && !tx.release("txbox_handler"))) {
+        res.failure = thrown{static_cast<std::size_t>(it - items.data()), swallowed_error};
         return res;  // tx rolls back
       }
       res.seconds.push_back(std::chrono::duration<double>(clock::now() - t0).count());
@@ -135,9 +154,21 @@ batch_result run_batch(pqxx::connection& db, const inbox_store& store, const Han
     items.push_back(item{std::move(m)});
   }
   std::map<TopicPartition, std::int64_t> excluded_from;  // partition -> first offset held back
+  bool savepoints = false;  // a handler left the transaction aborted: one savepoint each
   try {
     for (;;) {
-      auto res = run_once(db, store, handler, items, excluded_from, may_commit);
+      attempt_result res;
+      try {
+        res = run_once(db, store, handler, items, excluded_from, may_commit, savepoints);
+      } catch (const aborted_by_a_handler&) {
+        savepoints = true;
+        continue;
+      } catch (const pqxx::sql_error& e) {
+        // txbox's own statement after a handler that swallowed its error (offsets, dead row).
+        if (savepoints || e.sqlstate() != k_aborted) throw;
+        savepoints = true;
+        continue;
+      }
       if (!res.failure) {
         out.outcome = res.lost_assignment ? batch_result::status::lost_assignment
                                           : batch_result::status::committed;

@@ -121,9 +121,24 @@ struct Consumer::impl {
     if (table.unknown().empty() || !db.usable(steady::now())) return;
     try {
       const auto stored = store.load_offsets(db.conn());
-      driver->apply(table.offsets_loaded(stored, steady::now()));
+      const auto a = table.offsets_loaded(stored, steady::now());
+      driver->apply(a);
+      store_positions(a.store, "storing the start positions");
     } catch (...) {
       database_failed(detail::classify_current(), "reading the stored offsets");
+    }
+  }
+
+  // Start positions known only in memory (a latest partition's end read at assignment) go to
+  // inbox_offsets, so a rebalance or a restart before the first commit does not lose them.
+  void store_positions(const std::map<TopicPartition, std::int64_t>& positions, const char* what) {
+    if (positions.empty() || !db.usable(steady::now())) return;
+    try {
+      pqxx::work tx(db.conn(), "txbox_inbox_start");
+      store.upsert_offsets(tx, positions);
+      tx.commit();
+    } catch (...) {
+      database_failed(detail::classify_current(), what);
     }
   }
 
@@ -157,7 +172,14 @@ struct Consumer::impl {
                                     {cfg.max_attempts, cfg.on_failure},
                                     [this] { return !kafka->assignment_lost(); });
     stats.batch(r);
-    for (const auto& f : r.failures) table.failed(f.tp, f.offset, f.attempts);
+    for (const auto& f : r.failures) {
+      // The backoff starts now, whatever happens to the batch (a database failure after the
+      // handler's rolls it back: the message must not run again at once).
+      const auto at = f.dead ? steady::time_point{}
+                             : steady::now() + inbox::retry_delay(f.attempts, cfg.retry_backoff_min,
+                                                                  cfg.retry_backoff_max, rng);
+      table.failed(f.tp, f.offset, f.attempts, at);
+    }
     switch (r.outcome) {
       case inbox::batch_result::status::db_failed:
         stats.database_retry();
@@ -281,9 +303,20 @@ struct Consumer::impl {
         database_failed(detail::classify_current(), "reading the stored offsets at assignment");
       }
     }
-    const auto a = table.assigned(tps, stored);
+    // start_from latest: the end now, for the partitions without a stored offset (or all of
+    // them when the offsets could not be read); they start there whatever fails next.
+    std::map<TopicPartition, std::int64_t> ends;
+    if (!cfg.start_from_earliest) {
+      std::vector<TopicPartition> open;
+      for (const auto& tp : tps) {
+        if (!stored || !stored->contains(tp)) open.push_back(tp);
+      }
+      ends = kafka->ends(open);
+    }
+    const auto a = table.assigned(tps, stored, ends);
     driver->rebalance(list, true, a);
     driver->apply(a);
+    store_positions(a.store, "storing the start positions at assignment");
     spdlog::info("inbox {}: assigned {} partition(s): {}", cfg.name, tps.size(), describe(tps));
   }
 };

@@ -9,6 +9,7 @@
 #include "handler_error.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
+#include "watched_work.hpp"
 
 namespace txbox::inbox {
 
@@ -66,39 +67,55 @@ void retention_worker::loop(const std::stop_token& stop) {
 requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                              int limit) {
   requeue_result out;
-  pqxx::work tx(db, "txbox_requeue");
-  const auto rows = store.requeued(tx, limit);
-  if (rows.empty()) return out;
-  for (const auto& row : rows) {
-    tx.exec0("SAVEPOINT txbox_requeue");
-    std::optional<std::string> error;
-    try {
-      handler(tx, row.message);
-    } catch (...) {
-      // Not the message's fault (a deadlock, a privilege missing): the round is retried.
-      if (sort_handler_error(std::current_exception()).verdict != handler_verdict::message_failed) {
-        throw;
-      }
+  std::optional<std::pair<std::int64_t, std::string>> alone;  // a failure the round lost
+  {
+    watched_work tx(db, "txbox_requeue");
+    const auto rows = store.requeued(tx, limit);
+    if (rows.empty()) return out;
+    for (const auto& row : rows) {
+      tx.exec0("SAVEPOINT txbox_requeue");
+      std::optional<std::string> error;
       try {
-        throw;
-      } catch (const std::exception& e) {
-        error = e.what();
+        handler(tx, row.message);
       } catch (...) {
-        error = "handler threw a non-standard exception";
+        // Not the message's fault (a deadlock, a privilege missing): the round is retried.
+        if (sort_handler_error(std::current_exception()).verdict !=
+            handler_verdict::message_failed) {
+          throw;
+        }
+        try {
+          throw;
+        } catch (const std::exception& e) {
+          error = e.what();
+        } catch (...) {
+          error = "handler threw a non-standard exception";
+        }
       }
-    }
-    if (!error) {
-      tx.exec0("RELEASE SAVEPOINT txbox_requeue");
-      store.delete_dead(tx, row.id);
-      ++out.processed;
-    } else {
+      if (!error && tx.release("txbox_requeue")) {
+        store.delete_dead(tx, row.id);
+        ++out.processed;
+        continue;
+      }
+      if (!error) error = swallowed_error;
+      if (tx.statement_failed()) {
+        // libpqxx rolled the round's transaction back (a failed exec()): no savepoint to
+        // return to. The failure is recorded alone; the rows before it run again next round.
+        alone.emplace(row.id, *error);
+        break;
+      }
       tx.exec0("ROLLBACK TO SAVEPOINT txbox_requeue");
       store.failed_again(tx, row.id, *error);
       ++out.failed;
     }
+    if (!alone) {
+      tx.commit();
+      return out;
+    }
   }
+  pqxx::work tx(db, "txbox_requeue");
+  store.failed_again(tx, alone->first, alone->second);
   tx.commit();
-  return out;
+  return requeue_result{0, 1};
 }
 
 }  // namespace txbox::inbox

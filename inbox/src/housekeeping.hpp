@@ -54,7 +54,10 @@ struct requeue_result {
 /// with a savepoint per message. A handler failure is stored (as storable text) on the row;
 /// a database failure (in txbox's statements, or one thrown by the handler that is not the
 /// message's fault: transient, or a privilege or object missing, see sort_handler_error)
-/// rolls the round back and is thrown to the caller, which classifies it.
+/// rolls the round back and is thrown to the caller, which classifies it. A handler whose
+/// exec() failed (libpqxx then rolls the whole transaction back), or that returned after
+/// swallowing a database error, fails its message: when the round's transaction is lost, that
+/// failure alone is stored, in a transaction of its own, and the round ends there.
 requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, const Handler& handler,
                              int limit);
 

@@ -201,6 +201,26 @@ void kafka_link::mirror(const std::map<TopicPartition, std::int64_t>& next) cons
   rd_kafka_commit(m_rk.get(), list.get(), 1);
 }
 
+std::map<TopicPartition, std::int64_t> kafka_link::ends(
+    const std::vector<TopicPartition>& tps) const {
+  std::map<TopicPartition, std::int64_t> out;
+  for (const auto& tp : tps) {
+    std::int64_t lo = 0, hi = 0;
+    const auto e = rd_kafka_query_watermark_offsets(m_rk.get(), tp.topic.c_str(), tp.partition, &lo,
+                                                    &hi, 5000);
+    if (e == RD_KAFKA_RESP_ERR_NO_ERROR && hi >= 0) {
+      out[tp] = hi;
+    } else {
+      spdlog::warn(
+          "inbox {}: could not read the end of {} at assignment ({}); it starts at the end "
+          "librdkafka finds, and until its first batch commits a database failure may skip "
+          "what arrives meanwhile",
+          m_name, tp_text(tp), rd_kafka_err2str(e));
+    }
+  }
+  return out;
+}
+
 std::int64_t kafka_link::position(const TopicPartition& tp) const {
   const detail::partition_list_ptr list(rd_kafka_topic_partition_list_new(1));
   rd_kafka_topic_partition_list_add(list.get(), tp.topic.c_str(), tp.partition);

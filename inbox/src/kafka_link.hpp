@@ -43,6 +43,11 @@ class kafka_link {
   [[nodiscard]] bool assignment_lost() const;
   /// Kafka's committed offsets follow PostgreSQL's for lag tools; nothing reads them back.
   void mirror(const std::map<TopicPartition, std::int64_t>& next) const;
+  /// The end offsets of `tps` asked of the brokers now (read_committed: the last stable
+  /// offset), where a start_from latest partition without a stored offset starts. A partition
+  /// whose end cannot be read is left out, with a warning.
+  [[nodiscard]] std::map<TopicPartition, std::int64_t> ends(
+      const std::vector<TopicPartition>& tps) const;
   /// Messages behind the partition's end for each partition with a known position.
   /// The fetcher's position in `tp` (the next offset it fetches), -1 when unknown.
   [[nodiscard]] std::int64_t position(const TopicPartition& tp) const;

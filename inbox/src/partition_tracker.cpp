@@ -9,24 +9,31 @@
 
 namespace txbox::inbox {
 
-std::int64_t partition_table::start_of(const std::map<TopicPartition, std::int64_t>& stored,
-                                       const TopicPartition& tp) const {
-  const auto it = stored.find(tp);
-  if (it != stored.end()) return it->second;
+std::int64_t partition_table::start_of(const partition_state& s) const {
+  if (s.next_offset >= 0) return s.next_offset;
   return m_from_earliest ? offset_beginning : offset_end;
 }
 
 tracker_actions partition_table::assigned(
     const std::vector<TopicPartition>& tps,
-    const std::optional<std::map<TopicPartition, std::int64_t>>& stored) {
+    const std::optional<std::map<TopicPartition, std::int64_t>>& stored,
+    const std::map<TopicPartition, std::int64_t>& ends) {
   tracker_actions a;
   for (const auto& tp : tps) {
     partition_state s;
+    // The end read now is where a latest partition without a stored offset starts: kept in
+    // memory from here on (a later seek to "the end" would skip what arrived meanwhile).
+    const auto end = ends.find(tp);
+    if (!m_from_earliest && end != ends.end()) s.next_offset = end->second;
     if (stored) {
       s.phase = phase::ready;
       const auto it = stored->find(tp);
-      if (it != stored->end()) s.next_offset = it->second;
-      a.assign_at[tp] = start_of(*stored, tp);
+      if (it != stored->end()) {
+        s.next_offset = it->second;
+      } else if (s.next_offset >= 0) {
+        a.store[tp] = s.next_offset;  // pinned: survives a rebalance and a restart too
+      }
+      a.assign_at[tp] = start_of(s);
       a.resume.push_back(tp);
     } else {
       // Start nowhere in particular; paused until the stored offset can be read.
@@ -69,8 +76,14 @@ tracker_actions partition_table::offsets_loaded(
   for (auto& [tp, s] : m_parts) {
     if (s.phase != phase::offset_unknown) continue;
     const auto it = stored.find(tp);
-    s.next_offset = it != stored.end() ? it->second : -1;
-    a.seek.emplace_back(tp, start_of(stored, tp));
+    if (it != stored.end()) {
+      s.next_offset = it->second;
+    } else if (s.next_offset >= 0) {
+      // Nothing stored yet, but the position is known here (the end read at assignment, a
+      // failed first message): seek back there, and store it.
+      a.store[tp] = s.next_offset;
+    }
+    a.seek.emplace_back(tp, start_of(s));
     if (s.failing_offset >= 0 && s.next_offset > s.failing_offset) {
       s.failing_offset = -1;  // committed by someone meanwhile
       s.attempts = 0;
@@ -103,11 +116,13 @@ tracker_actions partition_table::committed(const std::map<TopicPartition, std::i
   return a;
 }
 
-void partition_table::failed(const TopicPartition& tp, std::int64_t offset, int attempts) {
+void partition_table::failed(const TopicPartition& tp, std::int64_t offset, int attempts,
+                             steady::time_point resume_at) {
   const auto it = m_parts.find(tp);
   if (it == m_parts.end()) return;
   it->second.failing_offset = offset;
   it->second.attempts = attempts;
+  it->second.resume_at = std::max(it->second.resume_at, resume_at);
 }
 
 tracker_actions partition_table::retry_later(const TopicPartition& tp, std::int64_t offset,

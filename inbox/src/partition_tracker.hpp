@@ -51,6 +51,10 @@ struct tracker_actions {
   std::vector<std::string> warnings;  ///< state changes logged at warn
   /// The start offset of each newly assigned partition (offset_invalid: not known yet).
   std::map<TopicPartition, std::int64_t> assign_at;
+  /// Start positions to store in PostgreSQL now (upsert_offsets): a partition that started
+  /// at the end (start_from latest) with no stored offset is pinned there, so its position
+  /// survives a rolled-back batch, a rebalance and a restart.
+  std::map<TopicPartition, std::int64_t> store;
 };
 
 /// A handler failure the table has seen: the message's offset and its failed runs.
@@ -67,9 +71,12 @@ class partition_table {
 
   /// Newly assigned partitions; `stored`: their offsets, nullopt when they could not be read
   /// (the partitions then wait paused in offset_unknown). librdkafka keeps a pause flag across
-  /// unassign/assign, so a partition is always either resumed or paused here.
+  /// unassign/assign, so a partition is always either resumed or paused here. `ends`: under
+  /// start_from latest, the end offsets read from Kafka at assignment; a partition with no
+  /// stored offset starts at its end (offset_end when not read).
   tracker_actions assigned(const std::vector<TopicPartition>& tps,
-                           const std::optional<std::map<TopicPartition, std::int64_t>>& stored);
+                           const std::optional<std::map<TopicPartition, std::int64_t>>& stored,
+                           const std::map<TopicPartition, std::int64_t>& ends = {});
   /// Revoked partitions: forgotten, and resumed so no pause flag outlives them.
   tracker_actions revoked(const std::vector<TopicPartition>& tps);
   /// The fetch positions of `tps` (every partition when empty) no longer match PostgreSQL
@@ -77,14 +84,18 @@ class partition_table {
   tracker_actions offsets_lost(const std::vector<TopicPartition>& tps = {});
   /// The partitions waiting for their offset.
   [[nodiscard]] std::vector<TopicPartition> unknown() const;
-  /// Offsets read for the partitions in offset_unknown: seek there; resume unless a retry
-  /// backoff is still running.
+  /// Offsets read for the partitions in offset_unknown: seek there (to the position known in
+  /// memory when nothing is stored yet, and store it); resume unless a retry backoff is still
+  /// running.
   tracker_actions offsets_loaded(const std::map<TopicPartition, std::int64_t>& stored,
                                  steady::time_point now);
   /// A batch committed: partitions advance to `next`; a failure before it is over.
   tracker_actions committed(const std::map<TopicPartition, std::int64_t>& next);
-  /// A handler failed `attempts` times in all at `offset` (kept also if the batch rolls back).
-  void failed(const TopicPartition& tp, std::int64_t offset, int attempts);
+  /// A handler failed `attempts` times in all at `offset` (kept also if the batch rolls back);
+  /// `resume_at`: the end of its retry backoff, kept too, so a batch rolled back by a database
+  /// failure after the handler's does not run the message again before then.
+  void failed(const TopicPartition& tp, std::int64_t offset, int attempts,
+              steady::time_point resume_at = {});
   /// After the commit: fetch `tp` again from `offset` at `resume_at`; `blocked` when policy
   /// block holds the partition past max_attempts (logged once).
   tracker_actions retry_later(const TopicPartition& tp, std::int64_t offset,
@@ -102,8 +113,8 @@ class partition_table {
   }
 
  private:
-  [[nodiscard]] std::int64_t start_of(const std::map<TopicPartition, std::int64_t>& stored,
-                                      const TopicPartition& tp) const;
+  /// Where `s` starts: its known next offset, else offset_beginning or offset_end.
+  [[nodiscard]] std::int64_t start_of(const partition_state& s) const;
   bool m_from_earliest;
   std::map<TopicPartition, partition_state> m_parts;
 };

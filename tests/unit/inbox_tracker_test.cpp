@@ -146,6 +146,75 @@ TEST(InboxTracker, CommittedNeverMovesBackwards) {
   EXPECT_EQ(t.partitions().at(p0).next_offset, 10);
 }
 
+// Issue 25, defect 1: under start_from latest, a partition with no stored offset whose first
+// message failed, followed by any database failure, sought to the end again: the failed
+// message and everything after it up to the new end were never handled nor dead-lettered.
+TEST(InboxTracker, LatestKeepsTheFailedFirstOffsetWhenTheOffsetsAreLost) {
+  partition_table t(false);
+  t.assigned({p0}, std::map<TopicPartition, std::int64_t>{});
+  const auto now = steady::now();
+  t.failed(p0, 4, 1);
+  t.retry_later(p0, 4, now, false, "x");
+  t.offsets_lost();
+  const auto l = t.offsets_loaded({}, now);
+  ASSERT_EQ(l.seek.size(), 1u);
+  EXPECT_EQ(l.seek[0].second, 4) << "sought to the end: offsets 4.. are skipped";
+  EXPECT_TRUE(t.accepts(p0, 4));
+  EXPECT_FALSE(t.accepts(p0, 3));
+}
+
+// The end read at assignment is where a latest partition starts, stored at once, and kept in
+// memory while the store or the first batch fails.
+TEST(InboxTracker, LatestStartsAtTheEndReadAtAssignmentAndPinsIt) {
+  using offsets = std::map<TopicPartition, std::int64_t>;
+  partition_table t(false);
+  const auto a = t.assigned({p0, p1}, offsets{{p1, 7}}, offsets{{p0, 100}, {p1, 200}});
+  EXPECT_EQ(a.assign_at.at(p0), 100);
+  EXPECT_EQ(a.assign_at.at(p1), 7) << "a stored offset wins";
+  EXPECT_EQ(a.store, (offsets{{p0, 100}})) << "pinned at assignment";
+  t.offsets_lost();  // the store or the first batch (100..110) rolled back
+  const auto now = steady::now();
+  const auto l = t.offsets_loaded(offsets{{p1, 7}}, now);
+  ASSERT_EQ(l.seek.size(), 2u);
+  EXPECT_EQ(l.seek[0], std::make_pair(p0, std::int64_t{100})) << "not the end again";
+  EXPECT_EQ(l.store, (offsets{{p0, 100}})) << "stored as soon as it can be";
+  EXPECT_TRUE(t.accepts(p0, 100));
+}
+
+TEST(InboxTracker, LatestWithOffsetsUnknownAtAssignmentStartsAtTheEndReadThen) {
+  using offsets = std::map<TopicPartition, std::int64_t>;
+  partition_table t(false);
+  const auto a = t.assigned({p0}, std::nullopt, offsets{{p0, 50}});
+  EXPECT_TRUE(has(a.pause, p0));
+  EXPECT_TRUE(a.store.empty()) << "nothing known is stored yet";
+  const auto l = t.offsets_loaded({}, steady::now());
+  ASSERT_EQ(l.seek.size(), 1u);
+  EXPECT_EQ(l.seek[0].second, 50) << "messages that arrived while paused are kept";
+  EXPECT_EQ(l.store, (offsets{{p0, 50}}));
+}
+
+TEST(InboxTracker, EarliestIgnoresTheEndsAndStoresNothing) {
+  using offsets = std::map<TopicPartition, std::int64_t>;
+  partition_table t(true);
+  const auto a = t.assigned({p0}, offsets{}, offsets{{p0, 50}});
+  EXPECT_EQ(a.assign_at.at(p0), txbox::inbox::offset_beginning);
+  EXPECT_TRUE(a.store.empty());
+}
+
+// Issue 25, minor: a handler failure, then a database failure in the same batch: the batch
+// rolls back, and the failed message waits for its backoff all the same.
+TEST(InboxTracker, FailedBackoffSurvivesABatchRolledBackByTheDatabase) {
+  partition_table t(true);
+  t.assigned({p0}, std::map<TopicPartition, std::int64_t>{{p0, 0}});
+  const auto now = steady::now();
+  t.failed(p0, 4, 2, now + 10s);
+  t.offsets_lost();
+  const auto l = t.offsets_loaded({{p0, 4}}, now);
+  EXPECT_FALSE(has(l.resume, p0)) << "the failed message would run again at once";
+  EXPECT_EQ(phase_of(t, p0), phase::waiting);
+  EXPECT_TRUE(has(t.due(now + 10s).resume, p0));
+}
+
 TEST(InboxRetryDelay, DoublesFromMinUpToMaxWithJitter) {
   std::mt19937_64 rng(1);
   for (int i = 0; i < 50; ++i) {
