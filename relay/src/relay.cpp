@@ -246,7 +246,7 @@ struct Relay::impl {
       idle_since.reset();  // waited for work: claim again
       return;
     }
-    settle_ready(idle_since ? session->next_look(5ms) : 5ms);        // the probe's cadence holds
+    settle_ready(5ms);
     if (gave_up && clock::now() - *gave_up > 10s) flight.abandon();  // a report never came
   }
 
@@ -339,10 +339,10 @@ struct Relay::impl {
       on_slow(flight.topics());
       last_report = now;
     }
-    // Few large settles: a DELETE's commit costs the same for 10 rows as for 10,000. Settled
-    // late, an acknowledged row only risks being sent again (the inbox absorbs it).
+    // Few large settles (a DELETE's commit costs the same for 10 rows as for 10,000), but at most
+    // 10 ms late: an acknowledged row holds its shard's next rows (and risks a re-send).
     const std::size_t in = flight.rows() - flight.pending();
-    if (in == 0 || (flight.pending() > 0 && in < round_rows() / 2 && now - last_settle < 100ms)) {
+    if (in == 0 || (flight.pending() > 0 && in < round_rows() / 2 && now - last_settle < 10ms)) {
       return;
     }
     const auto busy = flight.shard_count();

@@ -99,12 +99,6 @@ void Session::sleep_until(clock::time_point until) {
   }
 }
 
-std::chrono::milliseconds Session::next_look(std::chrono::milliseconds cap) const {
-  const auto left =
-      std::chrono::ceil<std::chrono::milliseconds>(m_pacer.next_event() - clock::now());
-  return std::clamp(left, std::chrono::milliseconds::zero(), cap);
-}
-
 void Session::wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max) {
   const auto until = clock::now() + max;
   while (!stop.stop_requested() && !work_due()) {

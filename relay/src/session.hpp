@@ -33,9 +33,6 @@ class Session {
   bool work_due();
   /// Returns when work_due(), after `max`, or when stop is requested.
   void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max);
-  /// How long other waiting (for Kafka's reports) may last before work_due() should be asked
-  /// again: until the next probe or poll, rounded up to a millisecond, at most `cap`.
-  [[nodiscard]] std::chrono::milliseconds next_look(std::chrono::milliseconds cap) const;
 
  private:
   class notify_flag;
