@@ -47,9 +47,12 @@ real_output() {  # real_output MODE [RELAY OPTION...]: $work/relay-MODE.txt, $wo
   for i in 1 2 3; do
     sql -c "SELECT $schema.enqueue('$topic', 'k$i', convert_to('{\"order_id\": $i}', 'UTF8'), type => 'Other')" >/dev/null
   done
-  local port= p
-  for p in $(shuf -i 20000-59999 -n 100); do
-    if ! ss -Htln "sport = :$p" | grep -q .; then port=$p; break; fi
+  # Below the kernel's ephemeral range (as scripts/servers.sh): a port in it may become the
+  # local end of any client's connection before the relay binds it ("cannot listen").
+  local port= p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  for p in $(shuf -i 10000-$((low - 1)) -n 100); do
+    if ! ss -Htan "sport = :$p" | grep -q .; then port=$p; break; fi
   done
   [[ -n $port ]] || fail "no free port"
   start_relay "$relay_bin" "$run" --http-listen "127.0.0.1:$port" "$@"
