@@ -4,6 +4,8 @@
 // Raw limit: consume + the same one-row INSERT per message, committed every 500 messages,
 // offsets nowhere (no dedupe, no crash safety). txbox: one INSERT handler through the inbox.
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <chrono>
@@ -173,6 +175,8 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "usage: inbox_bench PG_CONNINFO KAFKA_BOOTSTRAP [MESSAGES]\n");
     return 2;
   }
+  // The consumer's log lines go to stderr with the progress: stdout is the results' tables.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("inbox_bench"));
   g_pg = argv[1];
   g_kafka = argv[2];
   const int n = argc > 3 ? std::atoi(argv[3]) : 100000;

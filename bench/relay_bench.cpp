@@ -18,6 +18,8 @@
 // relay_bench_limits; txbox's drains: relay_bench_txbox; end to end: relay_bench_e2e; the big
 // backlog: relay_bench_backlog; the table: relay_bench_table(_load).
 #include <fmt/format.h>
+#include <spdlog/sinks/stdout_color_sinks.h>
+#include <spdlog/spdlog.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -354,6 +356,8 @@ class Run {
 
 int main(int argc, char** argv) {
   using namespace bench;
+  // The end-to-end run's consumer logs to stderr: stdout is the results' tables.
+  spdlog::set_default_logger(spdlog::stderr_color_mt("relay_bench"));
   Figures f;
   if (const auto code = parse_args(argc, argv, f)) return *code;
   for (const auto& [name, rate] : f.peers) record("peer_" + name, rate);

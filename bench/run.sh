@@ -100,7 +100,17 @@ for p in 1 6; do
 done
 
 say "inbox benchmark"
-build-bench/bench/inbox_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages" | tee "$out/inbox.md"
+# stdout is the tables; the progress and the consumer's log lines (stderr) go to inbox.log.
+build-bench/bench/inbox_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" "$messages" 2>"$out/inbox.log" \
+  | tee "$out/inbox.md"
+# no_logs FILE: fails when a log line (spdlog's "[2026-…] [info] …") is in FILE, a result.
+no_logs() {
+  if grep -qE '^\[[0-9]{4}-[0-9]{2}-[0-9]{2} ' "$1"; then
+    echo "bench/run.sh: log lines in $1 (the results): $(grep -m1 -E '^\[[0-9]{4}-' "$1")" >&2
+    exit 1
+  fi
+}
+no_logs "$out/inbox.md"
 # The inbox's ratio at max_batch 500 (the default), for the summary table.
 inbox_ratio=$(awk -F'|' '/max_batch 500 \(/ {gsub(/ /, "", $4); print $4}' "$out/inbox.md")
 
@@ -124,6 +134,7 @@ build-bench/bench/relay_bench "$TXBOX_TEST_PG" "$TXBOX_TEST_KAFKA" build-bench/r
   --messages "$messages" --backlogs "$backlogs" ${big:+--big "$big"} --out "$out/relay.tsv" \
   ${inbox_ratio:+--inbox-ratio "$inbox_ratio"} "${perf_args[@]}" "${peer_args[@]}" \
   | tee "$out/relay.md"
+no_logs "$out/relay.md"
 {
   cat "$out/relay.md"
   echo

@@ -13,7 +13,7 @@ packages=(
   openjdk-17-jre-headless maven
   iproute2 procps openssl kcat jq
   clang-format clang-tidy clang-14 libclang-rt-14-dev
-  prometheus dpkg-dev  # promtool (the docs/prometheus rules test); dpkg-shlibdeps (cpack -G DEB)
+  prometheus dpkg-dev  # promtool (tests/monitoring: check rules, check metrics); dpkg-shlibdeps (cpack -G DEB)
 )
 
 missing=()

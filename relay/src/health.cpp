@@ -14,9 +14,16 @@ namespace {
 // lasts: a daemon that retries in silence looks healthy in its log.
 constexpr auto k_repeat = std::chrono::minutes(1);
 
-// Latency histogram bounds (seconds) for commit -> ack.
+// Latency histogram bounds (seconds) for commit -> ack and for commit_transaction.
 const std::vector<double> k_buckets = {0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1,
                                        0.25,  0.5,    1,     2.5,  5,     10,   30};
+
+// Books one observation `v` into a histogram of cumulative bucket counts.
+void observe(std::vector<std::uint64_t>& counts, double v) {
+  for (std::size_t b = 0; b < k_buckets.size() && b < counts.size(); ++b) {
+    if (v <= k_buckets[b]) counts[b]++;
+  }
+}
 
 }  // namespace
 
@@ -24,6 +31,8 @@ Health::Health(const std::string& database)
     : m_url(database), m_database(redact_conninfo(database)) {
   m_st.ack_latency_buckets = k_buckets;
   m_st.ack_latency_counts.assign(k_buckets.size(), 0);
+  m_st.commit_seconds_buckets = k_buckets;
+  m_st.commit_seconds_counts.assign(k_buckets.size(), 0);
 }
 
 void Health::update_ready() {
@@ -167,9 +176,7 @@ void Health::on_settle(const SettlePlan& plan, const SettleCounts& counts) {
   m_st.failed += plan.transient;
   m_st.fenced_rows += plan.delete_ids.size() - counts.deleted;
   for (double l : plan.ack_latencies) {
-    for (std::size_t b = 0; b < k_buckets.size(); ++b) {
-      if (l <= k_buckets[b]) m_st.ack_latency_counts[b]++;
-    }
+    observe(m_st.ack_latency_counts, l);
     m_st.ack_latency_count++;
     m_st.ack_latency_sum += l;
   }
@@ -220,6 +227,7 @@ void Health::on_transactions(std::size_t committed, std::size_t aborted,
   m_st.transactions_committed += committed;
   m_st.transactions_aborted += aborted;
   for (double s : commit_seconds) {
+    observe(m_st.commit_seconds_counts, s);
     m_st.commit_seconds_sum += s;
     ++m_st.commit_count;
   }
@@ -283,6 +291,13 @@ std::string Health::metrics_text() const {
          st.database_misconfigured ? "1" : "0");
   metric("txbox_relay_producer_restarts_total", "counter",
          "Kafka producers replaced after a fatal error.", std::to_string(st.producer_restarts));
+  metric("txbox_relay_fenced_rows_total", "counter",
+         "Rows Kafka acknowledged but the relay did not delete: their shard was taken over "
+         "meanwhile (the new owner sends them again).",
+         std::to_string(st.fenced_rows));
+  metric("txbox_relay_late_reports_total", "counter",
+         "Delivery reports that came after their round was settled (ignored).",
+         std::to_string(st.late_reports));
   metric("txbox_relay_database_failures_total", "counter",
          "Database statements or connections that failed (the round was retried).",
          std::to_string(st.database_failures));
@@ -317,11 +332,9 @@ std::string Health::metrics_text() const {
   metric("txbox_relay_transactions_aborted_total", "counter",
          "exactly_once: Kafka transactions aborted (their rows are sent again in new ones).",
          std::to_string(st.transactions_aborted));
-  metric("txbox_relay_transaction_commit_seconds_sum", "counter",
-         "exactly_once: time spent in commit_transaction.",
-         fmt::format("{:.6f}", st.commit_seconds_sum));
-  metric("txbox_relay_transaction_commit_seconds_count", "counter",
-         "exactly_once: commit_transaction calls.", std::to_string(st.commit_count));
+  p.histogram("txbox_relay_transaction_commit_seconds",
+              "exactly_once: time spent in commit_transaction.", "", st.commit_seconds_buckets,
+              st.commit_seconds_counts, st.commit_count, st.commit_seconds_sum);
   metric("txbox_relay_recovered_rows_total", "counter",
          "exactly_once: rows deleted at a lane's takeover without a re-send (committed in Kafka "
          "by the lane's previous owner, not yet deleted).",

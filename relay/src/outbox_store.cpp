@@ -113,13 +113,13 @@ SettleCounts OutboxStore::settle(pqxx::connection& db, const LeaseView& leases,
             .affected_rows();
   }
   for (const auto& r : plan.retry) {
-    counts.retried +=
-        tx.exec_params("UPDATE " + outbox +
-                           " o SET attempts = attempts + 1, last_error = $5, "
-                           "next_attempt_at = now() + $6::interval WHERE o.id = $1" +
-                           fence,
-                       r.id, shards, epochs, m_owner, r.error, interval(retry_delay(r.attempts)))
-            .affected_rows();
+    const auto delay = std::min(retry_delay(r.attempts), r.at_most);
+    counts.retried += tx.exec_params("UPDATE " + outbox +
+                                         " o SET attempts = attempts + 1, last_error = $5, "
+                                         "next_attempt_at = now() + $6::interval WHERE o.id = $1" +
+                                         fence,
+                                     r.id, shards, epochs, m_owner, r.error, interval(delay))
+                          .affected_rows();
   }
   tx.commit();
   return counts;

@@ -50,7 +50,8 @@ class OutboxStore {
   std::vector<Row> claim(pqxx::connection& db, const LeaseView& leases, std::size_t budget = 0);
 
   /// Applies `plan` in one transaction, fenced by the leases (a row of a shard taken over
-  /// meanwhile is left alone). `retry_delay(attempts)` paces the retries.
+  /// meanwhile is left alone). `retry_delay(attempts)` paces the retries (at most each row's
+  /// `at_most`).
   SettleCounts settle(pqxx::connection& db, const LeaseView& leases, const SettlePlan& plan,
                       const std::function<std::chrono::milliseconds(int)>& retry_delay);
 

@@ -84,6 +84,11 @@ void Publisher::make_producer() {
 
 // Runs inside rd_kafka_poll/flush, on the caller's thread.
 void Publisher::on_report(const rd_kafka_message_t& m) {
+  if ((m.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+       m.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) &&
+      m.rkt != nullptr) {
+    m_missing.insert(rd_kafka_topic_name(m.rkt));
+  }
   if (m._private == nullptr) return;  // a record outside the round (produce_record)
   const auto opaque = reinterpret_cast<std::uintptr_t>(m._private);
   const auto generation = static_cast<std::uint32_t>(opaque >> 32);
@@ -154,9 +159,21 @@ std::pair<std::size_t, std::size_t> Publisher::hand_over(std::vector<Row>& rows,
                                                          const MaySendFn& may_send,
                                                          std::uint32_t generation,
                                                          std::vector<Delivery>& outcomes) {
+  // librdkafka remembers that a topic does not exist and refuses it locally until it asks
+  // the brokers again: ask now for the round's topics that were missing, so that a topic
+  // created meanwhile is used at this attempt, not failed once more (the rows would wait
+  // another backoff).
+  if (!m_missing.empty()) {
+    std::set<std::string> refreshed;
+    for (const Row& row : rows) {
+      if (m_missing.contains(row.topic) && refreshed.insert(row.topic).second) {
+        refresh_metadata(row.topic);
+        m_missing.erase(row.topic);
+      }
+    }
+  }
   std::size_t handed = 0;
   std::set<int> stopped;  // shards whose later rows must not overtake a held or failed one
-  std::set<std::string> unknown_topics;
   std::size_t lease_short = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     Row& row = rows[i];
@@ -223,14 +240,10 @@ std::pair<std::size_t, std::size_t> Publisher::hand_over(std::vector<Row>& rows,
       }
       if (code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
           code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-        unknown_topics.insert(row.topic);
+        m_missing.insert(row.topic);  // refreshed before the rows' next attempt
       }
     }
   }
-  // librdkafka remembers that a topic does not exist and refuses it locally until its next
-  // periodic metadata refresh (5 min): ask now, so a topic created meanwhile is used at the
-  // rows' next attempt.
-  for (const auto& topic : unknown_topics) refresh_metadata(topic);
   return {lease_short, handed};
 }
 

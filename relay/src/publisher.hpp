@@ -10,6 +10,7 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <set>
 #include <stop_token>
 #include <string>
 #include <vector>
@@ -148,6 +149,9 @@ class Publisher {
   std::int64_t m_streaming = 0;
   std::vector<Report> m_reports;  // of streamed rounds, since the last reports()
   std::uint64_t m_late = 0;
+  // Topics librdkafka said do not exist (in a report or at the hand-over): their metadata is
+  // refreshed before rows go to them again, so a topic created meanwhile is used at once.
+  std::set<std::string> m_missing;
 };
 
 }  // namespace txbox::relay

@@ -68,6 +68,10 @@ SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delive
     }
     plan.stopped_shards.insert(row.shard);
     plan.retry.push_back({row.id, error, row.attempts});
+    if (d.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
+        d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
+      plan.retry.back().at_most = k_missing_topic_recheck;
+    }
     ++plan.transient;
     if (plan.first_error.empty()) plan.first_error = error;
   }

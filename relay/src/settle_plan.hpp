@@ -2,6 +2,7 @@
 // A pure function (no SQL, no Kafka): unit-tested alone. Internal to the relay.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <map>
 #include <set>
@@ -22,6 +23,8 @@ struct SettlePlan {
     std::int64_t id = 0;
     std::string error;
     int attempts = 0;  ///< attempts so far (the backoff grows with it)
+    /// The longest wait before the next attempt, whatever the backoff has grown to.
+    std::chrono::milliseconds at_most = std::chrono::milliseconds::max();
   };
   std::vector<std::int64_t> delete_ids;  ///< acknowledged: delete (fenced)
   std::vector<Dead> dead;                ///< refused for good: move to outbox_dead (fenced)
@@ -33,6 +36,11 @@ struct SettlePlan {
   std::string first_error;                         ///< of the first transient failure
   std::set<int> stopped_shards;  ///< shards whose rows after a transient/held one are untouched
 };
+
+/// A row whose topic does not exist (yet) is tried again at least this often: a topic created
+/// after the relay started is used within seconds, not after a backoff that grew to
+/// relay.retry_backoff_max_ms while it was missing.
+inline constexpr std::chrono::milliseconds k_missing_topic_recheck{5'000};
 
 /// Classifies `rows` (in id order per shard) by `deliveries` (same size and order): per shard,
 /// everything after the first transient failure or held row is left for the next round (it

@@ -245,6 +245,48 @@ TEST_F(RelayTest, RowsKafkaCannotTakeStayUntilAcknowledgedThenArriveInOrder) {
   EXPECT_EQ(log.find("database: unreachable"), std::string::npos) << log;
 }
 
+// A topic created long after the relay started, while its rows' retries had backed off
+// (issue 25: under the suite's load, RowsKafkaCannotTake... waited more than 60 s after the
+// topic appeared). A missing topic's rows backed off like any failure, doubling up to
+// relay.retry_backoff_max_ms (30 s by default, here 60 s): the first attempt after the topic
+// appeared could be that far, and one more failure there (librdkafka still remembering the
+// topic as missing) doubled it. Rows waiting for their topic are tried again at least every
+// 5 s, and the topic's metadata is refreshed before they go out, so a topic that appears is
+// used within seconds.
+TEST_F(RelayTest, ATopicCreatedAfterTheRetriesBackedOffIsUsedWithinSeconds) {
+  topic_ = txbox::test::unique_name("late_topic");
+  enqueue(20, 2, 20);
+  // Plain backoffs: 1-2, 2-4, 4-8, 8-16, then 16-32 s after the 5th failure.
+  auto r = start_relay("late", config("retry_backoff_min_ms = 2000\nretry_backoff_max_ms = 60000\n",
+                                      "", "\"allow.auto.create.topics\" = false\n"));
+  pqxx::connection conn(endpoints().pg);
+  const auto attempts = [&] {
+    return pqxx::nontransaction(conn)
+        .exec1("SELECT coalesce(max(attempts), 0) FROM " + schema_ + ".outbox")[0]
+        .as<int>();
+  };
+  ASSERT_TRUE(txbox::test::wait_until([&] { return attempts() >= 5; }, 90s)) << r->output();
+  const double due = pqxx::nontransaction(conn)
+                         .exec1(
+                             "SELECT coalesce(extract(epoch FROM max(next_attempt_at) - "
+                             "now()), 0)::float8 FROM " +
+                             schema_ + ".outbox WHERE attempts > 0")[0]
+                         .as<double>();
+  const auto created = std::chrono::steady_clock::now();
+  txbox::test::create_topic(topic_, 2);
+  ASSERT_TRUE(wait_drained(60s)) << r->output();
+  const double took =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - created).count();
+  // The 5 s re-check, a claim and the acks.
+  EXPECT_LE(took, 10.0) << "the rows were due " << due << " s after the topic was created, went "
+                        << "out after " << took << " s\n"
+                        << r->output();
+  check_stream(read_whole_topic(topic_), 20);
+  r->signal(SIGTERM);
+  EXPECT_EQ(r->wait(20s), 0) << r->output();
+  EXPECT_NE(r->output().find("kafka: deliveries succeed again"), std::string::npos) << r->output();
+}
+
 // The idempotent producer raises a fatal error (here: the broker answers a ProduceRequest
 // with OUT_OF_ORDER_SEQUENCE_NUMBER, which librdkafka cannot reconcile). The relay replaces
 // the producer; the unacknowledged rows go out again from each shard's head: nothing lost,

@@ -191,4 +191,34 @@ TEST_F(RelayPublisher, AFatalErrorFailsTheRoundAndTheProducerIsReplaced) {
   EXPECT_EQ(count(await(), Delivery::state::acked), 5u);
 }
 
+// Issue 25: librdkafka remembers a topic reported missing and refuses it locally until it asks
+// the brokers again. A round that comes right after the topic was created must use it, not fail
+// once more (its rows would wait another backoff).
+TEST_F(RelayPublisher, ATopicReportedMissingIsUsedByTheNextRoundOnceCreated) {
+  Publisher p(txbox::relay::PublisherOptions{
+      .kafka = {{"bootstrap.servers", rd_kafka_mock_cluster_bootstraps(mock_)},
+                {"allow.auto.create.topics", "false"}},
+      .max_batch_bytes = 1u << 20,
+      .delivery_budget = 1000ms,
+      .metadata_timeout = 1000ms,
+      .stop_grace = 200ms});
+  // The mock cluster creates any topic asked for: it answers as if "appears" did not exist.
+  rd_kafka_mock_topic_set_error(mock_, "appears", RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART);
+  const auto hold = [](const std::string&) { return std::optional<std::string>(); };
+  auto first = rows("appears", 3);
+  p.send(first, hold, [] { return true; });
+  const auto missing = p.await({}, 60s, [] {});
+  ASSERT_EQ(count(missing, Delivery::state::failed), 3u)
+      << static_cast<int>(missing[0].st) << " " << missing[0].error;
+  EXPECT_TRUE(missing[0].err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART ||
+              missing[0].err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC)
+      << rd_kafka_err2name(missing[0].err);
+  rd_kafka_mock_topic_set_error(mock_, "appears", RD_KAFKA_RESP_ERR_NO_ERROR);  // created
+  auto again = rows("appears", 3, 10);
+  p.send(again, hold, [] { return true; });
+  const auto out = p.await({}, 60s, [] {});
+  EXPECT_EQ(count(out, Delivery::state::acked), 3u)
+      << (out[0].error.empty() ? "" : "first row: " + out[0].error);
+}
+
 }  // namespace

@@ -98,6 +98,21 @@ TEST(RelaySettle, AFatalProducerErrorIsRetriedNotDead) {
   EXPECT_EQ(plan.retry.size(), 1u);
 }
 
+// Issue 25: a topic created after the relay started waited for a backoff that had grown to
+// relay.retry_backoff_max_ms while it was missing.
+TEST(RelaySettle, ARowWhoseTopicIsMissingIsRetriedWithinTheRecheckWhateverItsAttempts) {
+  const auto plan = classify_round(
+      {row(1, 0, "gone", 12), row(2, 1, "gone", 3), row(3, 2, "t", 12)},
+      {failed(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC), failed(RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART),
+       failed(RD_KAFKA_RESP_ERR__MSG_TIMED_OUT)},
+      100);
+  ASSERT_EQ(plan.retry.size(), 3u);
+  EXPECT_EQ(plan.retry[0].at_most, txbox::relay::k_missing_topic_recheck);
+  EXPECT_EQ(plan.retry[1].at_most, txbox::relay::k_missing_topic_recheck);
+  EXPECT_EQ(plan.retry[2].at_most, std::chrono::milliseconds::max());  // the plain backoff
+  EXPECT_EQ(plan.retry[0].attempts, 12);                               // still counted
+}
+
 TEST(RelaySettle, MismatchedSizesAreABug) {
   EXPECT_THROW(classify_round({row(1, 0)}, {}, 100), std::logic_error);
 }

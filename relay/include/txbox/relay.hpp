@@ -117,6 +117,10 @@ struct RelayStats {
   /// last transaction committed in Kafka, the DELETE did not).
   std::uint64_t recovered_rows = 0;
   std::size_t lanes_owned = 0;  ///< exactly_once: lanes (8 shards each) this relay publishes
+  /// exactly_once: commit_transaction times as a histogram: upper bounds (seconds) and
+  /// cumulative counts per bucket (the total and the sum: commit_count, commit_seconds_sum).
+  std::vector<double> commit_seconds_buckets;
+  std::vector<std::uint64_t> commit_seconds_counts;
 };
 
 /// A target topic is below the durability minimum and strict_durability is on. Fix the topic
