@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
 
@@ -130,6 +131,11 @@ void Driver::inject(std::size_t i) {
       const auto idx = pick_child(pool, f.pick);
       if (!idx) return postpone();
       Child* c = pool[*idx].get();
+      if (relay) {
+        m_tally.relay_stalls_ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                              std::chrono::system_clock::now().time_since_epoch())
+                                              .count());
+      }
       c->signal(SIGSTOP);
       m_events.push({later(f.down_s), relay ? Action::cont_relay : Action::cont_consumer, *idx});
       say(n + fmt::format("SIGSTOP {} for {:.1f} s ({} {} ms)", c->name(), f.down_s,

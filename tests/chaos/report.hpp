@@ -25,6 +25,7 @@ struct Tally {
   std::int64_t terminated_backends = 0;            ///< by the connection resets
   std::vector<std::string> unexpected_exits;       ///< processes that exited by themselves
   std::vector<std::string> unclean_stops;          ///< processes that failed SIGTERM
+  std::vector<std::int64_t> relay_stalls_ms;       ///< when a relay was SIGSTOPped (epoch ms)
   double servers_s = 0, write_s = 0, drain_s = 0;  ///< the phases' durations
   double audit_s = 0;                              ///< the log audit's duration
   std::string audit_error;                         ///< why the log audit failed, if it did
@@ -39,7 +40,10 @@ std::string utc_now();
 /// Prints the result table and PASS or FAIL (with the violations, the replay command and
 /// the logs); returns 0 on a pass, 1 on any violation. `log`: the log audit (nullopt when it
 /// failed: Tally::audit_error); its duplicate and stale copies are violations in exactly-once
-/// mode, information otherwise. `wall_s`: the run's duration so far.
+/// mode; at least once, duplicates are information, and so are the stale copies of a replay
+/// that catches up, but a stale copy that leaves its key behind is a violation unless a relay
+/// was stalled (SIGSTOP past its lease) between its creation and the newer message's.
+/// `wall_s`: the run's duration so far.
 int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v,
            const std::optional<LogAudit>& log, bool drain_ok, double wall_s);
 
