@@ -21,7 +21,7 @@ struct LogAudit {
   std::int64_t stale_copies = 0;      ///< a key's seq after a higher seq of that key
   /// The stale copies that leave their key behind (stale_copies.hpp): not a replay that
   /// catches up. Each with the CreateTime (ms) of its first copy and of the newer message
-  /// it landed after, so that a relay stalled in between can explain it.
+  /// it landed after, so that a fault letting leases expire in between can explain it.
   struct Behind {
     std::int64_t copies = 0, created_ms = 0, newer_created_ms = 0;
     std::string example;

@@ -25,10 +25,13 @@ struct Tally {
   std::int64_t terminated_backends = 0;            ///< by the connection resets
   std::vector<std::string> unexpected_exits;       ///< processes that exited by themselves
   std::vector<std::string> unclean_stops;          ///< processes that failed SIGTERM
-  std::vector<std::int64_t> relay_stalls_ms;       ///< when a relay was SIGSTOPped (epoch ms)
   double servers_s = 0, write_s = 0, drain_s = 0;  ///< the phases' durations
   double audit_s = 0;                              ///< the log audit's duration
   std::string audit_error;                         ///< why the log audit failed, if it did
+
+  /// When a fault began that can let a relay's leases expire under rows in flight (epoch ms):
+  /// a relay SIGSTOP, PostgreSQL stopped or failed over.
+  std::vector<std::int64_t> lease_risks_ms;
 };
 
 /// 12345 -> "12,345".
@@ -41,8 +44,9 @@ std::string utc_now();
 /// the logs); returns 0 on a pass, 1 on any violation. `log`: the log audit (nullopt when it
 /// failed: Tally::audit_error); its duplicate and stale copies are violations in exactly-once
 /// mode; at least once, duplicates are information, and so are the stale copies of a replay
-/// that catches up, but a stale copy that leaves its key behind is a violation unless a relay
-/// was stalled (SIGSTOP past its lease) between its creation and the newer message's.
+/// that catches up, but a stale copy that leaves its key behind is a violation unless a fault
+/// that can let leases expire (Tally::lease_risks_ms) began between its creation and the
+/// newer message's.
 /// `wall_s`: the run's duration so far.
 int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v,
            const std::optional<LogAudit>& log, bool drain_ok, double wall_s);
