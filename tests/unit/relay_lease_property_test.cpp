@@ -41,7 +41,20 @@ constexpr auto k_ttl = 300ms;
 constexpr auto k_budget = k_ttl / 3;  // the relay's delivery budget
 const clock::time_point k_never = clock::time_point::min();
 
-enum class Kind { commit, start, stop, kill, stall, reconnect, advance, claim, land, ack, settle };
+enum class Kind {
+  commit,
+  start,
+  stop,
+  kill,
+  stall,
+  reconnect,
+  advance,
+  claim,
+  land,
+  ack,
+  settle,
+  settle_fails
+};
 
 struct Step {
   Kind kind = Kind::commit;
@@ -51,8 +64,8 @@ struct Step {
 
 // How RapidCheck prints a step of a counterexample.
 void showValue(const Step& s, std::ostream& os) {
-  static const char* const names[] = {"commit",  "start", "stop", "kill", "stall", "reconnect",
-                                      "advance", "claim", "land", "ack",  "settle"};
+  static const char* const names[] = {"commit",  "start", "stop", "kill", "stall",  "reconnect",
+                                      "advance", "claim", "land", "ack",  "settle", "settle_fails"};
   os << names[static_cast<int>(s.kind)] << "(relay " << s.relay << ", " << s.arg << ")";
 }
 
@@ -79,7 +92,8 @@ struct Message {
 struct Relay {
   bool alive = false;
   bool joined = false;
-  clock::time_point stall_from{}, stalled_until{};
+  clock::time_point stalled_until{};
+  std::vector<std::pair<clock::time_point, clock::time_point>> stalls;  // from, until
   clock::time_point next_tick{};
   LeaseView view;
   InFlight book;
@@ -158,7 +172,9 @@ struct World {
             // Taken over after it expired while its owner stalled: what that owner still has
             // in flight for it is excused (Kafka cannot fence a non-transactional producer).
             Relay& o = relays[l.owner];
-            const bool stalled = o.stall_from <= l.expires && l.expires <= o.stalled_until;
+            const bool stalled = std::any_of(o.stalls.begin(), o.stalls.end(), [&](auto st) {
+              return st.first <= l.expires && l.expires <= st.second;
+            });
             for (auto& m : o.producer) m.excused |= stalled && m.shard == sh;
           }
           l = {r, l.epoch + 1, now + k_ttl};
@@ -285,10 +301,19 @@ struct World {
         outbox[next_id++] = {key, next_seq[key]++};
         return;
       }
-      case Kind::advance:
-        now += std::chrono::milliseconds(1 + s.arg % 80);
-        for (int i = 0; i < k_relays; ++i) tick_if_due(i);
+      case Kind::advance: {
+        // Time passes; a relay whose stall ends meanwhile ticks (when due) as it resumes.
+        const auto until = now + std::chrono::milliseconds(1 + s.arg % 80);
+        while (now < until) {
+          auto next = until;
+          for (const auto& x : relays) {
+            if (x.alive && x.stalled_until > now) next = std::min(next, x.stalled_until);
+          }
+          now = next;
+          for (int i = 0; i < k_relays; ++i) tick_if_due(i);
+        }
         return;
+      }
       case Kind::start:
         if (!relays[r].alive) {
           relays[r] = Relay{};
@@ -308,8 +333,8 @@ struct World {
         stop(r);
         return;
       case Kind::stall:  // SIGSTOP: the loop and the client stop, up to twice the lease
-        relays[r].stall_from = now;
         relays[r].stalled_until = now + std::chrono::milliseconds(1 + s.arg % 600);
+        relays[r].stalls.emplace_back(now, relays[r].stalled_until);
         return;
       case Kind::reconnect:  // the connection was lost: the view is forgotten (LeaseTable::forget)
         relays[r].view = {};
@@ -326,6 +351,9 @@ struct World {
         return;
       case Kind::settle:
         settle(r);
+        return;
+      case Kind::settle_fails:  // the settle's transaction fails (the database went away)
+        relays[r].book.take_ready();
         return;
       default:
         return;
@@ -345,7 +373,8 @@ rc::Gen<Step> gen_step() {
                                                                 {6, Kind::claim},
                                                                 {3, Kind::land},
                                                                 {3, Kind::ack},
-                                                                {4, Kind::settle}})),
+                                                                {4, Kind::settle},
+                                                                {1, Kind::settle_fails}})),
       rc::gen::set(&Step::relay, rc::gen::inRange(0, k_relays)),
       rc::gen::set(&Step::arg, rc::gen::inRange(0, 1000)));
 }
