@@ -22,14 +22,8 @@ void InFlight::add(std::uint32_t round, std::vector<Row> rows, const LeaseView& 
     if (slot.delivery.st == Delivery::state::pending) {
       m_waiting[key(round, i)] = &slot;
       ++m_pending;
-    } else {
-      booked(shard, slot);
     }
   }
-}
-
-void InFlight::booked(Shard& shard, const Slot& slot) {
-  if (slot.delivery.st != Delivery::state::acked) shard.troubled = true;
 }
 
 void InFlight::report(std::uint32_t round, std::size_t index, Delivery delivery) {
@@ -44,7 +38,6 @@ void InFlight::report(std::uint32_t round, std::size_t index, Delivery delivery)
     slot.delivery = {Delivery::state::pending, RD_KAFKA_RESP_ERR__TIMED_OUT,
                      "no delivery report (given up)"};
   }
-  booked(m_shards.at(slot.row.shard), slot);
 }
 
 void InFlight::abandon() {
@@ -64,30 +57,18 @@ InFlight::Ready InFlight::take_ready() {
   };
   for (auto it = m_shards.begin(); it != m_shards.end();) {
     Shard& shard = it->second;
-    std::size_t n = 0;
-    if (shard.troubled && std::all_of(shard.slots.begin(), shard.slots.end(), final)) {
-      n = shard.slots.size();
-    } else {
-      const auto stop = [&](const Slot& s) {
-        return !final(s) || (shard.troubled && s.delivery.st != Delivery::state::acked);
-      };
-      n = static_cast<std::size_t>(std::find_if(shard.slots.begin(), shard.slots.end(), stop) -
-                                   shard.slots.begin());
+    if (!std::all_of(shard.slots.begin(), shard.slots.end(), final)) {
+      ++it;  // the whole shard waits for its last outcome
+      continue;
     }
-    if (n > 0) out.view.epochs[it->first] = shard.slots.back().epoch;
-    for (std::size_t i = 0; i < n; ++i) {
-      Slot& s = shard.slots.front();
+    out.view.epochs[it->first] = shard.slots.back().epoch;
+    for (Slot& s : shard.slots) {
       m_rows -= 1;
       m_bytes -= s.row.bytes;
       out.rows.push_back(std::move(s.row));
       out.deliveries.push_back(std::move(s.delivery));
-      shard.slots.pop_front();
     }
-    if (shard.slots.empty()) {
-      it = m_shards.erase(it);  // claimed from its head again
-    } else {
-      ++it;
-    }
+    it = m_shards.erase(it);  // claimed from its head again
   }
   return out;
 }

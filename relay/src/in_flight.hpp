@@ -1,8 +1,8 @@
 // The pipeline's book (at_least_once): the rows handed to Kafka and not settled yet, per shard
 // in the order they were sent. It says which shards have rows in flight (the next claims skip
-// them: other shards are claimed meanwhile) and which rows may be settled now: per shard, the
-// prefix whose outcomes are in, so a slow partition holds back only the shards with rows for
-// it. No SQL, no Kafka: unit-tested alone. Internal to the relay.
+// them: other shards are claimed meanwhile) and which rows may be settled now: a shard's rows
+// all together, once all of their outcomes are in, so a slow partition holds back only the
+// shards with rows for it. No SQL, no Kafka: unit-tested alone. Internal to the relay.
 #pragma once
 
 #include <cstdint>
@@ -34,9 +34,11 @@ class InFlight {
     std::vector<Delivery> deliveries;
     LeaseView view;
   };
-  /// Takes the rows that may be settled now out of the book: per shard, the prefix whose
-  /// outcomes are in; for a shard with a row not acknowledged, the prefix before it, and
-  /// everything once all of its outcomes are in (so that nothing after it is settled alone).
+  /// Takes the rows that may be settled now out of the book: every row of each shard whose
+  /// outcomes are all in, never a part of a shard. A settle that fails (its transaction did
+  /// not commit) then leaves the shard's rows in the outbox together, to be claimed again from
+  /// its head in order; a part settled later would let a later row be deleted while an earlier
+  /// one of its key is sent again after it (issue 25: a stale copy).
   Ready take_ready();
 
   /// The shards with rows in the book: not claimed again until those are all settled (a
@@ -59,13 +61,11 @@ class InFlight {
     std::int64_t epoch = 0;
   };
   struct Shard {
-    std::deque<Slot> slots;  // references stay valid: only push_back and pop_front
-    bool troubled = false;   // a slot's outcome is final and not acked
+    std::deque<Slot> slots;  // references stay valid: only push_back
   };
   static std::uint64_t key(std::uint32_t round, std::size_t index) {
     return (static_cast<std::uint64_t>(round) << 32) | static_cast<std::uint32_t>(index);
   }
-  void booked(Shard& shard, const Slot& slot);
 
   std::map<int, Shard> m_shards;
   std::unordered_map<std::uint64_t, Slot*> m_waiting;  // pending slots by round and index

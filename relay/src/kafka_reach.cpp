@@ -36,7 +36,7 @@ ReachVerdict KafkaReach::verdict(clock::time_point now) const {
 }
 
 LeaseIntent lease_intent(const ReachVerdict& v, std::set<int> busy) {
-  if (v.reachable) return {};
+  if (v.reachable) return {.busy = std::move(busy)};  // kept until settled (surplus)
   return {.publish = false, .give_back = v.give_back, .busy = std::move(busy)};
 }
 

@@ -1,17 +1,55 @@
 // Shard leases (see lease_table.hpp).
 #include "lease_table.hpp"
 
+#include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <functional>
 #include <pqxx/pqxx>
 #include <set>
+#include <thread>
+
+#include "txbox/error.hpp"
 
 namespace txbox::relay {
 
 int fair_share(int live_relays, int shard_count) noexcept {
   const int live = std::max(live_relays, 1);
   return (std::max(shard_count, 0) + live - 1) / live;
+}
+
+Surplus surplus(const std::map<int, std::int64_t>& held, int target, const std::set<int>& busy,
+                int unit) {
+  Surplus out;
+  unit = std::max(unit, 1);
+  // The held groups, highest first, each with its shards and whether one is busy.
+  std::map<int, std::vector<int>, std::greater<>> groups;
+  for (const auto& [sh, ep] : held) groups[sh / unit].push_back(sh);
+  std::vector<const std::vector<int>*> idle, in_flight;
+  for (const auto& [g, shards] : groups) {
+    const bool is_busy =
+        std::any_of(shards.begin(), shards.end(), [&](int sh) { return busy.contains(sh); });
+    (is_busy ? in_flight : idle).push_back(&shards);
+  }
+  auto left = static_cast<int>(held.size());
+  for (const auto* shards : idle) {
+    if (left <= target) break;
+    out.give_back.insert(out.give_back.end(), shards->begin(), shards->end());
+    left -= static_cast<int>(shards->size());
+  }
+  for (const auto* shards : in_flight) {
+    if (left <= target) break;
+    out.draining.insert(shards->begin(), shards->end());
+    left -= static_cast<int>(shards->size());
+  }
+  return out;
+}
+
+LeaseView claimable(LeaseView view, const std::set<int>& in_flight) {
+  for (const int shard : in_flight) view.epochs.erase(shard);
+  for (const int shard : view.draining) view.epochs.erase(shard);
+  return view;
 }
 
 LeaseTable::LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl,
@@ -36,23 +74,83 @@ std::vector<std::int64_t> partial_groups(const std::map<int, std::int64_t>& held
 void LeaseTable::forget() {
   m_view = {};
   m_next_tick = {};
+  m_stamp.reset();  // a new primary may hold an older heartbeat of ours
+}
+
+namespace {
+
+std::string namesake_error(const std::string& name, const std::string& seen) {
+  return fmt::format(
+      "another relay named '{}' is live (its heartbeat in outbox_relays moved to {} while this "
+      "one waited to join): two relays with one name take each other's shards on every tick. "
+      "Hint: give every relay its own name (relay.name, --name, TXBOX_RELAY_NAME); the default "
+      "host:pid repeats when containers share a hostname and both run as PID 1",
+      name, seen);
+}
+
+}  // namespace
+
+void LeaseTable::refuse_a_live_namesake(pqxx::connection& db) {
+  const auto live_stamp = [&]() -> std::optional<std::string> {
+    pqxx::nontransaction tx(db);
+    const auto r = tx.exec_params("SELECT seen_at::text FROM " + m_schema.table("outbox_relays") +
+                                      " WHERE name = $1 AND seen_at > now() - $2::interval",
+                                  m_owner, interval(m_ttl));
+    if (r.empty()) return std::nullopt;
+    return r[0][0].as<std::string>();
+  };
+  const auto first = live_stamp();
+  if (!first) return;
+  // A live relay of this name renews its heartbeat every ttl/3; one that died (this relay's
+  // previous run, killed) does not.
+  spdlog::info(
+      "leases: a relay named '{}' was seen at {}; waiting {} ms to see whether it still runs",
+      m_owner, *first, (m_ttl / 2).count());
+  const auto until = clock::now() + m_ttl / 2;
+  while (clock::now() < until) {
+    std::this_thread::sleep_for(std::max(m_ttl / 20, std::chrono::milliseconds(10)));
+    const auto now = live_stamp();
+    if (now && *now != *first) throw config_error(namesake_error(m_owner, *now));
+  }
+  spdlog::info("leases: its heartbeat stopped (a previous run of this relay); joining");
+}
+
+void LeaseTable::heartbeat(pqxx::work& tx) {
+  const std::string relays = m_schema.table("outbox_relays");
+  if (m_stamp) {
+    // The heartbeat is ours since the last tick, or another relay of our name wrote it.
+    const auto r = tx.exec_params("SELECT seen_at::text FROM " + relays +
+                                      " WHERE name = $1 AND seen_at > now() - $2::interval "
+                                      "FOR UPDATE",
+                                  m_owner, interval(m_ttl));
+    if (!r.empty() && r[0][0].as<std::string>() != *m_stamp) {
+      m_view = {};  // the leases under our name are not ours alone: never given back by us
+      throw config_error(namesake_error(m_owner, r[0][0].as<std::string>()));
+    }
+  }
+  m_stamp.reset();  // until the tick commits
+  m_written = tx.exec_params1("INSERT INTO " + relays +
+                                  " (name, seen_at) VALUES ($1, now()) "
+                                  "ON CONFLICT (name) DO UPDATE SET seen_at = now() "
+                                  "RETURNING seen_at::text",
+                              m_owner)[0]
+                  .as<std::string>();
 }
 
 LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
   if (!intent.publish) return stand_by(db, intent);
+  if (!m_joined) refuse_a_live_namesake(db);
   const auto sent = clock::now();
   const std::string relays = m_schema.table("outbox_relays");
   const std::string leases = m_schema.table("outbox_leases");
   pqxx::work tx(db);
-  tx.exec_params("INSERT INTO " + relays +
-                     " (name, seen_at) VALUES ($1, now()) "
-                     "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
-                 m_owner);
+  heartbeat(tx);
   if (!m_joined) {
     // Start-up: be counted first, take shards one heartbeat round later. Relays started
     // together then all see each other, and the first does not grab all 64 shards only to
     // hand most of them back a round later.
     tx.commit();
+    m_stamp = m_written;
     m_joined = true;
     m_next_tick = clock::now() + m_ttl / 3;
     spdlog::info("leases: joined; taking a fair share of the shards in {} ms", (m_ttl / 3).count());
@@ -64,8 +162,8 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
           .as<int>();
   const int target = fair_share(live, detail::shard_count / m_unit) * m_unit;
 
-  std::map<int, std::int64_t> kept = renew(tx);
-  std::size_t changes = m_view.epochs.size() - kept.size();
+  std::map<int, std::int64_t> kept = renew(tx, intent.busy);
+  std::size_t changes = lost_from_view(kept);
   const auto hand_back = [&](const std::vector<std::int64_t>& shards) {
     give_back(tx, shards);
     for (auto sh : shards) kept.erase(static_cast<int>(sh));
@@ -73,15 +171,13 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
   };
   if (m_unit > 1) hand_back(partial_groups(kept, m_unit));  // a lane is held whole or not at all
 
-  // Give back what exceeds our fair share, take free or expired shards up to it.
+  // Give back what exceeds our fair share (those with rows in flight once they settled),
+  // take free or expired shards up to it.
+  std::set<int> draining;
   if (static_cast<int>(kept.size()) > target) {
-    // The highest shards go (whole groups: kept holds whole groups, target counts them).
-    std::vector<std::int64_t> extra;
-    for (auto it = kept.rbegin();
-         it != kept.rend() && static_cast<int>(kept.size() - extra.size()) > target; ++it) {
-      extra.push_back(it->first);
-    }
-    hand_back(extra);
+    auto over = surplus(kept, target, intent.busy, m_unit);  // kept holds whole groups
+    hand_back(over.give_back);
+    draining = std::move(over.draining);
   } else if (static_cast<int>(kept.size()) < target && m_unit > 1) {
     // Whole groups whose every shard is free, expired or ours; ours first. A shard that
     // changed hands between the choice and the update leaves its group partial: given back.
@@ -123,11 +219,16 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
     changes += r.size();
   }
   tx.commit();
-  if (changes > 0 || kept.size() != m_view.epochs.size()) {
-    spdlog::info("leases: {} of {} shards owned ({} live relay(s))", kept.size(),
-                 detail::shard_count, live);
+  m_stamp = m_written;
+  if (changes > 0 || kept.size() != m_view.epochs.size() ||
+      draining.size() != m_view.draining.size()) {
+    spdlog::info("leases: {} of {} shards owned ({} live relay(s)){}", kept.size(),
+                 detail::shard_count, live,
+                 draining.empty()
+                     ? std::string()
+                     : fmt::format("; {} kept until their rows in flight settle", draining.size()));
   }
-  done(std::move(kept), sent);
+  done(std::move(kept), std::move(draining), sent);
   return {m_view, changes};
 }
 
@@ -141,8 +242,8 @@ LeaseTick LeaseTable::stand_by(pqxx::connection& db, const LeaseIntent& intent) 
     return {m_view, 0};
   }
   pqxx::work tx(db);
-  auto kept = renew(tx);
-  std::size_t changes = m_view.epochs.size() - kept.size();
+  auto kept = renew(tx, intent.busy);
+  std::size_t changes = lost_from_view(kept);
   std::vector<std::int64_t> idle;
   if (intent.give_back) {
     // Whole groups without a busy shard (kept holds whole groups).
@@ -162,14 +263,20 @@ LeaseTick LeaseTable::stand_by(pqxx::connection& db, const LeaseIntent& intent) 
         idle.size(), kept.size());
   }
   tx.commit();
-  done(std::move(kept), sent);
+  std::set<int> draining;  // still held, still not to be claimed
+  for (const int sh : m_view.draining) {
+    if (kept.contains(sh)) draining.insert(sh);
+  }
+  done(std::move(kept), std::move(draining), sent);
   return {m_view, changes};
 }
 
-std::map<int, std::int64_t> LeaseTable::renew(pqxx::work& tx) {
+std::map<int, std::int64_t> LeaseTable::renew(pqxx::work& tx, const std::set<int>& busy) {
   // By shard and epoch: a lease taken over meanwhile is not renewed.
   std::map<int, std::int64_t> kept;
+  keep_busy(tx, busy, kept);
   if (m_view.empty()) return kept;
+  // (Shards of the view are renewed by epoch below, never by keep_busy.)
   const auto [shards, epochs] = lease_arrays(m_view);
   const auto r = tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
                                     " x SET expires_at = now() + $2::interval "
@@ -179,10 +286,34 @@ std::map<int, std::int64_t> LeaseTable::renew(pqxx::work& tx) {
                                     "RETURNING x.shard, x.epoch",
                                 m_owner, interval(m_ttl), shards, epochs);
   for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
-  if (kept.size() < m_view.epochs.size()) {
-    spdlog::warn("leases: lost {} shard(s) to other relays", m_view.epochs.size() - kept.size());
+  if (const auto lost = lost_from_view(kept); lost > 0) {
+    spdlog::warn("leases: lost {} shard(s) to other relays", lost);
   }
   return kept;
+}
+
+std::size_t LeaseTable::lost_from_view(const std::map<int, std::int64_t>& kept) const {
+  return static_cast<std::size_t>(
+      std::count_if(m_view.epochs.begin(), m_view.epochs.end(),
+                    [&](const auto& held) { return !kept.contains(held.first); }));
+}
+
+void LeaseTable::keep_busy(pqxx::work& tx, const std::set<int>& busy,
+                           std::map<int, std::int64_t>& kept) {
+  // Shards with rows in flight that the view no longer holds (it was forgotten with a lost
+  // connection) while their leases are still ours: renewed at their epoch, so that no other
+  // relay takes them and re-sends rows still waiting for their acknowledgements.
+  std::vector<std::int64_t> missing;
+  for (const int sh : busy) {
+    if (!m_view.epochs.contains(sh)) missing.push_back(sh);
+  }
+  if (missing.empty()) return;
+  const auto r = tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
+                                    " SET expires_at = now() + $2::interval "
+                                    "WHERE owner = $1 AND expires_at > now() "
+                                    "AND shard = ANY($3::int[]) RETURNING shard, epoch",
+                                m_owner, interval(m_ttl), int_array(missing));
+  for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
 }
 
 int LeaseTable::others_live(pqxx::work& tx) {
@@ -201,8 +332,10 @@ void LeaseTable::give_back(pqxx::work& tx, const std::vector<std::int64_t>& shar
                  m_owner, int_array(shards));
 }
 
-void LeaseTable::done(std::map<int, std::int64_t> kept, clock::time_point sent) {
+void LeaseTable::done(std::map<int, std::int64_t> kept, std::set<int> draining,
+                      clock::time_point sent) {
   m_view.epochs = std::move(kept);
+  m_view.draining = std::move(draining);
   // Our view of the leases is safe until a fifth of the ttl before they expire.
   m_view.valid_until = sent + m_ttl - m_ttl / 5;
   m_next_tick = clock::now() + m_ttl / 3;

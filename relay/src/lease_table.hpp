@@ -5,8 +5,10 @@
 #include <chrono>
 #include <cstddef>
 #include <map>
+#include <optional>
 #include <pqxx/connection>
 #include <pqxx/transaction>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -18,6 +20,25 @@ namespace txbox::relay {
 /// ceil(shard_count / live_relays): the most shards one relay holds (live_relays < 1 counts
 /// as 1).
 [[nodiscard]] int fair_share(int live_relays, int shard_count) noexcept;
+
+/// What a tick does with the shards held beyond the fair share.
+struct Surplus {
+  std::vector<std::int64_t> give_back;  ///< no rows in flight: given back now
+  std::set<int> draining;               ///< rows in flight: kept until they settle (LeaseView)
+};
+
+/// Which of the `held` shards go when more than `target` are held: whole groups of `unit`,
+/// the highest groups without a `busy` shard (rows in flight) first. A busy group is never
+/// given back: another relay would re-send its rows still waiting for acknowledgements, and
+/// those old copies could land after the newer messages of their keys. The busy groups
+/// still beyond the target are draining: kept (renewed) but not claimed, and given back by
+/// a later tick once their rows have settled.
+[[nodiscard]] Surplus surplus(const std::map<int, std::int64_t>& held, int target,
+                              const std::set<int>& busy, int unit = 1);
+
+/// The shards of `view` a claim may take: those with no row in flight (`in_flight`: a claim
+/// takes a shard's head, which must not overtake a row still in flight) and not draining.
+[[nodiscard]] LeaseView claimable(LeaseView view, const std::set<int>& in_flight);
 
 /// What a lease tick changed.
 struct LeaseTick {
@@ -32,11 +53,15 @@ class LeaseTable {
   LeaseTable(detail::schema_name schema, std::string owner, std::chrono::milliseconds ttl,
              int unit = 1);
 
-  /// Heartbeat; renews the held leases (by epoch), gives back what exceeds the fair share and
+  /// Heartbeat; renews the held leases (by epoch), gives back what exceeds the fair share
+  /// (shards with rows in flight, `intent.busy`, only once they have settled: surplus) and
   /// takes free or expired shards up to it. The first tick only registers the heartbeat.
   /// Under an intent that does not publish (Kafka unreachable): no heartbeat, nothing taken,
   /// the held leases renewed, and with give_back those not busy given back when another
   /// relay is live; nothing held: no statement at all.
+  /// Throws config_error when another relay of the same name is live: at the first tick
+  /// (it waits up to ttl/2 when the name's heartbeat is recent, to tell a live relay from
+  /// this one's previous run), or later when that relay's heartbeat overwrote this one's.
   LeaseTick tick(pqxx::connection& db, const LeaseIntent& intent = {});
 
   /// Gives every held shard back at once and removes the heartbeat. Never throws.
@@ -53,10 +78,19 @@ class LeaseTable {
 
  private:
   LeaseTick stand_by(pqxx::connection& db, const LeaseIntent& intent);
-  std::map<int, std::int64_t> renew(pqxx::work& tx);  // the held leases still ours
+  // Before joining: throws config_error when a relay of this name is live (its heartbeat
+  // moves within ttl/2); waits that long only when its heartbeat is recent.
+  void refuse_a_live_namesake(pqxx::connection& db);
+  // Writes the heartbeat; throws config_error when another relay of this name wrote it
+  // since this one's last tick.
+  void heartbeat(pqxx::work& tx);
+  // The held leases still ours, and those of `busy` shards still ours (keep_busy).
+  std::map<int, std::int64_t> renew(pqxx::work& tx, const std::set<int>& busy);
+  void keep_busy(pqxx::work& tx, const std::set<int>& busy, std::map<int, std::int64_t>& kept);
+  [[nodiscard]] std::size_t lost_from_view(const std::map<int, std::int64_t>& kept) const;
   int others_live(pqxx::work& tx);  // relays other than this one with a fresh heartbeat
   void give_back(pqxx::work& tx, const std::vector<std::int64_t>& shards);
-  void done(std::map<int, std::int64_t> kept, clock::time_point sent);
+  void done(std::map<int, std::int64_t> kept, std::set<int> draining, clock::time_point sent);
 
   detail::schema_name m_schema;
   std::string m_owner;
@@ -65,6 +99,8 @@ class LeaseTable {
   LeaseView m_view;
   clock::time_point m_next_tick{};
   bool m_joined = false;
+  std::optional<std::string> m_stamp;  // our heartbeat's seen_at as committed; none: unknown
+  std::string m_written;               // the seen_at the current tick wrote
 };
 
 }  // namespace txbox::relay

@@ -223,8 +223,8 @@ struct Relay::impl {
         claim_due()) {
       // Only shards with nothing in flight: a claim takes a shard's head, so a shard's next
       // rows never overtake one of its rows still in flight (nor one that committed late).
-      relay::LeaseView view = leases.view();
-      for (const int shard : flight.shards()) view.epochs.erase(shard);
+      // Nor draining ones: held beyond the fair share only until their rows have settled.
+      const relay::LeaseView view = relay::claimable(leases.view(), flight.shards());
       if (!view.empty()) {
         auto rows = store.claim(db(), view, cfg.max_batch_bytes - flight.bytes());
         session->claimed(!rows.empty());

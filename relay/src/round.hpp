@@ -47,6 +47,9 @@ struct Delivery {
 /// The shards this relay owns, their epochs, and until when that view may be acted on.
 struct LeaseView {
   std::map<int, std::int64_t> epochs;  ///< shard -> epoch
+  /// Held beyond the fair share with rows in flight: renewed but not claimed, given back
+  /// once those rows have settled (a new owner would re-send them behind newer messages).
+  std::set<int> draining;
   clock::time_point valid_until{};
 
   [[nodiscard]] bool empty() const { return epochs.empty(); }

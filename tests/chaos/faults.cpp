@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 #include <signal.h>
 
+#include <chrono>
 #include <optional>
 #include <pqxx/pqxx>
 
@@ -108,6 +109,14 @@ void Driver::inject(std::size_t i) {
     if (m_waited.insert(i).second) ++m_tally.postponed;
     m_events.push({Clock::now() + 500ms, Action::fault, i});
   };
+  // A fault that can let a relay's leases expire under rows in flight (a relay stalled, the
+  // database gone for longer than the ttl): the copies that relay had handed over may land
+  // after another relay's newer messages (stale copies the report then excuses).
+  const auto lease_risk = [&] {
+    m_tally.lease_risks_ms.push_back(std::chrono::duration_cast<std::chrono::milliseconds>(
+                                         std::chrono::system_clock::now().time_since_epoch())
+                                         .count());
+  };
   const std::string n = fmt::format("fault {}/{}: ", m_tally.faults_done + 1, m_plan.size());
   switch (f.kind) {
     case Fault::relay_kill:
@@ -130,6 +139,7 @@ void Driver::inject(std::size_t i) {
       const auto idx = pick_child(pool, f.pick);
       if (!idx) return postpone();
       Child* c = pool[*idx].get();
+      if (relay) lease_risk();
       c->signal(SIGSTOP);
       m_events.push({later(f.down_s), relay ? Action::cont_relay : Action::cont_consumer, *idx});
       say(n + fmt::format("SIGSTOP {} for {:.1f} s ({} {} ms)", c->name(), f.down_s,
@@ -150,6 +160,7 @@ void Driver::inject(std::size_t i) {
     }
     case Fault::pg_restart: {
       if (m_pg != ServerState::up || !m_standby) return postpone();
+      lease_risk();
       if (!m_servers->run("stop-pg", "immediate")) {
         m_infra_error = "could not stop PostgreSQL; see " + m_servers->log();
         return;
@@ -162,6 +173,7 @@ void Driver::inject(std::size_t i) {
     }
     case Fault::pg_failover:
       if (m_pg != ServerState::up || !m_standby) return postpone();
+      lease_risk();
       if (!pg_fail_over(n, f.down_s)) return;
       break;
     case Fault::conn_reset: {

@@ -10,6 +10,7 @@
 #include <unordered_map>
 
 #include "report.hpp"
+#include "stale_copies.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/message.hpp"
 
@@ -171,6 +172,8 @@ class Counter {
     const std::string key = text(m.key, m.key_len);
     const int seq = sequence_of(key, text(m.payload, m.len));
     if (seq < 0) return;
+    rd_kafka_timestamp_type_t type = RD_KAFKA_TIMESTAMP_NOT_AVAILABLE;
+    m_behind.add(key, seq, rd_kafka_message_timestamp(&m, &type));
     auto& last = m_keys[key];
     if (seq < last.seq) {
       ++m_a.stale_copies;
@@ -184,6 +187,12 @@ class Counter {
   // The examples, and the distinct ids, into the audit.
   void finish() {
     m_a.distinct_ids = static_cast<std::int64_t>(m_first.size());
+    for (const auto& e : m_behind.episodes()) {
+      m_a.behind.push_back({e.copies, e.at, e.newest_at,
+                            fmt::format("    key {} seq {} (created {} ms, {} older) after seq {} "
+                                        "(created {} ms)",
+                                        e.key, e.seq, e.at, e.copies, e.newest, e.newest_at)});
+    }
     const auto add = [&](const std::vector<std::string>& lines, std::int64_t n, const char* what) {
       if (lines.empty()) return;
       m_a.details.push_back(
@@ -208,6 +217,7 @@ class Counter {
   std::unordered_map<std::string, std::string> m_first;  // ce_id -> where first seen
   std::unordered_map<std::string, Last> m_keys;          // key -> its highest seq so far
   std::vector<std::string> m_duplicates, m_stale, m_without;
+  txbox::test::StaleCopies m_behind;  // the stale copies that leave their key behind
 };
 
 }  // namespace

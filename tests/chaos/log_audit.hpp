@@ -19,8 +19,16 @@ struct LogAudit {
   std::int64_t distinct_ids = 0;      ///< distinct ce_id values
   std::int64_t duplicate_copies = 0;  ///< records whose ce_id came before: records - distinct
   std::int64_t stale_copies = 0;      ///< a key's seq after a higher seq of that key
-  std::int64_t without_id = 0;        ///< records with no ce_id header
-  int open_partitions = 0;            ///< partitions whose last stable offset stayed below the end
+  /// The stale copies that leave their key behind (stale_copies.hpp): not a replay that
+  /// catches up. Each with the CreateTime (ms) of its first copy and of the newer message
+  /// it landed after, so that a fault letting leases expire in between can explain it.
+  struct Behind {
+    std::int64_t copies = 0, created_ms = 0, newer_created_ms = 0;
+    std::string example;
+  };
+  std::vector<Behind> behind;
+  std::int64_t without_id = 0;  ///< records with no ce_id header
+  int open_partitions = 0;      ///< partitions whose last stable offset stayed below the end
   /// Per partition: the offset after its last record (0 when empty). The inbox's stored next
   /// offset must reach it; in exactly-once mode the end offset lies past it (the markers).
   std::vector<std::int64_t> data_end;

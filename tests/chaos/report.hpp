@@ -28,6 +28,10 @@ struct Tally {
   double servers_s = 0, write_s = 0, drain_s = 0;  ///< the phases' durations
   double audit_s = 0;                              ///< the log audit's duration
   std::string audit_error;                         ///< why the log audit failed, if it did
+
+  /// When a fault began that can let a relay's leases expire under rows in flight (epoch ms):
+  /// a relay SIGSTOP, PostgreSQL stopped or failed over.
+  std::vector<std::int64_t> lease_risks_ms;
 };
 
 /// 12345 -> "12,345".
@@ -39,7 +43,11 @@ std::string utc_now();
 /// Prints the result table and PASS or FAIL (with the violations, the replay command and
 /// the logs); returns 0 on a pass, 1 on any violation. `log`: the log audit (nullopt when it
 /// failed: Tally::audit_error); its duplicate and stale copies are violations in exactly-once
-/// mode, information otherwise. `wall_s`: the run's duration so far.
+/// mode; at least once, duplicates are information, and so are the stale copies of a replay
+/// that catches up, but a stale copy that leaves its key behind is a violation unless a fault
+/// that can let leases expire (Tally::lease_risks_ms) began between its creation and the
+/// newer message's.
+/// `wall_s`: the run's duration so far.
 int report(const Options& o, const Tally& t, const WriterStats& ws, const Verdict& v,
            const std::optional<LogAudit>& log, bool drain_ok, double wall_s);
 

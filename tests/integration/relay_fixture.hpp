@@ -15,6 +15,7 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "stale_copies.hpp"
 #include "txbox/outbox.hpp"
 
 namespace txbox::test {
@@ -92,27 +93,40 @@ class RelayTest : public ::testing::Test {
   }
 
   // Every message arrived; per key, first arrivals are in order; any duplicate is an exact
-  // re-send (same ce_id, same payload). Returns the number of duplicates.
-  int check_stream(const std::vector<txbox::test::Record>& records, int expected) {
+  // re-send (same ce_id, same payload); no stale copy (an older message of a key after a newer
+  // one, leaving the key behind: stale_copies.hpp) unless `stale_allowed` (a relay stalled
+  // past its lease: Kafka cannot fence a non-transactional producer's earlier hand-overs).
+  // Returns the number of duplicates; stale_ holds the stale copies.
+  int check_stream(const std::vector<txbox::test::Record>& records, int expected,
+                   bool stale_allowed = false) {
     std::map<std::string, std::string> payload_by_id;
     std::map<std::string, int> last_seq;
+    txbox::test::StaleCopies stale;
     int dups = 0;
+    std::int64_t at = 0;
     for (const auto& r : records) {
       const auto id = r.headers.at("ce_id");
+      const auto slash = r.value.find('/');
+      const int seq = std::stoi(r.value.substr(slash + 1));
+      stale.add(r.key, seq, at++);
       auto [it, fresh] = payload_by_id.emplace(id, r.value);
       if (!fresh) {
         EXPECT_EQ(it->second, r.value) << "a duplicate of " << id << " differs";
         ++dups;
         continue;
       }
-      const auto slash = r.value.find('/');
       EXPECT_EQ(r.key, r.value.substr(0, slash));
-      const int seq = std::stoi(r.value.substr(slash + 1));
       auto [ls, first] = last_seq.try_emplace(r.key, -1);
       EXPECT_EQ(seq, ls->second + 1) << "key " << r.key << " out of order or missing";
       ls->second = seq;
     }
     EXPECT_EQ(payload_by_id.size(), static_cast<std::size_t>(expected));
+    stale_ = stale.copies();
+    for (const auto& e : stale.episodes()) {
+      EXPECT_TRUE(stale_allowed) << "stale copies: key " << e.key << " seq " << e.seq << " (record "
+                                 << e.at << ", " << e.copies << " older message(s)) after seq "
+                                 << e.newest << " (record " << e.newest_at << ")";
+    }
     return dups;
   }
 
@@ -120,6 +134,7 @@ class RelayTest : public ::testing::Test {
   std::string topic_;
   int lease_ttl_ms_ = 3000;
   std::string bootstrap_;  // Kafka for config(); empty: the test broker
+  int stale_ = 0;          // the stale copies the last check_stream saw
 };
 
 }  // namespace txbox::test

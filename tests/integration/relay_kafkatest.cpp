@@ -199,8 +199,10 @@ TEST_F(RelayTest, SigstopPastTheLeaseThenSigcontPublishesAndDeletesNothingStale)
   b->signal(SIGCONT);
   ASSERT_TRUE(wait_drained(120s)) << a->output() << b->output();
   const auto records = read_whole_topic(topic_);
-  const int dups = check_stream(records, total);
-  std::cout << "duplicates after SIGSTOP/SIGCONT (exact re-sends): " << dups << "\n";
+  // A's hand-overs before the stop may land after B's newer messages: stale copies, counted.
+  const int dups = check_stream(records, total, true);
+  std::cout << "duplicates after SIGSTOP/SIGCONT (exact re-sends): " << dups
+            << ", stale copies: " << stale_ << "\n";
   for (auto* p : {a.get(), b.get()}) p->signal(SIGTERM);
   for (auto* p : {a.get(), b.get()}) EXPECT_EQ(p->wait(20s), 0) << p->output();
 }

@@ -279,3 +279,33 @@ TEST_F(RelayStore, ARelayWithoutKafkaTakesNothingAndGivesItsIdleShardsBack) {
   EXPECT_EQ(a.tick(*db_).view.epochs.size(), 63u);
   EXPECT_EQ(relays_named("b"), 1) << "the heartbeat row stays (stale), as after a crash";
 }
+
+// Issue 25, defect 6: a relay holding more than its fair share when another joins gives back
+// the shards without rows in flight first; those with rows in flight stay its own (renewed,
+// not claimed: draining) until they have settled, so that the new owner never re-sends rows
+// still waiting for their acknowledgements (their old copies would land after newer ones).
+TEST_F(RelayStore, AShardWithRowsInFlightIsGivenBackOnlyOnceTheyHaveSettled) {
+  relay::LeaseTable b(schema(), "b", 3s);
+  ASSERT_EQ(take_all(b).epochs.size(), 64u);
+  relay::LeaseTable a(schema(), "a", 3s);
+  a.tick(*db_);  // joins: b's fair share is 32 now
+  std::set<int> in_flight;
+  for (int sh = 10; sh < 44; ++sh) in_flight.insert(sh);  // 34 shards
+  const auto shared = b.tick(*db_, {.publish = true, .give_back = false, .busy = in_flight});
+  for (const int sh : in_flight) {
+    EXPECT_TRUE(shared.view.epochs.contains(sh)) << "shard " << sh << " given back in flight";
+  }
+  EXPECT_EQ(shared.view.epochs.size(), 34u) << "the 30 idle shards went back";
+  EXPECT_EQ(shared.view.draining, (std::set<int>{42, 43})) << "the busy ones beyond the share";
+  std::set<int> still_in_flight;
+  for (int sh = 10; sh < 21; ++sh) still_in_flight.insert(sh);
+  const auto claimable = relay::claimable(shared.view, still_in_flight);
+  EXPECT_EQ(claimable.epochs.size(), 21u) << "neither in flight nor draining";
+  EXPECT_FALSE(claimable.epochs.contains(42));
+  EXPECT_EQ(a.tick(*db_).view.epochs.size(), 30u) << "a takes what was given back";
+  // Settled: given back at the next tick, and taken by a.
+  const auto settled = b.tick(*db_, {.publish = true, .give_back = false, .busy = {}});
+  EXPECT_EQ(settled.view.epochs.size(), 32u);
+  EXPECT_TRUE(settled.view.draining.empty());
+  EXPECT_EQ(a.tick(*db_).view.epochs.size(), 32u);
+}

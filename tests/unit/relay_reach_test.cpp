@@ -70,6 +70,7 @@ TEST(RelayReach, TheLeaseIntentFollowsTheVerdict) {
   const auto up = lease_intent(r.verdict(t0), {3, 4});
   EXPECT_TRUE(up.publish);
   EXPECT_FALSE(up.give_back);
+  EXPECT_EQ(up.busy, (std::set<int>{3, 4})) << "in flight: kept beyond the share until settled";
   r.probed(t0 + 1s, "down");
   const auto lost = lease_intent(r.verdict(t0 + 1s), {3, 4});
   EXPECT_FALSE(lost.publish) << "no heartbeat, no shard taken";
