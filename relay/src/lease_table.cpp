@@ -8,7 +8,6 @@
 #include <functional>
 #include <pqxx/pqxx>
 #include <set>
-#include <thread>
 
 #include "txbox/error.hpp"
 
@@ -90,29 +89,31 @@ std::string namesake_error(const std::string& name, const std::string& seen) {
 
 }  // namespace
 
-void LeaseTable::refuse_a_live_namesake(pqxx::connection& db) {
-  const auto live_stamp = [&]() -> std::optional<std::string> {
+bool LeaseTable::namesake_gone(pqxx::connection& db) {
+  if (m_namesake_cleared) return true;
+  const auto stamp = [&]() -> std::optional<std::string> {
     pqxx::nontransaction tx(db);
     const auto r = tx.exec_params("SELECT seen_at::text FROM " + m_schema.table("outbox_relays") +
                                       " WHERE name = $1 AND seen_at > now() - $2::interval",
                                   m_owner, interval(m_ttl));
     if (r.empty()) return std::nullopt;
     return r[0][0].as<std::string>();
-  };
-  const auto first = live_stamp();
-  if (!first) return;
-  // A live relay of this name renews its heartbeat every ttl/3; one that died (this relay's
-  // previous run, killed) does not.
-  spdlog::info(
-      "leases: a relay named '{}' was seen at {}; waiting {} ms to see whether it still runs",
-      m_owner, *first, (m_ttl / 2).count());
-  const auto until = clock::now() + m_ttl / 2;
-  while (clock::now() < until) {
-    std::this_thread::sleep_for(std::max(m_ttl / 20, std::chrono::milliseconds(10)));
-    const auto now = live_stamp();
-    if (now && *now != *first) throw config_error(namesake_error(m_owner, *now));
+  }();
+  if (!m_namesake) {
+    if (!stamp) return m_namesake_cleared = true;
+    // A live relay of this name renews its heartbeat every ttl/3; one that died (this relay's
+    // previous run, killed) does not. Watched at the next ticks, not in a sleep: a stop
+    // request is served meanwhile.
+    spdlog::info(
+        "leases: a relay named '{}' was seen at {}; waiting {} ms to see whether it still runs",
+        m_owner, *stamp, (m_ttl / 2).count());
+    m_namesake = NamesakeWatch{*stamp, clock::now() + m_ttl / 2};
+    return false;
   }
+  if (stamp && *stamp != m_namesake->first) throw config_error(namesake_error(m_owner, *stamp));
+  if (clock::now() < m_namesake->until) return false;
   spdlog::info("leases: its heartbeat stopped (a previous run of this relay); joining");
+  return m_namesake_cleared = true;
 }
 
 void LeaseTable::heartbeat(pqxx::work& tx) {
@@ -139,7 +140,11 @@ void LeaseTable::heartbeat(pqxx::work& tx) {
 
 LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
   if (!intent.publish) return stand_by(db, intent);
-  if (!m_joined) refuse_a_live_namesake(db);
+  if (!m_joined && !namesake_gone(db)) {
+    m_next_tick =
+        clock::now() + std::max<clock::duration>(m_ttl / 20, std::chrono::milliseconds(10));
+    return {m_view, 0};
+  }
   const auto sent = clock::now();
   const std::string relays = m_schema.table("outbox_relays");
   const std::string leases = m_schema.table("outbox_leases");

@@ -60,8 +60,9 @@ class LeaseTable {
   /// the held leases renewed, and with give_back those not busy given back when another
   /// relay is live; nothing held: no statement at all.
   /// Throws config_error when another relay of the same name is live: at the first tick
-  /// (it waits up to ttl/2 when the name's heartbeat is recent, to tell a live relay from
-  /// this one's previous run), or later when that relay's heartbeat overwrote this one's.
+  /// (when the name's heartbeat is recent, the ticks of the next ttl/2 take nothing and watch
+  /// it, to tell a live relay from this one's previous run), or later when that relay's heartbeat
+  /// overwrote this one's.
   LeaseTick tick(pqxx::connection& db, const LeaseIntent& intent = {});
 
   /// Gives every held shard back at once and removes the heartbeat. Never throws.
@@ -78,9 +79,10 @@ class LeaseTable {
 
  private:
   LeaseTick stand_by(pqxx::connection& db, const LeaseIntent& intent);
-  // Before joining: throws config_error when a relay of this name is live (its heartbeat
-  // moves within ttl/2); waits that long only when its heartbeat is recent.
-  void refuse_a_live_namesake(pqxx::connection& db);
+  // Before joining: true when no other relay of this name is live. When its heartbeat is
+  // recent, false (look again at the next tick) until ttl/2 passed without it moving; throws
+  // config_error when it moves.
+  bool namesake_gone(pqxx::connection& db);
   // Writes the heartbeat; throws config_error when another relay of this name wrote it
   // since this one's last tick.
   void heartbeat(pqxx::work& tx);
@@ -99,6 +101,12 @@ class LeaseTable {
   LeaseView m_view;
   clock::time_point m_next_tick{};
   bool m_joined = false;
+  struct NamesakeWatch {
+    std::string first;  // the namesake's heartbeat when first seen
+    clock::time_point until;
+  };
+  std::optional<NamesakeWatch> m_namesake;
+  bool m_namesake_cleared = false;
   std::optional<std::string> m_stamp;  // our heartbeat's seen_at as committed; none: unknown
   std::string m_written;               // the seen_at the current tick wrote
 };

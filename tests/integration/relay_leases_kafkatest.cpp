@@ -92,11 +92,23 @@ TEST_F(RelayLeases, ASecondRelayWithALiveRelaysNameRefusesToStartNamingIt) {
 // restart under that name (a unit restarted, a container with a fixed name) joins within
 // half a lease ttl and publishes.
 TEST_F(RelayLeases, ARestartUnderTheNameOfAKilledRelayJoins) {
+  lease_ttl_ms_ = 10'000;  // a watch of 5 s: long enough to tell a stop served from a sleep
   const auto cfg = config();
   auto a = start_relay("solo", cfg);
   ASSERT_TRUE(txbox::test::wait_until([&] { return owned_by("solo") == 64; }, 30s)) << a->output();
   a->signal(SIGKILL);
   EXPECT_EQ(a->wait(10s), 128 + SIGKILL);
+  // While it watches the name's heartbeat, a stop request is served at once (not after ttl/2).
+  {
+    auto b = start_relay("solo", cfg);
+    ASSERT_TRUE(txbox::test::wait_until(
+        [&] { return b->output().find("waiting") != std::string::npos; }, 30s))
+        << b->output();
+    const auto asked = std::chrono::steady_clock::now();
+    b->signal(SIGTERM);
+    EXPECT_EQ(b->wait(20s), 0) << b->output();
+    EXPECT_LT(std::chrono::steady_clock::now() - asked, 2s) << b->output();
+  }
   auto a2 = start_relay("solo", cfg);
   enqueue(300, 10, 30);
   ASSERT_TRUE(wait_drained(60s)) << a2->output();
