@@ -1,6 +1,7 @@
 // The cluster's faults and metadata (see cluster.hpp).
 #include "cluster.hpp"
 
+#include <algorithm>
 #include <fstream>
 #include <thread>
 
@@ -109,7 +110,12 @@ void create_topic(const std::string& topic, int partitions, int rf,
   }
 }
 
-std::vector<PartitionState> describe(const std::string& topic, std::chrono::milliseconds timeout) {
+namespace {
+
+// One metadata request, to whichever broker the client asks first: empty when it does not
+// know the topic (yet: a new topic's metadata reaches the brokers one by one).
+std::vector<PartitionState> describe_once(const std::string& topic,
+                                          std::chrono::milliseconds timeout) {
   auto rk = client();
   rd_kafka_topic_t* t = rd_kafka_topic_new(rk.get(), topic.c_str(), nullptr);
   const rd_kafka_metadata_t* md = nullptr;
@@ -128,6 +134,19 @@ std::vector<PartitionState> describe(const std::string& topic, std::chrono::mill
     s.isr.assign(p.isrs, p.isrs + p.isr_cnt);
   }
   return out;
+}
+
+}  // namespace
+
+std::vector<PartitionState> describe(const std::string& topic, std::chrono::milliseconds timeout) {
+  const auto until = std::chrono::steady_clock::now() + timeout;
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    auto parts = describe_once(topic, std::max(left, std::chrono::milliseconds(1)));
+    if (!parts.empty() || std::chrono::steady_clock::now() >= until) return parts;
+    std::this_thread::sleep_for(100ms);
+  }
 }
 
 bool wait_partitions(const std::string& topic,

@@ -37,8 +37,9 @@ std::string bootstrap();
 void create_topic(const std::string& topic, int partitions, int rf = 3,
                   const std::map<std::string, std::string>& configs = {});
 
-/// The partitions of `topic` from a metadata request to any live broker; empty when none
-/// answers within `timeout`.
+/// The partitions of `topic` from a metadata request to any live broker, asked again until one
+/// knows the topic (a new topic reaches the brokers one by one); empty when none does within
+/// `timeout`.
 std::vector<PartitionState> describe(const std::string& topic,
                                      std::chrono::milliseconds timeout = 5s);
 
