@@ -43,8 +43,8 @@ std::vector<PublishedRow> TxnLanes::adopt(const LeaseView& view) {
   std::vector<std::pair<int, std::unique_ptr<Publisher>*>> slots;
   for (int lane : fresh) slots.emplace_back(lane, &m_producers[lane]);
   std::vector<std::future<void>> inits;
-  for (const auto& [lane, slot] : slots) {
-    inits.push_back(std::async(std::launch::async, [this, lane, slot] { open(lane, *slot); }));
+  for (const auto& s : slots) {
+    inits.push_back(std::async(std::launch::async, [this, s] { open(s.first, *s.second); }));
   }
   std::exception_ptr first;
   for (auto& f : inits) {
