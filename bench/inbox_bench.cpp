@@ -16,9 +16,12 @@
 #include <vector>
 
 #include "bench_kafka.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/uuid.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -67,10 +70,10 @@ void produce(const std::string& topic, int n) {
 
 void reset_effects(pqxx::connection& c) {
   pqxx::nontransaction n(c);
-  n.exec0("DROP TABLE IF EXISTS bench_effects");
-  n.exec0("CREATE TABLE bench_effects (message_id text, payload text)");
-  n.exec0("DELETE FROM txbox.inbox; DELETE FROM txbox.inbox_offsets");
-  n.exec0("VACUUM ANALYZE txbox.inbox");
+  pq::exec0(n, "DROP TABLE IF EXISTS bench_effects");
+  pq::exec0(n, "CREATE TABLE bench_effects (message_id text, payload text)");
+  pq::exec0(n, "DELETE FROM txbox.inbox; DELETE FROM txbox.inbox_offsets");
+  pq::exec0(n, "VACUUM ANALYZE txbox.inbox");
 }
 
 // The raw limit: a consumer and the same INSERTs, one transaction per 500 messages.
@@ -94,8 +97,8 @@ double raw_rate(const std::string& topic, int n) {
       if (!m || m->err) continue;
       if (start == clk::time_point{}) start = clk::now();
       const std::string payload(static_cast<const char*>(m->payload), m->len);
-      tx.exec_params("INSERT INTO bench_effects (message_id, payload) VALUES ($1, $2)",
-                     std::to_string(m->offset), payload);
+      pq::exec(tx, "INSERT INTO bench_effects (message_id, payload) VALUES ($1, $2)",
+               std::to_string(m->offset), payload);
       ++in_tx;
       ++done;
     }
@@ -126,10 +129,10 @@ InboxRun inbox_rate(const std::string& topic, int n, int batch, const std::strin
   cfg.batch_wait = 20ms;
   txbox::Consumer consumer(cfg, [savepoints](pqxx::work& tx, const txbox::ReceivedMessage& m) {
     // The savepoint variant measures what a savepoint per message would cost the inbox.
-    if (savepoints) tx.exec0("SAVEPOINT per_message");
-    tx.exec_params("INSERT INTO bench_effects (message_id, payload) VALUES ($1, $2)", m.id,
-                   m.payload);
-    if (savepoints) tx.exec0("RELEASE SAVEPOINT per_message");
+    if (savepoints) pq::exec0(tx, "SAVEPOINT per_message");
+    pq::exec(tx, "INSERT INTO bench_effects (message_id, payload) VALUES ($1, $2)", m.id,
+             m.payload);
+    if (savepoints) pq::exec0(tx, "RELEASE SAVEPOINT per_message");
   });
   clk::time_point start{};
   while (consumer.stats().processed + consumer.stats().duplicates < static_cast<std::uint64_t>(n)) {
@@ -153,7 +156,7 @@ InboxRun inbox_rate(const std::string& topic, int n, int batch, const std::strin
 double duplicate_rate(const std::string& topic, int n, const std::string& name) {
   {
     pqxx::connection db(g_pg);
-    pqxx::nontransaction(db).exec0("DELETE FROM txbox.inbox_offsets");
+    pq::exec0(pqxx::nontransaction(db), "DELETE FROM txbox.inbox_offsets");
   }
   txbox::ConsumerConfig cfg;
   cfg.name = name;

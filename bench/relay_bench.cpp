@@ -36,6 +36,9 @@
 #include "relay_bench_support.hpp"
 #include "relay_bench_table.hpp"
 #include "relay_bench_txbox.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace bench {
 namespace {
@@ -366,8 +369,8 @@ int main(int argc, char** argv) {
   pqxx::connection c(g_pg);
   {
     pqxx::nontransaction q(c);
-    const auto fsync = q.exec1("SHOW fsync")[0].as<std::string>();
-    const auto sync = q.exec1("SHOW synchronous_commit")[0].as<std::string>();
+    const auto fsync = pq::exec1(q, "SHOW fsync")[0].as<std::string>();
+    const auto sync = pq::exec1(q, "SHOW synchronous_commit")[0].as<std::string>();
     f.durability = fmt::format("fsync={}, synchronous_commit={}", fsync, sync);
     record("pg_fsync", fsync == "on" ? 1 : 0);
     progress("PostgreSQL " + f.durability);

@@ -11,7 +11,10 @@
 #include <thread>
 #include <vector>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace bench {
 
@@ -24,7 +27,8 @@ constexpr auto k_tick = 10s;  // progress and a size sample this often
 const char* const k_outbox = "txbox.outbox";
 
 TableStats table_stats(pqxx::connection& c) {
-  const auto r = pqxx::nontransaction(c).exec_params1(
+  const auto r = pq::exec1(
+      pqxx::nontransaction(c),
       "SELECT n_live_tup, n_dead_tup, n_tup_ins, n_tup_del, autovacuum_count, vacuum_count, "
       "autoanalyze_count, coalesce(last_autovacuum::text, '') FROM pg_stat_user_tables "
       "WHERE relid = $1::regclass",
@@ -38,10 +42,10 @@ TableStats table_stats(pqxx::connection& c) {
 
 // The outbox's sizes and dead rows now.
 TableSample sample(pqxx::connection& c, clk::time_point t0, long pending) {
-  const auto r = pqxx::nontransaction(c).exec_params1(
-      "SELECT pg_relation_size($1::regclass), pg_indexes_size($1::regclass), "
-      "pg_total_relation_size($1::regclass)",
-      k_outbox);
+  const auto r = pq::exec1(pqxx::nontransaction(c),
+                           "SELECT pg_relation_size($1::regclass), pg_indexes_size($1::regclass), "
+                           "pg_total_relation_size($1::regclass)",
+                           k_outbox);
   const auto st = table_stats(c);
   constexpr double mib = 1024.0 * 1024.0;
   return {.t_s = seconds_since(t0),
@@ -203,7 +207,7 @@ BigBacklog big_backlog(pqxx::connection& c, const std::string& topic, long n, do
   BigBacklog b;
   b.n = n;
   b.rate = rate;
-  b.autovacuum = pqxx::nontransaction(c).exec1("SHOW autovacuum")[0].as<std::string>();
+  b.autovacuum = pq::exec1(pqxx::nontransaction(c), "SHOW autovacuum")[0].as<std::string>();
   if (b.autovacuum != "on") progress("  warning: autovacuum is " + b.autovacuum);
 
   progress(

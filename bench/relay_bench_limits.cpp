@@ -10,8 +10,11 @@
 #include <thread>
 #include <vector>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
 #include "txbox/uuid.hpp"
+
+namespace pq = txbox::pq;
 
 namespace bench {
 
@@ -76,7 +79,7 @@ double insert_rate(const std::string& topic, int rows, bool use_enqueue, double 
           }
         } else {
           std::vector<std::string> ids, topics, keys, json;
-          std::vector<pqxx::binarystring> payloads;
+          std::vector<pq::binary_param> payloads;
           for (int r = 0; r < rows; ++r) {
             ids.push_back(txbox::uuid_v7().str());
             topics.push_back(topic);
@@ -84,10 +87,8 @@ double insert_rate(const std::string& topic, int rows, bool use_enqueue, double 
             payloads.emplace_back(k_payload.data(), k_payload.size());
             json.push_back(k_headers_json);
           }
-          using pqxx::prepare::make_dynamic_params;
-          tx.exec_params(sql, make_dynamic_params(ids), make_dynamic_params(topics),
-                         make_dynamic_params(keys), make_dynamic_params(payloads),
-                         make_dynamic_params(json));
+          pq::exec(tx, sql, pq::each(ids), pq::each(topics), pq::each(keys), pq::each(payloads),
+                   pq::each(json));
         }
         tx.commit();
         total += rows;
@@ -214,7 +215,8 @@ double raw_drain(pqxx::connection& c, int n) {
   while (done < n) {
     for (int shard = 0; shard < 64; ++shard) {
       pqxx::work tx(c);
-      const auto r = tx.exec_params(
+      const auto r = pq::exec(
+          tx,
           "SELECT id, message_id, topic, key, payload, headers FROM txbox.outbox WHERE shard = $1 "
           "AND published_at IS NULL ORDER BY id LIMIT 500 FOR UPDATE SKIP LOCKED",
           shard);
@@ -224,7 +226,7 @@ double raw_drain(pqxx::connection& c, int n) {
         if (ids.size() > 1) ids += ',';
         ids += row[0].c_str();
       }
-      tx.exec_params("DELETE FROM txbox.outbox WHERE id = ANY($1::bigint[])", ids + "}");
+      pq::exec(tx, "DELETE FROM txbox.outbox WHERE id = ANY($1::bigint[])", ids + "}");
       tx.commit();
       done += static_cast<long>(r.size());
     }

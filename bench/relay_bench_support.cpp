@@ -11,7 +11,10 @@
 #include <stdexcept>
 #include <vector>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace bench {
 
@@ -114,7 +117,8 @@ void fill_sql(pqxx::connection& c, const std::string& topic, long n, bool relays
   pqxx::work tx(c);
   for (long from = 0; from < n; from += 500'000) {
     const long to = std::min(n, from + 500'000);
-    tx.exec_params(
+    pq::exec(
+        tx,
         "INSERT INTO txbox.outbox (message_id, topic, key, payload, headers) "
         "SELECT gen_random_uuid(), $1, 'key-' || (i % 1000), convert_to(repeat('p', 200), 'UTF8'), "
         "'[[\"ce_source\",\"txbox\"],[\"ce_specversion\",\"1.0\"],"

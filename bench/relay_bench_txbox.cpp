@@ -9,7 +9,10 @@
 #include <vector>
 
 #include "relay_bench_process.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace bench {
 
@@ -70,9 +73,9 @@ void warm_up_relays(pqxx::connection& c, rd_kafka_t* counter, const std::string&
 void await_leases(pqxx::connection& c, int relays) {
   const auto until = clk::now() + 60s;
   while (clk::now() < until) {
-    const auto r = pqxx::nontransaction(c).exec1(
-        "SELECT count(*), count(DISTINCT owner) FROM txbox.outbox_leases "
-        "WHERE owner IS NOT NULL AND expires_at > now()");
+    const auto r = pq::exec1(pqxx::nontransaction(c),
+                             "SELECT count(*), count(DISTINCT owner) FROM txbox.outbox_leases "
+                             "WHERE owner IS NOT NULL AND expires_at > now()");
     if (r[0].as<int>() == 64 && r[1].as<int>() == relays) return;
     std::this_thread::sleep_for(50ms);
   }

@@ -20,8 +20,11 @@
 #include <vector>
 
 #include "bench_metrics.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 extern char** environ;
 
@@ -61,7 +64,7 @@ class RelayProcess {
 };
 
 long pending(pqxx::connection& db) {
-  return pqxx::nontransaction(db).exec1("SELECT count(*) FROM txbox.outbox")[0].as<long>();
+  return pq::exec1(pqxx::nontransaction(db), "SELECT count(*) FROM txbox.outbox")[0].as<long>();
 }
 
 void wait_drained(pqxx::connection& db) {

@@ -21,7 +21,10 @@
 #include <regex>
 #include <sstream>
 
+#include "txbox/detail/pq.hpp"
 #include "writer_bench.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -181,7 +184,7 @@ std::string load_average() {
 void print_header(const Options& o, pqxx::connection& db) {
   pqxx::nontransaction q(db);
   const auto show = [&](const char* name) {
-    return q.exec_params1("SELECT current_setting($1)", std::string(name))[0].as<std::string>();
+    return pq::exec1(q, "SELECT current_setting($1)", std::string(name))[0].as<std::string>();
   };
   std::cout << fmt::format(
       "Writers' commit ceiling, run of {} on {} cores (load average at start {}), commit {}. "

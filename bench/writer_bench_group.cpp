@@ -1,7 +1,10 @@
 // The writers' bench: one group of writers (messages per tx × writers) taking the arms in turn.
 #include <chrono>
 
+#include "txbox/detail/pq.hpp"
 #include "writer_bench.hpp"
+
+namespace pq = txbox::pq;
 
 namespace wb {
 namespace {
@@ -75,8 +78,8 @@ std::array<double, 5> Group::snapshot(pqxx::connection& db) {
   s[k_at] = seconds_now();
   s[k_client] = self_cpu_seconds();
   for (const int pid : m_backends) s[k_server] += process_cpu_seconds(pid);
-  s[k_wal] = pqxx::nontransaction(db)
-                 .exec1("SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8")[0]
+  s[k_wal] = pq::exec1(pqxx::nontransaction(db),
+                       "SELECT pg_wal_lsn_diff(pg_current_wal_lsn(), '0/0')::float8")[0]
                  .as<double>();
   return s;
 }

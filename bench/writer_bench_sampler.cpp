@@ -9,7 +9,10 @@
 #include <fstream>
 #include <sstream>
 
+#include "txbox/detail/pq.hpp"
 #include "writer_bench.hpp"
+
+namespace pq = txbox::pq;
 
 namespace wb {
 
@@ -48,8 +51,7 @@ void WaitSampler::loop() {
   while (!m_quit) {
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
     if (!m_recording) continue;
-    const pqxx::result r =
-        pqxx::nontransaction(m_conn).exec_params(sql, std::string("writer_bench"));
+    const pqxx::result r = pq::exec(pqxx::nontransaction(m_conn), sql, std::string("writer_bench"));
     const std::lock_guard lock(m_mutex);
     for (const auto& row : r) ++m_counts[row[0].c_str()];
   }

@@ -5,8 +5,11 @@
 #include <sstream>
 #include <stdexcept>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "writer_bench.hpp"
+
+namespace pq = txbox::pq;
 
 namespace wb {
 namespace {
@@ -61,10 +64,10 @@ std::string checked_reloption(const std::string& option) {
 // LIKE ... INCLUDING ALL does not copy them.
 void copy_reloptions(pqxx::work& tx, const std::string& from, const std::string& to) {
   const pqxx::result r =
-      tx.exec_params("SELECT unnest(reloptions) FROM pg_class WHERE oid = $1::regclass", from);
+      pq::exec(tx, "SELECT unnest(reloptions) FROM pg_class WHERE oid = $1::regclass", from);
   std::string opts;
   for (const auto& row : r) opts += (opts.empty() ? "" : ", ") + checked_reloption(row[0].c_str());
-  if (!opts.empty()) tx.exec0(fmt::format("ALTER TABLE {} SET ({})", to, opts));
+  if (!opts.empty()) pq::exec0(tx, fmt::format("ALTER TABLE {} SET ({})", to, opts));
 }
 
 Arm plain_arm(std::string name, std::string label, std::string table, bool probe) {
@@ -131,20 +134,23 @@ std::vector<Arm> make_arms(const Options& o) {
 void setup_tables(pqxx::connection& db, const Options& o) {
   const std::string source = quoted(o.v6) + ".outbox";
   pqxx::work tx(db);
-  tx.exec0(fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", quoted(k_schema)));
-  tx.exec0(fmt::format("CREATE SCHEMA {}", quoted(k_schema)));
-  tx.exec0(fmt::format(
-      "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT "
-      "NULL, amount bigint NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())",
-      bench_table("orders")));
+  pq::exec0(tx, fmt::format("DROP SCHEMA IF EXISTS {} CASCADE", quoted(k_schema)));
+  pq::exec0(tx, fmt::format("CREATE SCHEMA {}", quoted(k_schema)));
+  pq::exec0(
+      tx,
+      fmt::format(
+          "CREATE TABLE {} (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY, customer text NOT "
+          "NULL, amount bigint NOT NULL, placed_at timestamptz NOT NULL DEFAULT now())",
+          bench_table("orders")));
   for (const char* name : {"outbox_plain", "outbox_cache"}) {
-    tx.exec0(fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL)", bench_table(name), source));
+    pq::exec0(tx,
+              fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL)", bench_table(name), source));
     copy_reloptions(tx, source, bench_table(name));
   }
-  tx.exec0(
-      fmt::format("ALTER TABLE {} ALTER COLUMN id SET CACHE 100", bench_table("outbox_cache")));
-  tx.exec0(fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)",
-                       bench_table("outbox_noidx"), source));
+  pq::exec0(
+      tx, fmt::format("ALTER TABLE {} ALTER COLUMN id SET CACHE 100", bench_table("outbox_cache")));
+  pq::exec0(tx, fmt::format("CREATE TABLE {} (LIKE {} INCLUDING ALL EXCLUDING INDEXES)",
+                            bench_table("outbox_noidx"), source));
   copy_reloptions(tx, source, bench_table("outbox_noidx"));
   tx.commit();
 }
@@ -152,14 +158,14 @@ void setup_tables(pqxx::connection& db, const Options& o) {
 void reset_tables(pqxx::connection& db, pqxx::connection* admin, const Options& o) {
   {
     pqxx::work tx(db);
-    tx.exec0(fmt::format("TRUNCATE {}, {}, {}, {}, {}.outbox, {}.outbox RESTART IDENTITY",
-                         bench_table("orders"), bench_table("outbox_plain"),
-                         bench_table("outbox_cache"), bench_table("outbox_noidx"), quoted(o.v6),
-                         quoted(o.v5)));
+    pq::exec0(tx, fmt::format("TRUNCATE {}, {}, {}, {}, {}.outbox, {}.outbox RESTART IDENTITY",
+                              bench_table("orders"), bench_table("outbox_plain"),
+                              bench_table("outbox_cache"), bench_table("outbox_noidx"),
+                              quoted(o.v6), quoted(o.v5)));
     tx.commit();
   }
   // Every cell starts right after a checkpoint: the same full-page images in its WAL.
-  if (admin) pqxx::nontransaction(*admin).exec0("CHECKPOINT");
+  if (admin) pq::exec0(pqxx::nontransaction(*admin), "CHECKPOINT");
 }
 
 std::string arm_sql(const Arm& arm, int n) {

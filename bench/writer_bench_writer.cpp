@@ -4,12 +4,13 @@
 
 #include <span>
 
+#include "txbox/detail/pq.hpp"
 #include "writer_bench.hpp"
+
+namespace pq = txbox::pq;
 
 namespace wb {
 namespace {
-
-using pqxx::prepare::make_dynamic_params;
 
 std::string statement_name(const Arm& arm, int n) {
   return fmt::format("wb_{}_{}", arm.name, n);
@@ -37,8 +38,8 @@ Writer::Writer(const Options& o, const std::vector<Arm>& arms, unsigned seed)
       m_keys(o.keys),
       m_payload(make_payload(o.payload)),
       m_headers(make_headers()) {
-  pqxx::nontransaction(m_conn).exec_params("SELECT set_config('application_name', $1, false)",
-                                           std::string("writer_bench"));
+  pq::exec(pqxx::nontransaction(m_conn), "SELECT set_config('application_name', $1, false)",
+           std::string("writer_bench"));
   m_conn.prepare("wb_order",
                  fmt::format("INSERT INTO \"{}\".orders (customer, amount) VALUES ($1::text, "
                              "$2::bigint)",
@@ -75,7 +76,7 @@ void Writer::run_tx(const Arm& arm, int n) {
 
 void Writer::insert_order(pqxx::work& tx, const std::string& customer) {
   const auto amount = static_cast<long>(m_rng() % 100'000);
-  tx.exec_prepared("wb_order", customer, amount);
+  pq::exec_prepared(tx, "wb_order", customer, amount);
 }
 
 void Writer::insert_plain(pqxx::work& tx, const Arm& arm, const std::vector<std::string>& keys) {
@@ -84,20 +85,17 @@ void Writer::insert_plain(pqxx::work& tx, const Arm& arm, const std::vector<std:
   ids.reserve(n);
   for (std::size_t i = 0; i < n; ++i) ids.push_back(message_id(arm.v4_ids));
   const std::vector<std::string> topics(n, "orders");
-  const std::vector<pqxx::binarystring> payloads(
-      n, pqxx::binarystring(m_payload.data(), m_payload.size()));
+  const std::vector<pq::binary_param> payloads(n, pq::binary(m_payload));
   const std::vector<std::string> headers(n, m_headers);
-  tx.exec_prepared(statement_name(arm, static_cast<int>(n)), make_dynamic_params(ids),
-                   make_dynamic_params(topics), make_dynamic_params(keys),
-                   make_dynamic_params(payloads), make_dynamic_params(headers));
+  pq::exec_prepared(tx, statement_name(arm, static_cast<int>(n)), pq::each(ids), pq::each(topics),
+                    pq::each(keys), pq::each(payloads), pq::each(headers));
 }
 
 void Writer::call_sql(pqxx::work& tx, const Arm& arm, const std::vector<std::string>& keys) {
-  const std::vector<pqxx::binarystring> payloads(
-      keys.size(), pqxx::binarystring(m_payload.data(), m_payload.size()));
-  tx.exec_prepared(statement_name(arm, static_cast<int>(keys.size())), std::string("orders"),
-                   std::string("[]"), std::string("OrderPlaced"), make_dynamic_params(keys),
-                   make_dynamic_params(payloads));
+  const std::vector<pq::binary_param> payloads(keys.size(), pq::binary(m_payload));
+  pq::exec_prepared(tx, statement_name(arm, static_cast<int>(keys.size())), std::string("orders"),
+                    std::string("[]"), std::string("OrderPlaced"), pq::each(keys),
+                    pq::each(payloads));
 }
 
 void Writer::call_cpp(pqxx::work& tx, const Arm& arm, const std::vector<std::string>& keys) {

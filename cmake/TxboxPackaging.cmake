@@ -34,8 +34,13 @@ set(CPACK_DEBIAN_RELAY_PACKAGE_CONTROL_EXTRA
 set(CPACK_DEBIAN_RELAY_PACKAGE_CONTROL_STRICT_PERMISSION ON)
 # The headers and static libraries need the development packages of what they link.
 set(CPACK_DEBIAN_DEV_PACKAGE_NAME libtxbox-dev)
+# The static libraries are compiled against one libpqxx release line (6.4 and 7.x differ in
+# ABI, and each 7.x minor release is its own library: libpqxx-7.10): depend on that line.
+string(REGEX MATCH "^([0-9]+)\\.([0-9]+)" _pqxx_line "${PQXX_VERSION}")
+math(EXPR _pqxx_next_minor "${CMAKE_MATCH_2} + 1")
+set(_pqxx_dep "libpqxx-dev (>= ${_pqxx_line}), libpqxx-dev (<< ${CMAKE_MATCH_1}.${_pqxx_next_minor})")
 set(CPACK_DEBIAN_DEV_PACKAGE_DEPENDS
-  "libpqxx-dev, libpq-dev, librdkafka-dev, libspdlog-dev, libfmt-dev, nlohmann-json3-dev, libtoml11-dev, pkg-config")
+  "${_pqxx_dep}, libpq-dev, librdkafka-dev, libspdlog-dev, libfmt-dev, nlohmann-json3-dev, libtoml11-dev, pkg-config")
 set(CPACK_DEBIAN_DEV_DESCRIPTION
   "txbox: transactional outbox and inbox for C++ services (development files)\nHeaders and static libraries of txbox::outbox, txbox::inbox and txbox::relay, their CMake\npackage (find_package(txbox)) and pkg-config files (txbox-outbox, txbox-inbox), and the\nSQL migrations in /usr/share/txbox/migrations.")
 include(CPack)

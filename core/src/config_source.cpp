@@ -21,7 +21,7 @@ namespace txbox {
 namespace {
 
 std::string scalar_text(const toml::value& v, const std::string& key) {
-  if (v.is_string()) return v.as_string().str;
+  if (v.is_string()) return toml::get<std::string>(v);
   if (v.is_integer()) return std::to_string(v.as_integer());
   if (v.is_boolean()) return v.as_boolean() ? "true" : "false";
   if (v.is_floating()) return fmt::format("{}", v.as_floating());
@@ -32,7 +32,7 @@ std::string scalar_text(const toml::value& v, const std::string& key) {
       if (!e.is_string()) {
         throw config_error(fmt::format("config key '{}' must be a list of strings", key));
       }
-      out += (out.empty() ? "" : ",") + e.as_string().str;
+      out += (out.empty() ? "" : ",") + toml::get<std::string>(e);
     }
     return out;
   }

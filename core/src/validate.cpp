@@ -1,5 +1,6 @@
 #include "txbox/validate.hpp"
 
+#include <cstdint>
 #include <string>
 
 #include "txbox/error.hpp"

@@ -10,6 +10,7 @@
 
 #include "ctl.hpp"
 #include "txbox/conninfo.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "txbox/validate.hpp"
 
@@ -139,11 +140,11 @@ Session connect(const Options& options) {
 SchemaState read_schema_state(pqxx::transaction_base& tx, const std::string& schema) {
   SchemaState st;
   st.schema_exists =
-      tx.exec_params1("SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema)[0]
+      pq::exec1(tx, "SELECT EXISTS (SELECT FROM pg_namespace WHERE nspname = $1)", schema)[0]
           .as<bool>();
   if (!st.schema_exists) return st;
   const std::string table = detail::schema_name(schema).table("schema_version");
-  st.has_version_table = !tx.exec_params1("SELECT to_regclass($1)", table)[0].is_null();
+  st.has_version_table = !pq::exec1(tx, "SELECT to_regclass($1)", table)[0].is_null();
   if (!st.has_version_table) return st;
   const auto rows =
       tx.exec("SELECT version, " + sql_ts("applied_at") + " FROM " + table + " ORDER BY version");

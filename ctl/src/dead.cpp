@@ -8,6 +8,7 @@
 
 #include "ctl.hpp"
 #include "output.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 
 namespace txbox::ctl {
@@ -35,7 +36,7 @@ void check_schema(Session& db, int needed, std::string_view command) {
 
 std::optional<std::string> bytes_of(const pqxx::field& f) {
   if (f.is_null()) return std::nullopt;
-  return pqxx::binarystring(f).str();
+  return pq::bytes_of(f);
 }
 
 json headers_of(const pqxx::field& f) {
@@ -92,10 +93,12 @@ void print_total(std::size_t shown, std::int64_t total, const char* what) {
 std::vector<std::int64_t> move_to_outbox(pqxx::work& tx, const std::string& s,
                                          const std::vector<std::int64_t>& ids) {
   const std::string array = id_array(ids);
-  tx.exec_params(
+  pq::exec(
+      tx,
       detail::key_lock_sql("SELECT key FROM " + s + ".outbox_dead WHERE id = ANY($1::bigint[])"),
       array);
-  const auto moved = tx.exec_params(
+  const auto moved = pq::exec(
+      tx,
       "WITH d AS (DELETE FROM " + s +
           ".outbox_dead WHERE id = ANY($1::bigint[]) RETURNING id, message_id, topic, key, "
           "payload, headers, created_at), "
@@ -145,16 +148,17 @@ void print_requeued(const Options& o, const std::vector<std::int64_t>& ids, cons
 int cmd_outbox_dead_list(const Options& o, const DeadListOptions& lo) {
   Session db = connect(o);
   check_schema(db, 1, "txboxctl outbox dead list");
-  pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*db.conn);
+  pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR topic = $1)";
   const auto total =
-      tx.exec_params1("SELECT count(*) FROM " + db.s + ".outbox_dead" + where, lo.topic)[0]
+      pq::exec1(tx, "SELECT count(*) FROM " + db.s + ".outbox_dead" + where, lo.topic)[0]
           .as<std::int64_t>();
   const auto rows =
-      tx.exec_params("SELECT id, message_id::text, topic, key, attempts, " + sql_ts("failed_at") +
-                         ", " + sql_ts("created_at") + ", error, length(payload) FROM " + db.s +
-                         ".outbox_dead" + where + " ORDER BY id LIMIT $2",
-                     lo.topic, lo.limit);
+      pq::exec(tx,
+               "SELECT id, message_id::text, topic, key, attempts, " + sql_ts("failed_at") + ", " +
+                   sql_ts("created_at") + ", error, length(payload) FROM " + db.s + ".outbox_dead" +
+                   where + " ORDER BY id LIMIT $2",
+               lo.topic, lo.limit);
   tx.commit();
 
   if (o.json) {
@@ -190,10 +194,11 @@ int cmd_outbox_dead_show(const Options& o, std::int64_t id) {
   check_schema(db, 1, "txboxctl outbox dead show");
   pqxx::nontransaction tx(*db.conn);
   const auto rows =
-      tx.exec_params("SELECT id, message_id::text, topic, key, payload, headers::text, " +
-                         sql_ts("created_at") + ", attempts, error, " + sql_ts("failed_at") +
-                         " FROM " + db.s + ".outbox_dead WHERE id = $1",
-                     id);
+      pq::exec(tx,
+               "SELECT id, message_id::text, topic, key, payload, headers::text, " +
+                   sql_ts("created_at") + ", attempts, error, " + sql_ts("failed_at") + " FROM " +
+                   db.s + ".outbox_dead WHERE id = $1",
+               id);
   if (rows.empty()) {
     throw error(
         fmt::format("{}.outbox_dead has no row with id {}. Hint: txboxctl outbox dead list "
@@ -250,7 +255,8 @@ int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
     std::int64_t upto = 0;
     {
       pqxx::nontransaction tx(*db.conn);
-      const auto r = tx.exec_params1(
+      const auto r = pq::exec1(
+          tx,
           "SELECT coalesce(max(id), 0) FROM " + db.s + ".outbox_dead WHERE ($1 = '' OR topic = $1)",
           ro.topic);
       upto = r[0].as<std::int64_t>();
@@ -260,10 +266,11 @@ int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
       pqxx::work tx(*db.conn);
       std::vector<std::int64_t> batch;
       for (const auto& row :
-           tx.exec_params("SELECT id FROM " + db.s +
-                              ".outbox_dead WHERE id > $1 AND id <= $2 AND ($3 = '' OR topic = $3) "
-                              "ORDER BY id LIMIT $4",
-                          after, upto, ro.topic, ro.batch_size)) {
+           pq::exec(tx,
+                    "SELECT id FROM " + db.s +
+                        ".outbox_dead WHERE id > $1 AND id <= $2 AND ($3 = '' OR topic = $3) "
+                        "ORDER BY id LIMIT $4",
+                    after, upto, ro.topic, ro.batch_size)) {
         batch.push_back(row[0].as<std::int64_t>());
       }
       if (batch.empty()) break;
@@ -282,12 +289,13 @@ int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
 int cmd_inbox_dead_list(const Options& o, const DeadListOptions& lo) {
   Session db = connect(o);
   check_schema(db, 3, "txboxctl inbox dead list");
-  pqxx::transaction<pqxx::repeatable_read, pqxx::read_only> tx(*db.conn);
+  pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR consumer = $1)";
   const auto total =
-      tx.exec_params1("SELECT count(*) FROM " + db.s + ".inbox_dead" + where, lo.consumer)[0]
+      pq::exec1(tx, "SELECT count(*) FROM " + db.s + ".inbox_dead" + where, lo.consumer)[0]
           .as<std::int64_t>();
-  const auto rows = tx.exec_params(
+  const auto rows = pq::exec(
+      tx,
       "SELECT id, consumer, message_id, topic, \"partition\", \"offset\", attempts, " +
           sql_ts("failed_at") + ", " + sql_ts("requeued_at") + ", error, length(payload) FROM " +
           db.s + ".inbox_dead" + where + " ORDER BY id LIMIT $2",
@@ -332,12 +340,13 @@ int cmd_inbox_dead_show(const Options& o, std::int64_t id) {
   Session db = connect(o);
   check_schema(db, 3, "txboxctl inbox dead show");
   pqxx::nontransaction tx(*db.conn);
-  const auto rows = tx.exec_params(
-      "SELECT id, consumer, message_id, topic, \"partition\", \"offset\", key, payload, "
-      "headers::text, error, attempts, " +
-          sql_ts("failed_at") + ", " + sql_ts("requeued_at") + " FROM " + db.s +
-          ".inbox_dead WHERE id = $1",
-      id);
+  const auto rows =
+      pq::exec(tx,
+               "SELECT id, consumer, message_id, topic, \"partition\", \"offset\", key, payload, "
+               "headers::text, error, attempts, " +
+                   sql_ts("failed_at") + ", " + sql_ts("requeued_at") + " FROM " + db.s +
+                   ".inbox_dead WHERE id = $1",
+               id);
   if (rows.empty()) {
     throw error(
         fmt::format("{}.inbox_dead has no row with id {}. Hint: txboxctl inbox dead list "
@@ -396,10 +405,11 @@ int cmd_inbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
     const auto wanted = sorted_unique(ro.ids);
     pqxx::work tx(*db.conn);
     for (const auto& row :
-         tx.exec_params("UPDATE " + db.s +
-                            ".inbox_dead SET requeued_at = now() WHERE id = ANY($1::bigint[]) "
-                            "AND ($2 = '' OR consumer = $2) RETURNING id",
-                        id_array(wanted), ro.consumer)) {
+         pq::exec(tx,
+                  "UPDATE " + db.s +
+                      ".inbox_dead SET requeued_at = now() WHERE id = ANY($1::bigint[]) "
+                      "AND ($2 = '' OR consumer = $2) RETURNING id",
+                  id_array(wanted), ro.consumer)) {
       marked.push_back(row[0].as<std::int64_t>());
     }
     std::sort(marked.begin(), marked.end());
@@ -413,15 +423,16 @@ int cmd_inbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
     std::int64_t upto = 0;
     {
       pqxx::nontransaction tx(*db.conn);
-      upto = tx.exec_params1(
-                   "SELECT coalesce(max(id), 0) FROM " + db.s + ".inbox_dead WHERE consumer = $1",
-                   ro.consumer)[0]
+      upto = pq::exec1(
+                 tx, "SELECT coalesce(max(id), 0) FROM " + db.s + ".inbox_dead WHERE consumer = $1",
+                 ro.consumer)[0]
                  .as<std::int64_t>();
     }
     std::int64_t after = 0;
     while (true) {
       pqxx::work tx(*db.conn);
-      const auto rows = tx.exec_params(
+      const auto rows = pq::exec(
+          tx,
           "UPDATE " + db.s + ".inbox_dead SET requeued_at = now() WHERE id IN (SELECT id FROM " +
               db.s +
               ".inbox_dead WHERE consumer = $1 AND requeued_at IS NULL AND id > $2 AND id <= $3 "

@@ -1,5 +1,6 @@
 // txboxctl status: the server and its standbys (see replication.hpp).
 #include "replication.hpp"
+#include "txbox/detail/pq.hpp"
 
 #include <fmt/format.h>
 
@@ -9,9 +10,10 @@ namespace txbox::ctl {
 
 Replication read_replication(pqxx::transaction_base& tx) {
   Replication r;
-  const auto head = tx.exec1(
-      "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local'), "
-      "pg_is_in_recovery(), pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')");
+  const auto head =
+      pq::exec1(tx,
+                "SELECT coalesce(host(inet_server_addr()) || ':' || inet_server_port(), 'local'), "
+                "pg_is_in_recovery(), pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')");
   r.server = head[0].as<std::string>();
   r.in_recovery = head[1].as<bool>();
   if (!head[2].as<bool>() || r.in_recovery) return r;

@@ -10,13 +10,14 @@
 #include "ctl.hpp"
 #include "output.hpp"
 #include "replication.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 
 namespace txbox::ctl {
 namespace {
 
 using json = nlohmann::json;
-using snapshot = pqxx::transaction<pqxx::repeatable_read, pqxx::read_only>;
+using snapshot = pq::read_only_snapshot;
 
 // Pending rows are counted exactly up to this many (as the relay's backlog gauge), then
 // estimated from PostgreSQL's statistics; above it each shard counts its first
@@ -44,7 +45,8 @@ struct Backlog {
 // count with the planner's estimate, then each shard's head and capped count through the
 // (shard, id) index of pending rows.
 Backlog read_backlog(pqxx::transaction_base& tx, const std::string& s) {
-  const auto head = tx.exec_params1(
+  const auto head = pq::exec1(
+      tx,
       "SELECT (SELECT count(*) FROM (SELECT 1 FROM " + s +
           ".outbox WHERE published_at IS NULL LIMIT $1) c), "
           "(SELECT greatest(reltuples, 0)::bigint FROM pg_class WHERE oid = to_regclass($2))",
@@ -56,7 +58,8 @@ Backlog read_backlog(pqxx::transaction_base& tx, const std::string& s) {
   const std::string pending = "FROM " + s +
                               ".outbox o WHERE o.shard = g.shard::smallint AND "
                               "o.published_at IS NULL ORDER BY o.id";
-  const auto rows = tx.exec_params(
+  const auto rows = pq::exec(
+      tx,
       "SELECT g.shard, c.n, c.r, extract(epoch FROM now() - h.created_at)::float8 "
       "FROM generate_series(0, $2::int - 1) AS g(shard) "
       "CROSS JOIN LATERAL (SELECT o.created_at " +
@@ -181,11 +184,12 @@ int cmd_status(const Options& o, const StatusOptions& so) {
   Table t_relays({"relay", "last seen", "live"}, {false, true, false});
   std::size_t live = 0;
   for (const auto& row :
-       tx.exec_params("SELECT name, " + sql_ts("seen_at") +
-                          ", extract(epoch FROM now() - seen_at)::float8, "
-                          "seen_at > now() - make_interval(secs => $1::float8 / 1000) FROM " +
-                          s + ".outbox_relays ORDER BY name",
-                      so.lease_ttl_ms)) {
+       pq::exec(tx,
+                "SELECT name, " + sql_ts("seen_at") +
+                    ", extract(epoch FROM now() - seen_at)::float8, "
+                    "seen_at > now() - make_interval(secs => $1::float8 / 1000) FROM " +
+                    s + ".outbox_relays ORDER BY name",
+                so.lease_ttl_ms)) {
     const bool is_live = row[3].as<bool>();
     live += is_live;
     j_relays.push_back({{"name", row[0].as<std::string>()},
@@ -245,7 +249,7 @@ int cmd_status(const Options& o, const StatusOptions& so) {
     t_offsets.add({row[0].as<std::string>(), row[1].as<std::string>(), row[2].as<std::string>(),
                    row[3].as<std::string>(), duration(row[5].as<double>()) + " ago"});
   }
-  const std::string now = tx.exec1("SELECT " + sql_ts("now()"))[0].as<std::string>();
+  const std::string now = pq::exec1(tx, "SELECT " + sql_ts("now()"))[0].as<std::string>();
   const Replication replication = read_replication(tx);
   tx.commit();
 

@@ -25,7 +25,7 @@ namespace {
 void create_tables(const std::string& database_url) {
   pqxx::connection conn(database_url);
   pqxx::work tx(conn);
-  if (!tx.exec1("SELECT to_regclass('billing.invoices') IS NULL")[0].as<bool>()) return;
+  if (!tx.exec("SELECT to_regclass('billing.invoices') IS NULL")[0][0].as<bool>()) return;
   tx.exec("SELECT pg_advisory_xact_lock(hashtext('billing tables'))");
   tx.exec(
       "CREATE SCHEMA IF NOT EXISTS billing; "
@@ -85,7 +85,11 @@ int main(int argc, char** argv) {
     txbox::Consumer consumer(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
       const std::string* type = m.header(txbox::headers::type);
       if (type == nullptr || *type != "OrderPlaced") return;  // other events: no invoice
+#if PQXX_VERSION_MAJOR >= 7  // libpqxx 7 binds parameters with pqxx::params; 6.4 by exec_params
+      const pqxx::row invoice = tx.exec(k_insert_invoice, pqxx::params{m.id, m.payload}).one_row();
+#else
       const pqxx::row invoice = tx.exec_params1(k_insert_invoice, m.id, m.payload);
+#endif
       // Same transaction: the message commits with the invoice and the inbox's record.
       // Its key is the customer, as upstream: the key lock is shared with the order service.
       outbox.enqueue(tx, {.topic = invoices_topic,

@@ -62,7 +62,11 @@ void writer(const Options& opt, long first, long step, std::atomic<long>& placed
     const std::string customer = "customer-" + std::to_string(n % opt.customers);
     const long amount = 100 + (n * 37) % 10'000;
     pqxx::work tx(conn);
-    const auto row = tx.exec_params1(k_place_order, customer, amount);
+#if PQXX_VERSION_MAJOR >= 7  // libpqxx 7 binds parameters with pqxx::params; 6.4 by exec_params
+    const pqxx::row row = tx.exec(k_place_order, pqxx::params{customer, amount}).one_row();
+#else
+    const pqxx::row row = tx.exec_params1(k_place_order, customer, amount);
+#endif
     const std::string payload = "{\"order_id\":" + row[0].as<std::string>() + ",\"customer\":\"" +
                                 customer + "\",\"customer_seq\":" + row[1].as<std::string>() +
                                 ",\"amount_cents\":" + std::to_string(amount) +

@@ -68,7 +68,11 @@ constexpr const char* k_apply =
 void apply_order(pqxx::work& tx, const txbox::ReceivedMessage& m) {
   const std::string* type = m.header(txbox::headers::type);
   if (type == nullptr || *type != "OrderPlaced") return;  // other events: nothing to project
+#if PQXX_VERSION_MAJOR >= 7  // libpqxx 7 binds parameters with pqxx::params; 6.4 by exec_params
+  tx.exec(k_apply, pqxx::params{m.id, m.payload, m.partition, m.offset});
+#else
   tx.exec_params(k_apply, m.id, m.payload, m.partition, m.offset);
+#endif
 }
 
 // Writes `text` to `path` atomically (a reader never sees half a file).

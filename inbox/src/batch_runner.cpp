@@ -9,6 +9,7 @@
 #include <set>
 
 #include "handler_error.hpp"
+#include "txbox/detail/pq.hpp"
 #include "watched_work.hpp"
 
 namespace txbox::inbox {
@@ -89,7 +90,7 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
     }
   }
   watched_work tx(db, "txbox_inbox");
-  const auto fresh = store.insert_new(tx, messages);
+  const auto fresh = store.insert_new(tx.work(), messages);
   std::set<std::string> seen;
   for (item* it : included) {
     const TopicPartition tp{it->msg.topic, it->msg.partition};
@@ -97,13 +98,13 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
     if (!is_new) {
       ++res.duplicates;
     } else if (it->dead) {
-      store.insert_dead(tx, it->msg, it->dead_error, it->dead_attempts);
+      store.insert_dead(tx.work(), it->msg, it->dead_error, it->dead_attempts);
       ++res.dead;
     } else {
       const auto t0 = clock::now();
-      if (savepoints) tx.exec0("SAVEPOINT txbox_handler");
+      if (savepoints) pq::exec0(tx.work(), "SAVEPOINT txbox_handler");
       try {
-        handler(tx, it->msg);
+        handler(tx.work(), it->msg);
       } catch (...) {
         auto sorted = sort_handler_error(std::current_exception());
         // Without savepoints a 25P02 may be an earlier handler's doing: find out.
@@ -129,7 +130,7 @@ attempt_result run_once(pqxx::connection& db, const inbox_store& store, const Ha
     }
     res.next[tp] = it->msg.offset + 1;
   }
-  store.upsert_offsets(tx, res.next);
+  store.upsert_offsets(tx.work(), res.next);
   if (!may_commit()) {
     res.lost_assignment = true;
     return res;

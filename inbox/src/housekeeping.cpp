@@ -9,6 +9,7 @@
 #include "handler_error.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
+#include "txbox/detail/pq.hpp"
 #include "watched_work.hpp"
 
 namespace txbox::inbox {
@@ -70,13 +71,13 @@ requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, con
   std::optional<std::pair<std::int64_t, std::string>> alone;  // a failure the round lost
   {
     watched_work tx(db, "txbox_requeue");
-    const auto rows = store.requeued(tx, limit);
+    const auto rows = store.requeued(tx.work(), limit);
     if (rows.empty()) return out;
     for (const auto& row : rows) {
-      tx.exec0("SAVEPOINT txbox_requeue");
+      pq::exec0(tx.work(), "SAVEPOINT txbox_requeue");
       std::optional<std::string> error;
       try {
-        handler(tx, row.message);
+        handler(tx.work(), row.message);
       } catch (...) {
         // Not the message's fault (a deadlock, a privilege missing): the round is retried.
         if (sort_handler_error(std::current_exception()).verdict !=
@@ -92,7 +93,7 @@ requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, con
         }
       }
       if (!error && tx.release("txbox_requeue")) {
-        store.delete_dead(tx, row.id);
+        store.delete_dead(tx.work(), row.id);
         ++out.processed;
         continue;
       }
@@ -103,8 +104,8 @@ requeue_result requeue_round(pqxx::connection& db, const inbox_store& store, con
         alone.emplace(row.id, *error);
         break;
       }
-      tx.exec0("ROLLBACK TO SAVEPOINT txbox_requeue");
-      store.failed_again(tx, row.id, *error);
+      pq::exec0(tx.work(), "ROLLBACK TO SAVEPOINT txbox_requeue");
+      store.failed_again(tx.work(), row.id, *error);
       ++out.failed;
     }
     if (!alone) {

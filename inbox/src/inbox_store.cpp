@@ -4,6 +4,7 @@
 #include <fmt/format.h>
 
 #include "headers_codec.hpp"
+#include "txbox/detail/pq.hpp"
 
 namespace txbox::inbox {
 namespace {
@@ -39,7 +40,7 @@ std::set<std::string> inbox_store::insert_new(
       params.push_back(std::to_string(m.offset));
     }
     sql += " ON CONFLICT DO NOTHING RETURNING message_id";
-    const auto r = tx.exec_params(sql, m_consumer, pqxx::prepare::make_dynamic_params(params));
+    const auto r = pq::exec(tx, sql, m_consumer, pq::each(params));
     for (const auto& row : r) fresh.insert(row[0].as<std::string>());
   }
   return fresh;
@@ -47,25 +48,25 @@ std::set<std::string> inbox_store::insert_new(
 
 void inbox_store::insert_dead(pqxx::work& tx, const ReceivedMessage& m, const std::string& error,
                               int attempts) const {
-  const pqxx::binarystring payload(m.payload.data(), m.payload.size());
+  const auto payload = pq::binary(m.payload);
   // The key travels as hex (NULL for none): pqxx binds bytea only as a non-null value.
   std::string key_hex;
   if (m.key) {
     for (unsigned char c : *m.key) key_hex += fmt::format("{:02x}", c);
   }
-  tx.exec_params("INSERT INTO " + m_dead +
-                     " (consumer, message_id, topic, \"partition\", \"offset\", key, payload, "
-                     "headers, error, attempts) VALUES ($1, $2, $3, $4, $5, decode($6, 'hex'), "
-                     "$7, $8::jsonb, $9, $10) ON CONFLICT (consumer, message_id) DO NOTHING",
-                 m_consumer, m.id, m.topic, m.partition, m.offset,
-                 m.key ? key_hex.c_str() : nullptr, payload, detail::headers_to_json(m.headers),
-                 error, attempts);
+  pq::exec(tx,
+           "INSERT INTO " + m_dead +
+               " (consumer, message_id, topic, \"partition\", \"offset\", key, payload, "
+               "headers, error, attempts) VALUES ($1, $2, $3, $4, $5, decode($6, 'hex'), "
+               "$7, $8::jsonb, $9, $10) ON CONFLICT (consumer, message_id) DO NOTHING",
+           m_consumer, m.id, m.topic, m.partition, m.offset, m.key ? key_hex.c_str() : nullptr,
+           payload, detail::headers_to_json(m.headers), error, attempts);
 }
 
 std::map<TopicPartition, std::int64_t> inbox_store::load_offsets(pqxx::connection& db) const {
   pqxx::read_transaction tx(db);
-  const auto r = tx.exec_params(
-      "SELECT topic, \"partition\", next_offset FROM " + m_offsets + " WHERE consumer = $1",
+  const auto r = pq::exec(
+      tx, "SELECT topic, \"partition\", next_offset FROM " + m_offsets + " WHERE consumer = $1",
       m_consumer);
   std::map<TopicPartition, std::int64_t> stored;
   for (const auto& row : r) {
@@ -94,11 +95,12 @@ void inbox_store::upsert_offsets(pqxx::work& tx,
   sql +=
       " ON CONFLICT (consumer, topic, \"partition\") DO UPDATE SET next_offset = "
       "greatest(o.next_offset, EXCLUDED.next_offset), updated_at = now()";
-  tx.exec_params(sql, m_consumer, pqxx::prepare::make_dynamic_params(params));
+  pq::exec(tx, sql, m_consumer, pq::each(params));
 }
 
 std::vector<dead_row> inbox_store::requeued(pqxx::work& tx, int limit) const {
-  const auto rows = tx.exec_params(
+  const auto rows = pq::exec(
+      tx,
       "SELECT id, message_id, topic, \"partition\", \"offset\", key, payload, headers::text, "
       "attempts FROM " +
           m_dead +
@@ -114,8 +116,8 @@ std::vector<dead_row> inbox_store::requeued(pqxx::work& tx, int limit) const {
     m.topic = row[2].as<std::string>();
     m.partition = row[3].as<std::int32_t>();
     m.offset = row[4].as<std::int64_t>();
-    if (!row[5].is_null()) m.key = pqxx::binarystring(row[5]).str();
-    m.payload = pqxx::binarystring(row[6]).str();
+    if (!row[5].is_null()) m.key = pq::bytes_of(row[5]);
+    m.payload = pq::bytes_of(row[6]);
     m.headers = detail::headers_from_json(row[7].as<std::string>());
     m.attempt = row[8].as<int>() + 1;
     out.push_back(std::move(d));
@@ -124,25 +126,27 @@ std::vector<dead_row> inbox_store::requeued(pqxx::work& tx, int limit) const {
 }
 
 void inbox_store::delete_dead(pqxx::work& tx, std::int64_t id) const {
-  tx.exec_params("DELETE FROM " + m_dead + " WHERE id = $1", id);
+  pq::exec(tx, "DELETE FROM " + m_dead + " WHERE id = $1", id);
 }
 
 void inbox_store::failed_again(pqxx::work& tx, std::int64_t id, const std::string& error) const {
-  tx.exec_params("UPDATE " + m_dead +
-                     " SET requeued_at = NULL, attempts = attempts + 1, error = $2, "
-                     "failed_at = now() WHERE id = $1",
-                 id, storable_text(error));
+  pq::exec(tx,
+           "UPDATE " + m_dead +
+               " SET requeued_at = NULL, attempts = attempts + 1, error = $2, "
+               "failed_at = now() WHERE id = $1",
+           id, storable_text(error));
 }
 
 std::uint64_t inbox_store::delete_expired(pqxx::connection& db, std::chrono::hours retention,
                                           int batch) const {
   // A short autocommit DELETE by primary key: no long locks, no long transaction.
   pqxx::nontransaction tx(db, "txbox_cleanup");
-  const auto r = tx.exec_params(
-      "DELETE FROM " + m_inbox + " i USING (SELECT message_id FROM " + m_inbox +
-          " WHERE consumer = $1 AND processed_at < now() - make_interval(hours => $2) "
-          "LIMIT $3) old WHERE i.consumer = $1 AND i.message_id = old.message_id",
-      m_consumer, static_cast<int>(retention.count()), batch);
+  const auto r =
+      pq::exec(tx,
+               "DELETE FROM " + m_inbox + " i USING (SELECT message_id FROM " + m_inbox +
+                   " WHERE consumer = $1 AND processed_at < now() - make_interval(hours => $2) "
+                   "LIMIT $3) old WHERE i.consumer = $1 AND i.message_id = old.message_id",
+               m_consumer, static_cast<int>(retention.count()), batch);
   return r.affected_rows();
 }
 

@@ -7,6 +7,8 @@
 #include <pqxx/pqxx>
 #include <string>
 
+#include "txbox/detail/pq.hpp"
+
 namespace txbox::inbox {
 
 /// The error of a handler that returned after swallowing a database error (its message's
@@ -16,8 +18,41 @@ inline constexpr const char* swallowed_error =
     "went on. A handler must let database errors propagate, or run the statement that may "
     "fail in a pqxx::subtransaction";
 
-/// Example: `watched_work tx(db, "txbox_inbox"); handler(tx, m); if (tx.statement_failed())
-/// ...` (the handler gets a pqxx::work&). Rolls back on destruction unless committed.
+/// Releases `savepoint`; false when the transaction is aborted (25P02: a statement failed
+/// since the savepoint and its error was swallowed).
+[[nodiscard]] inline bool release_savepoint(pqxx::work& tx, const std::string& savepoint) {
+  try {
+    pq::exec0(tx, "RELEASE SAVEPOINT " + savepoint);
+    return true;
+  } catch (const pqxx::sql_error& e) {
+    if (e.sqlstate() == "25P02") return false;
+    throw;
+  }
+}
+
+#if TXBOX_PQXX7
+/// libpqxx 7 leaves a transaction open when one of its statements fails: the server answers
+/// the next statement with 25P02, which release() sees, so nothing needs watching.
+/// Example: `watched_work tx(db, "txbox_inbox"); handler(tx.work(), m); if
+/// (tx.statement_failed() || !tx.release("sp")) ...`. Rolls back on destruction unless
+/// committed.
+class watched_work {
+ public:
+  watched_work(pqxx::connection& db, const std::string& name) : m_work(db, name) {}
+
+  [[nodiscard]] pqxx::work& work() { return m_work; }
+  [[nodiscard]] bool statement_failed() const { return false; }
+  [[nodiscard]] bool release(const std::string& savepoint) {
+    return release_savepoint(m_work, savepoint);
+  }
+  void commit() { m_work.commit(); }
+
+ private:
+  pqxx::work m_work;
+};
+#else
+/// Example: `watched_work tx(db, "txbox_inbox"); handler(tx.work(), m); if
+/// (tx.statement_failed()) ...`. Rolls back on destruction unless committed.
 class watched_work final : public pqxx::work {
  public:
   watched_work(pqxx::connection& db, const std::string& name)
@@ -26,20 +61,11 @@ class watched_work final : public pqxx::work {
   watched_work& operator=(const watched_work&) = delete;
   ~watched_work() override = default;
 
+  [[nodiscard]] pqxx::work& work() { return *this; }
   /// An exec() statement failed: the transaction is rolled back and closed.
   [[nodiscard]] bool statement_failed() const { return m_failed; }
-
-  /// Releases `savepoint`; false when the transaction is aborted (25P02: a statement failed
-  /// since the savepoint and its error was swallowed) or already closed by a failed exec().
   [[nodiscard]] bool release(const std::string& savepoint) {
-    if (m_failed) return false;
-    try {
-      exec0("RELEASE SAVEPOINT " + savepoint);
-      return true;
-    } catch (const pqxx::sql_error& e) {
-      if (e.sqlstate() == "25P02") return false;
-      throw;
-    }
+    return !m_failed && release_savepoint(*this, savepoint);
   }
 
  private:
@@ -53,5 +79,6 @@ class watched_work final : public pqxx::work {
   }
   bool m_failed = false;
 };
+#endif
 
 }  // namespace txbox::inbox

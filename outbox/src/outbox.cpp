@@ -11,6 +11,7 @@
 #include <set>
 #include <string_view>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "txbox/validate.hpp"
 
@@ -124,7 +125,7 @@ std::string key_array(std::span<const Message> messages) {
 // later chunk needs (deadlock). The chunks' own locks are then re-entries of held locks.
 void lock_all_keys(pqxx::transaction_base& tx, std::span<const Message> messages) {
   static const std::string sql = detail::key_lock_sql("SELECT unnest($1::text[])");
-  tx.exec_params(sql, key_array(messages));
+  pq::exec(tx, sql, key_array(messages));
 }
 
 // Stable (FNV-1a, 64 bits) hash of the table name: prepared statement names are per
@@ -145,6 +146,7 @@ std::uint64_t fnv1a(const std::string& s) {
 struct Outbox::statements {
   std::map<std::size_t, std::string> names;
   std::map<std::size_t, std::string> sql;
+  mutable pq::statement_registry prepared;  // which connections have which of them
 };
 
 Outbox::Outbox(OutboxConfig config) : m_config(std::move(config)) {
@@ -190,7 +192,7 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
     std::vector<const char*> id_params(rows, nullptr);
     std::vector<const char*> topics(rows, "");
     std::vector<const char*> keys(rows, nullptr);
-    std::vector<pqxx::binarystring> payloads(rows, pqxx::binarystring(std::string()));
+    std::vector<pq::binary_param> payloads(rows, pq::binary(""));
     std::vector<std::string> json(rows, "[]");
     for (std::size_t i = 0; i < chunk.size(); ++i) {
       const Message& m = chunk[i];
@@ -199,24 +201,19 @@ std::vector<Uuid> Outbox::enqueue(pqxx::transaction_base& tx,
       id_params[i] = id_text.back().c_str();
       topics[i] = m.topic.c_str();
       keys[i] = m.key ? m.key->c_str() : nullptr;
-      payloads[i] = pqxx::binarystring(m.payload.data(), m.payload.size());
+      payloads[i] = pq::binary(m.payload);
       json[i] = headers_json(m, m_config, time);
     }
-    using pqxx::prepare::make_dynamic_params;
     try {
       if (prepared) {
-        // Parsed and planned once per connection: libpqxx sends the PREPARE at the first
-        // execution on a connection (again after a reconnect); defining it again with the
-        // same text is a no-op.
+        // Parsed and planned once per connection (see pq::statement_registry).
         const std::string& name = m_statements->names.at(rows);
-        tx.conn().prepare(name, m_statements->sql.at(rows));
-        tx.exec_prepared(name, make_dynamic_params(id_params), make_dynamic_params(topics),
-                         make_dynamic_params(keys), make_dynamic_params(payloads),
-                         make_dynamic_params(json));
+        m_statements->prepared.prepare(tx, name, m_statements->sql.at(rows));
+        pq::exec_prepared(tx, name, pq::each(id_params), pq::each(topics), pq::each(keys),
+                          pq::each(payloads), pq::each(json));
       } else {
-        tx.exec_params(detail::outbox_insert_sql(m_table, rows), make_dynamic_params(id_params),
-                       make_dynamic_params(topics), make_dynamic_params(keys),
-                       make_dynamic_params(payloads), make_dynamic_params(json));
+        pq::exec(tx, detail::outbox_insert_sql(m_table, rows), pq::each(id_params),
+                 pq::each(topics), pq::each(keys), pq::each(payloads), pq::each(json));
       }
     } catch (const pqxx::undefined_table&) {
       throw schema_error(fmt::format(

@@ -9,6 +9,7 @@
 #include <pqxx/pqxx>
 #include <set>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/error.hpp"
 
 namespace txbox::relay {
@@ -93,9 +94,10 @@ bool LeaseTable::namesake_gone(pqxx::connection& db) {
   if (m_namesake_cleared) return true;
   const auto stamp = [&]() -> std::optional<std::string> {
     pqxx::nontransaction tx(db);
-    const auto r = tx.exec_params("SELECT seen_at::text FROM " + m_schema.table("outbox_relays") +
-                                      " WHERE name = $1 AND seen_at > now() - $2::interval",
-                                  m_owner, interval(m_ttl));
+    const auto r = pq::exec(tx,
+                            "SELECT seen_at::text FROM " + m_schema.table("outbox_relays") +
+                                " WHERE name = $1 AND seen_at > now() - $2::interval",
+                            m_owner, interval(m_ttl));
     if (r.empty()) return std::nullopt;
     return r[0][0].as<std::string>();
   }();
@@ -120,21 +122,23 @@ void LeaseTable::heartbeat(pqxx::work& tx) {
   const std::string relays = m_schema.table("outbox_relays");
   if (m_stamp) {
     // The heartbeat is ours since the last tick, or another relay of our name wrote it.
-    const auto r = tx.exec_params("SELECT seen_at::text FROM " + relays +
-                                      " WHERE name = $1 AND seen_at > now() - $2::interval "
-                                      "FOR UPDATE",
-                                  m_owner, interval(m_ttl));
+    const auto r = pq::exec(tx,
+                            "SELECT seen_at::text FROM " + relays +
+                                " WHERE name = $1 AND seen_at > now() - $2::interval "
+                                "FOR UPDATE",
+                            m_owner, interval(m_ttl));
     if (!r.empty() && r[0][0].as<std::string>() != *m_stamp) {
       m_view = {};  // the leases under our name are not ours alone: never given back by us
       throw config_error(namesake_error(m_owner, r[0][0].as<std::string>()));
     }
   }
   m_stamp.reset();  // until the tick commits
-  m_written = tx.exec_params1("INSERT INTO " + relays +
-                                  " (name, seen_at) VALUES ($1, now()) "
-                                  "ON CONFLICT (name) DO UPDATE SET seen_at = now() "
-                                  "RETURNING seen_at::text",
-                              m_owner)[0]
+  m_written = pq::exec1(tx,
+                        "INSERT INTO " + relays +
+                            " (name, seen_at) VALUES ($1, now()) "
+                            "ON CONFLICT (name) DO UPDATE SET seen_at = now() "
+                            "RETURNING seen_at::text",
+                        m_owner)[0]
                   .as<std::string>();
 }
 
@@ -162,8 +166,8 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
     return {m_view, 0};
   }
   const int live =
-      tx.exec_params1("SELECT count(*) FROM " + relays + " WHERE seen_at > now() - $1::interval",
-                      interval(m_ttl))[0]
+      pq::exec1(tx, "SELECT count(*) FROM " + relays + " WHERE seen_at > now() - $1::interval",
+                interval(m_ttl))[0]
           .as<int>();
   const int target = fair_share(live, detail::shard_count / m_unit) * m_unit;
 
@@ -187,19 +191,20 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
     // Whole groups whose every shard is free, expired or ours; ours first. A shard that
     // changed hands between the choice and the update leaves its group partial: given back.
     const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
-    const auto r = tx.exec_params(
-        "UPDATE " + leases +
-            " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
-            "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
-            "AND x.shard / $5 IN (SELECT shard / $5 FROM " +
-            leases +
-            " GROUP BY shard / $5 "
-            "HAVING bool_and(owner IS NULL OR expires_at <= now() OR owner = $1) "
-            "AND NOT bool_or(shard = ANY($4::int[])) "
-            "ORDER BY bool_or(owner IS NOT DISTINCT FROM $1) DESC, random() LIMIT $3) "
-            "RETURNING x.shard, x.epoch",
-        m_owner, interval(m_ttl), (target - static_cast<int>(kept.size())) / m_unit, kept_shards,
-        m_unit);
+    const auto r =
+        pq::exec(tx,
+                 "UPDATE " + leases +
+                     " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+                     "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
+                     "AND x.shard / $5 IN (SELECT shard / $5 FROM " +
+                     leases +
+                     " GROUP BY shard / $5 "
+                     "HAVING bool_and(owner IS NULL OR expires_at <= now() OR owner = $1) "
+                     "AND NOT bool_or(shard = ANY($4::int[])) "
+                     "ORDER BY bool_or(owner IS NOT DISTINCT FROM $1) DESC, random() LIMIT $3) "
+                     "RETURNING x.shard, x.epoch",
+                 m_owner, interval(m_ttl), (target - static_cast<int>(kept.size())) / m_unit,
+                 kept_shards, m_unit);
     for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
     changes += r.size();
     hand_back(partial_groups(kept, m_unit));
@@ -209,17 +214,18 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
     // stall their shards for up to a lease TTL; the new epoch fences anything that session
     // had in flight. Our own first, so that they do not sit idle while we take others.
     const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
-    const auto r = tx.exec_params(
-        "UPDATE " + leases +
-            " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
-            "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
-            "AND x.shard IN (SELECT shard FROM " +
-            leases +
-            " WHERE (owner IS NULL OR expires_at <= now() OR owner = $1) "
-            "AND NOT shard = ANY($4::int[]) ORDER BY owner IS NOT DISTINCT FROM $1 DESC, "
-            "random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
-            "RETURNING x.shard, x.epoch",
-        m_owner, interval(m_ttl), target - static_cast<int>(kept.size()), kept_shards);
+    const auto r =
+        pq::exec(tx,
+                 "UPDATE " + leases +
+                     " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+                     "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
+                     "AND x.shard IN (SELECT shard FROM " +
+                     leases +
+                     " WHERE (owner IS NULL OR expires_at <= now() OR owner = $1) "
+                     "AND NOT shard = ANY($4::int[]) ORDER BY owner IS NOT DISTINCT FROM $1 DESC, "
+                     "random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                     "RETURNING x.shard, x.epoch",
+                 m_owner, interval(m_ttl), target - static_cast<int>(kept.size()), kept_shards);
     for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
     changes += r.size();
   }
@@ -283,13 +289,14 @@ std::map<int, std::int64_t> LeaseTable::renew(pqxx::work& tx, const std::set<int
   if (m_view.empty()) return kept;
   // (Shards of the view are renewed by epoch below, never by keep_busy.)
   const auto [shards, epochs] = lease_arrays(m_view);
-  const auto r = tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
-                                    " x SET expires_at = now() + $2::interval "
-                                    "FROM unnest($3::int[], $4::bigint[]) AS l(shard, epoch) "
-                                    "WHERE x.shard = l.shard AND x.epoch = l.epoch AND "
-                                    "x.owner = $1 AND x.expires_at > now() "
-                                    "RETURNING x.shard, x.epoch",
-                                m_owner, interval(m_ttl), shards, epochs);
+  const auto r = pq::exec(tx,
+                          "UPDATE " + m_schema.table("outbox_leases") +
+                              " x SET expires_at = now() + $2::interval "
+                              "FROM unnest($3::int[], $4::bigint[]) AS l(shard, epoch) "
+                              "WHERE x.shard = l.shard AND x.epoch = l.epoch AND "
+                              "x.owner = $1 AND x.expires_at > now() "
+                              "RETURNING x.shard, x.epoch",
+                          m_owner, interval(m_ttl), shards, epochs);
   for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
   if (const auto lost = lost_from_view(kept); lost > 0) {
     spdlog::warn("leases: lost {} shard(s) to other relays", lost);
@@ -313,28 +320,30 @@ void LeaseTable::keep_busy(pqxx::work& tx, const std::set<int>& busy,
     if (!m_view.epochs.contains(sh)) missing.push_back(sh);
   }
   if (missing.empty()) return;
-  const auto r = tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
-                                    " SET expires_at = now() + $2::interval "
-                                    "WHERE owner = $1 AND expires_at > now() "
-                                    "AND shard = ANY($3::int[]) RETURNING shard, epoch",
-                                m_owner, interval(m_ttl), int_array(missing));
+  const auto r = pq::exec(tx,
+                          "UPDATE " + m_schema.table("outbox_leases") +
+                              " SET expires_at = now() + $2::interval "
+                              "WHERE owner = $1 AND expires_at > now() "
+                              "AND shard = ANY($3::int[]) RETURNING shard, epoch",
+                          m_owner, interval(m_ttl), int_array(missing));
   for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
 }
 
 int LeaseTable::others_live(pqxx::work& tx) {
-  return tx
-      .exec_params1("SELECT count(*) FROM " + m_schema.table("outbox_relays") +
-                        " WHERE seen_at > now() - $1::interval AND name <> $2",
-                    interval(m_ttl), m_owner)[0]
+  return pq::exec1(tx,
+                   "SELECT count(*) FROM " + m_schema.table("outbox_relays") +
+                       " WHERE seen_at > now() - $1::interval AND name <> $2",
+                   interval(m_ttl), m_owner)[0]
       .as<int>();
 }
 
 void LeaseTable::give_back(pqxx::work& tx, const std::vector<std::int64_t>& shards) {
   if (shards.empty()) return;
-  tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
-                     " SET owner = NULL, expires_at = '-infinity' "
-                     "WHERE owner = $1 AND shard = ANY($2::int[])",
-                 m_owner, int_array(shards));
+  pq::exec(tx,
+           "UPDATE " + m_schema.table("outbox_leases") +
+               " SET owner = NULL, expires_at = '-infinity' "
+               "WHERE owner = $1 AND shard = ANY($2::int[])",
+           m_owner, int_array(shards));
 }
 
 void LeaseTable::done(std::map<int, std::int64_t> kept, std::set<int> draining,
@@ -350,11 +359,12 @@ void LeaseTable::release(pqxx::connection& db) noexcept {
   if (m_view.empty()) return;
   try {
     pqxx::work tx(db);
-    tx.exec_params("UPDATE " + m_schema.table("outbox_leases") +
-                       " SET owner = NULL, expires_at = '-infinity' "
-                       "WHERE owner = $1 AND shard = ANY($2::int[])",
-                   m_owner, lease_arrays(m_view).first);
-    tx.exec_params("DELETE FROM " + m_schema.table("outbox_relays") + " WHERE name = $1", m_owner);
+    pq::exec(tx,
+             "UPDATE " + m_schema.table("outbox_leases") +
+                 " SET owner = NULL, expires_at = '-infinity' "
+                 "WHERE owner = $1 AND shard = ANY($2::int[])",
+             m_owner, lease_arrays(m_view).first);
+    pq::exec(tx, "DELETE FROM " + m_schema.table("outbox_relays") + " WHERE name = $1", m_owner);
     tx.commit();
     spdlog::info("leases: released {} shard(s)", m_view.epochs.size());
     m_view = {};

@@ -8,6 +8,7 @@
 #include <optional>
 #include <pqxx/pqxx>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/error.hpp"
 
 namespace txbox::relay {
@@ -37,9 +38,9 @@ std::vector<Row> OutboxStore::claim(pqxx::connection& db, const LeaseView& lease
   // a big backlog written before autovacuum came) the planner reads whole shards with a bitmap
   // scan and sorts them: 374 ms against 61 ms for a round of 300,000 pending rows, measured.
   tx.exec("SET LOCAL enable_bitmapscan = off; SET LOCAL enable_seqscan = off");
-  const auto r = tx.exec_params(
-      // Each owned shard's head, up to batch_size rows, cut before the first row that waits
-      // for its retry time (nothing overtakes it); `rn` is the position in the shard.
+  const auto r = pq::exec(
+      tx,  // Each owned shard's head, up to batch_size rows, cut before the first row that waits
+           // for its retry time (nothing overtakes it); `rn` is the position in the shard.
       "WITH heads AS (SELECT w.* FROM unnest($1::int[], $2::bigint[]) AS l(shard, epoch) "
       "JOIN " +
           m_schema.table("outbox_leases") +
@@ -72,7 +73,7 @@ std::vector<Row> OutboxStore::claim(pqxx::connection& db, const LeaseView& lease
     row.message_id = f[1].as<std::string>();
     row.topic = f[2].as<std::string>();
     if (!f[3].is_null()) row.key = f[3].as<std::string>();
-    row.payload = pqxx::binarystring(f[4]).str();
+    row.payload = pq::bytes_of(f[4]);
     row.headers = f[5].as<std::string>();
     row.created_epoch = f[6].as<double>();
     row.shard = f[7].as<int>();
@@ -98,27 +99,28 @@ SettleCounts OutboxStore::settle(pqxx::connection& db, const LeaseView& leases,
   pqxx::work tx(db);
   if (!plan.delete_ids.empty()) {
     counts.deleted =
-        tx.exec_params("DELETE FROM " + outbox + " o WHERE o.id = ANY($1::bigint[])" + fence,
-                       int_array(plan.delete_ids), shards, epochs, m_owner)
+        pq::exec(tx, "DELETE FROM " + outbox + " o WHERE o.id = ANY($1::bigint[])" + fence,
+                 int_array(plan.delete_ids), shards, epochs, m_owner)
             .affected_rows();
   }
   for (const auto& d : plan.dead) {
-    counts.dead +=
-        tx.exec_params("WITH d AS (DELETE FROM " + outbox + " o WHERE o.id = $1" + fence +
-                           " RETURNING *) INSERT INTO " + m_schema.table("outbox_dead") +
-                           " (message_id, topic, key, payload, headers, created_at, "
-                           "attempts, error) SELECT message_id, topic, key, payload, headers, "
-                           "created_at, attempts + 1, $5 FROM d",
-                       d.id, shards, epochs, m_owner, d.error)
-            .affected_rows();
+    counts.dead += pq::exec(tx,
+                            "WITH d AS (DELETE FROM " + outbox + " o WHERE o.id = $1" + fence +
+                                " RETURNING *) INSERT INTO " + m_schema.table("outbox_dead") +
+                                " (message_id, topic, key, payload, headers, created_at, "
+                                "attempts, error) SELECT message_id, topic, key, payload, headers, "
+                                "created_at, attempts + 1, $5 FROM d",
+                            d.id, shards, epochs, m_owner, d.error)
+                       .affected_rows();
   }
   for (const auto& r : plan.retry) {
     const auto delay = std::min(retry_delay(r.attempts), r.at_most);
-    counts.retried += tx.exec_params("UPDATE " + outbox +
-                                         " o SET attempts = attempts + 1, last_error = $5, "
-                                         "next_attempt_at = now() + $6::interval WHERE o.id = $1" +
-                                         fence,
-                                     r.id, shards, epochs, m_owner, r.error, interval(delay))
+    counts.retried += pq::exec(tx,
+                               "UPDATE " + outbox +
+                                   " o SET attempts = attempts + 1, last_error = $5, "
+                                   "next_attempt_at = now() + $6::interval WHERE o.id = $1" +
+                                   fence,
+                               r.id, shards, epochs, m_owner, r.error, interval(delay))
                           .affected_rows();
   }
   tx.commit();
@@ -131,18 +133,18 @@ std::size_t OutboxStore::delete_published(pqxx::connection& db, const LeaseView&
   if (ids.empty()) return 0;
   const auto [shards, epochs] = lease_arrays(leases);
   pqxx::work tx(db);
-  const auto n =
-      tx.exec_params("DELETE FROM " + m_schema.table("outbox") +
-                         " o USING unnest($1::bigint[], $5::uuid[]) AS p(id, message_id) "
-                         "WHERE o.id = p.id AND o.message_id = p.message_id AND EXISTS "
-                         "(SELECT 1 FROM " +
-                         m_schema.table("outbox_leases") +
-                         " x JOIN unnest($2::int[], $3::bigint[]) AS l(shard, epoch) ON "
-                         "x.shard = l.shard AND x.epoch = l.epoch WHERE x.shard = o.shard AND "
-                         "x.owner = $4 AND x.expires_at > now())",
-                     int_array(ids), shards, epochs, m_owner,
-                     fmt::format("{{{}}}", fmt::join(message_ids, ",")))
-          .affected_rows();
+  const auto n = pq::exec(tx,
+                          "DELETE FROM " + m_schema.table("outbox") +
+                              " o USING unnest($1::bigint[], $5::uuid[]) AS p(id, message_id) "
+                              "WHERE o.id = p.id AND o.message_id = p.message_id AND EXISTS "
+                              "(SELECT 1 FROM " +
+                              m_schema.table("outbox_leases") +
+                              " x JOIN unnest($2::int[], $3::bigint[]) AS l(shard, epoch) ON "
+                              "x.shard = l.shard AND x.epoch = l.epoch WHERE x.shard = o.shard AND "
+                              "x.owner = $4 AND x.expires_at > now())",
+                          int_array(ids), shards, epochs, m_owner,
+                          fmt::format("{{{}}}", fmt::join(message_ids, ",")))
+                     .affected_rows();
   tx.commit();
   return n;
 }
@@ -167,7 +169,8 @@ std::string OutboxStore::identity(pqxx::connection& db) {
 Backlog OutboxStore::backlog(pqxx::connection& db) {
   const std::string outbox = m_schema.table("outbox");
   pqxx::work tx(db);
-  const auto r = tx.exec_params(
+  const auto r = pq::exec(
+      tx,
       "SELECT (SELECT count(*) FROM (SELECT 1 FROM " + outbox +
           " WHERE published_at IS NULL LIMIT $1) c), "
           "coalesce(extract(epoch FROM now() - (SELECT created_at FROM " +
@@ -185,7 +188,8 @@ Backlog OutboxStore::backlog(pqxx::connection& db) {
 
 std::set<std::string> OutboxStore::head_topics(pqxx::connection& db, int per_shard) {
   pqxx::work tx(db);
-  const auto r = tx.exec_params(
+  const auto r = pq::exec(
+      tx,
       "SELECT DISTINCT t.topic FROM generate_series(0, $1 - 1) AS s(shard) "
       "CROSS JOIN LATERAL (SELECT o.topic FROM " +
           m_schema.table("outbox") +

@@ -6,6 +6,7 @@
 #include <thread>
 
 #include "round.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "txbox/detail/schema_check.hpp"
 
@@ -32,14 +33,6 @@ std::string probe_sql(const RelayConfig& cfg) {
 
 }  // namespace
 
-class Session::notify_flag : public pqxx::notification_receiver {
- public:
-  notify_flag(pqxx::connection_base& c, const std::string& channel)
-      : pqxx::notification_receiver(c, channel) {}
-  void operator()(const std::string&, int) override { fired = true; }
-  bool fired = false;
-};
-
 Session::Session(const RelayConfig& cfg)
     : m_db(std::make_unique<pqxx::connection>(cfg.database_url)),
       m_probe_sql(probe_sql(cfg)),
@@ -47,14 +40,14 @@ Session::Session(const RelayConfig& cfg)
   // A relay stalled inside a transaction (SIGSTOP, a pause past its lease) must not keep row
   // locks that block the new owner's delete, nor commit that delete late: the server ends
   // such a session, the transaction rolls back and the relay reconnects.
-  pqxx::nontransaction(*m_db).exec_params(
-      "SELECT set_config('idle_in_transaction_session_timeout', $1, false)",
-      std::to_string(std::max<long>(500, cfg.lease_ttl.count() / 2)));
+  pq::exec(pqxx::nontransaction(*m_db),
+           "SELECT set_config('idle_in_transaction_session_timeout', $1, false)",
+           std::to_string(std::max<long>(500, cfg.lease_ttl.count() / 2)));
   detail::check_schema_version(*m_db, cfg.schema, relay_schema_version, "txbox_relay",
                                "txbox-relay");
   if (cfg.listen_notify) {
     m_listener =
-        std::make_unique<notify_flag>(*m_db, detail::schema_name(cfg.schema).notify_channel());
+        std::make_unique<pq::listener>(*m_db, detail::schema_name(cfg.schema).notify_channel());
   }
   if (m_pacer.probing()) m_pacer.probed(clock::now(), probe());  // the sequence's start
 }
@@ -68,14 +61,11 @@ void Session::claimed(bool found_rows) {
 }
 
 bool Session::notified() {
-  if (!m_listener) return false;
-  m_listener->fired = false;
-  m_db->get_notifs();
-  return m_listener->fired;
+  return m_listener && m_listener->take();
 }
 
 ProbeReading Session::probe() {
-  const auto row = pqxx::nontransaction(*m_db).exec1(m_probe_sql);
+  const auto row = pq::exec1(pqxx::nontransaction(*m_db), m_probe_sql);
   return {row[0].as<std::int64_t>(), DbSnapshot::parse(row[1].as<std::string>())};
 }
 
@@ -87,16 +77,14 @@ bool Session::work_due() {
   return false;
 }
 
-void Session::sleep_until(clock::time_point until) {
+bool Session::sleep_until(clock::time_point until) {
   const auto left = until - clock::now();
-  if (left <= clock::duration::zero()) return;
+  if (left <= clock::duration::zero()) return false;
   if (m_listener) {
-    m_listener->fired = false;
-    const auto us = std::chrono::duration_cast<std::chrono::microseconds>(left).count();
-    m_db->await_notification(us / 1'000'000, us % 1'000'000);
-  } else {
-    std::this_thread::sleep_for(left);
+    return m_listener->wait(std::chrono::duration_cast<std::chrono::microseconds>(left));
   }
+  std::this_thread::sleep_for(left);
+  return false;
 }
 
 void Session::wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max) {
@@ -104,8 +92,7 @@ void Session::wait_for_work(const std::stop_token& stop, std::chrono::millisecon
   while (!stop.stop_requested() && !work_due()) {
     const auto now = clock::now();
     if (now >= until) return;
-    sleep_until(std::min({m_pacer.next_event(), until, now + 100ms}));
-    if (m_listener && m_listener->fired) return;
+    if (sleep_until(std::min({m_pacer.next_event(), until, now + 100ms}))) return;
   }
 }
 

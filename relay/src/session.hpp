@@ -9,6 +9,7 @@
 #include <pqxx/connection>
 #include <stop_token>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/relay.hpp"
 #include "wake_pacer.hpp"
 
@@ -35,13 +36,12 @@ class Session {
   void wait_for_work(const std::stop_token& stop, std::chrono::milliseconds max);
 
  private:
-  class notify_flag;
   bool notified();
   ProbeReading probe();
-  void sleep_until(clock::time_point until);
+  bool sleep_until(clock::time_point until);  // true: a notification arrived
 
   std::unique_ptr<pqxx::connection> m_db;
-  std::unique_ptr<notify_flag> m_listener;
+  std::unique_ptr<pq::listener> m_listener;  // relay.listen_notify only
   std::string m_probe_sql;
   WakePacer m_pacer;
 };

@@ -10,6 +10,7 @@
 #include <set>
 #include <thread>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/error.hpp"
 
 namespace txbox::relay {
@@ -52,8 +53,8 @@ StandbyGate::StandbyGate(int required, std::vector<std::string> standby_names)
 void StandbyGate::check_privilege(pqxx::connection& db) const {
   if (!enabled()) return;
   pqxx::nontransaction tx(db);
-  const auto r = tx.exec1(
-      "SELECT current_user::text, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')");
+  const auto r = pq::exec1(
+      tx, "SELECT current_user::text, pg_has_role(current_user, 'pg_read_all_stats', 'USAGE')");
   if (!r[1].as<bool>()) {
     const auto user = r[0].as<std::string>();
     throw config_error(fmt::format(
@@ -93,7 +94,8 @@ StandbyVerdict StandbyGate::wait(pqxx::connection& db, std::vector<Row>& rows,
   StandbyRounds::Round round;
   {
     pqxx::nontransaction tx(db);
-    const auto r = tx.exec1(
+    const auto r = pq::exec1(
+        tx,
         "SELECT CASE WHEN pg_is_in_recovery() THEN NULL ELSE pg_current_wal_insert_lsn()::text "
         "END, pg_postmaster_start_time()::text");
     if (r[0].is_null()) {

@@ -9,6 +9,9 @@
 #include <pqxx/pqxx>
 
 #include "driver.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace chaos {
 
@@ -91,10 +94,11 @@ std::string Driver::terminate_backends(std::uint64_t pick) {
   }
   pqxx::connection admin(m_env.at("TXBOX_TEST_PG_ADMIN"));
   pqxx::nontransaction nt(admin);
-  const auto r = nt.exec_params(
-      "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
-      "WHERE application_name LIKE $1",
-      pattern);
+  const auto r =
+      pq::exec(nt,
+               "SELECT count(*) FILTER (WHERE pg_terminate_backend(pid)) FROM pg_stat_activity "
+               "WHERE application_name LIKE $1",
+               pattern);
   const auto n = r[0][0].as<std::int64_t>();
   m_tally.terminated_backends += n;
   return fmt::format("pg_terminate_backend: {} backend(s) of {}", n, label);

@@ -9,7 +9,10 @@
 
 #include "log_audit.hpp"
 #include "report.hpp"
+#include "txbox/detail/pq.hpp"
 #include "workload.hpp"
+
+namespace pq = txbox::pq;
 
 namespace chaos {
 
@@ -47,10 +50,11 @@ bool Monitor::drained(Kafka& kafka, std::string& why) {
       return false;
     }
     std::map<int, std::int64_t> stored;
-    for (const auto& row : nt.exec_params(
-             "SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE consumer = $1 "
-             "AND topic = $2",
-             k_consumer, m_topic)) {
+    for (const auto& row :
+         pq::exec(nt,
+                  "SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE consumer = $1 "
+                  "AND topic = $2",
+                  k_consumer, m_topic)) {
       stored[row[0].as<int>()] = row[1].as<std::int64_t>();
     }
     std::int64_t behind = 0;

@@ -17,7 +17,10 @@
 #include <string>
 #include <thread>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/inbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -57,8 +60,8 @@ int main(int argc, char** argv) {
     const auto cfg = txbox::load_consumer_config("", overrides);
     const auto handler = [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
       const Effect e = parse_payload(m.payload);
-      tx.exec_params("SELECT chaos.apply($1, $2, $3, $4, $5, $6)", e.key, e.seq, m.id, process,
-                     m.partition, m.offset);
+      pq::exec(tx, "SELECT chaos.apply($1, $2, $3, $4, $5, $6)", e.key, e.seq, m.id, process,
+               m.partition, m.offset);
     };
     std::unique_ptr<txbox::Consumer> consumer;
     auto delay = std::chrono::milliseconds(100);

@@ -9,7 +9,10 @@
 #include <span>
 #include <thread>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace chaos {
 
@@ -78,10 +81,10 @@ BEGIN
 END
 $fn$;
 )SQL");
-  tx.exec_params(
-      "INSERT INTO chaos.key_state (key) SELECT 'k' || lpad(i::text, 4, '0') "
-      "FROM generate_series(0, $1 - 1) AS i",
-      keys);
+  pq::exec(tx,
+           "INSERT INTO chaos.key_state (key) SELECT 'k' || lpad(i::text, 4, '0') "
+           "FROM generate_series(0, $1 - 1) AS i",
+           keys);
   tx.commit();
 }
 
@@ -145,16 +148,17 @@ class Writer {
     // client that lost its socket does not stop the server): wait until it is gone.
     pqxx::nontransaction nt(*m_conn);
     for (int i = 0; i < 100; ++i) {
-      const auto r = nt.exec_params(
-          "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
-          "current_setting('application_name') AND pid <> pg_backend_pid()");
+      const auto r = pq::exec(nt,
+                              "SELECT count(*) FROM pg_stat_activity WHERE application_name = "
+                              "current_setting('application_name') AND pid <> pg_backend_pid()");
       if (r[0][0].as<int>() == 0) break;
       std::this_thread::sleep_for(100ms);
     }
     m_next.clear();
     for (int k : m_keys) m_next[k] = 1;
     m_committed = m_poison_done = m_oversize_done = 0;
-    const auto r = nt.exec_params(
+    const auto r = pq::exec(
+        nt,
         "SELECT key, kind, count(*), max(seq) FROM chaos.sent WHERE writer = $1 GROUP BY key, kind",
         m_w);
     std::int64_t before = 0;
@@ -207,11 +211,11 @@ class Writer {
         (due(m_oversize_done, oversize_quota()) || m_committed >= m_share)) {
       // Written as any SQL writer may (enqueue refuses it): over the broker's 1 MB limit.
       const std::string key = fmt::format("oversize-{}", m_oversize_done + 1);
-      const auto r = tx.exec_params(
-          "INSERT INTO txbox.outbox (message_id, topic, key, payload) VALUES "
-          "(gen_random_uuid(), $1, $2, decode(repeat('ab', 1100000), 'hex')) "
-          "RETURNING message_id::text",
-          m_o.topic, key);
+      const auto r = pq::exec(tx,
+                              "INSERT INTO txbox.outbox (message_id, topic, key, payload) VALUES "
+                              "(gen_random_uuid(), $1, $2, decode(repeat('ab', 1100000), 'hex')) "
+                              "RETURNING message_id::text",
+                              m_o.topic, key);
       record(tx, key, 1, "oversize", r[0][0].as<std::string>());
       tx.commit();
       ++m_oversize_done;
@@ -241,7 +245,8 @@ class Writer {
       seqs += sep + std::to_string(keyed[i].second);
       idtext += sep + ids[i].str();
     }
-    tx.exec_params(
+    pq::exec(
+        tx,
         "INSERT INTO chaos.sent (key, seq, kind, writer, message_id) "
         "SELECT k, s, 'seq', $4, i FROM unnest($1::text[], $2::int[], $3::text[]) AS u(k, s, i)",
         keys + "}", seqs + "}", idtext + "}", m_w);
@@ -255,7 +260,8 @@ class Writer {
 
   void record(pqxx::work& tx, const std::string& key, int seq, const char* kind,
               const std::string& id) {
-    tx.exec_params(
+    pq::exec(
+        tx,
         "INSERT INTO chaos.sent (key, seq, kind, writer, message_id) VALUES ($1, $2, $3, $4, $5)",
         key, seq, kind, m_w, id);
   }
@@ -322,10 +328,10 @@ Verdict verify(const std::string& pg, const std::string& topic,
   v.oversize_missing =
       one("SELECT count(*) FROM chaos.sent s WHERE kind = 'oversize' AND NOT EXISTS (SELECT 1 FROM "
           "txbox.outbox_dead d WHERE d.message_id::text = s.message_id)");
-  v.consumed = tx.exec_params(
-                     "SELECT coalesce(sum(next_offset), 0) FROM txbox.inbox_offsets "
-                     "WHERE consumer = 'chaos' AND topic = $1",
-                     topic)[0][0]
+  v.consumed = pq::exec(tx,
+                        "SELECT coalesce(sum(next_offset), 0) FROM txbox.inbox_offsets "
+                        "WHERE consumer = 'chaos' AND topic = $1",
+                        topic)[0][0]
                    .as<std::int64_t>();
   v.inbox_rows = one("SELECT count(*) FROM txbox.inbox WHERE consumer = 'chaos'");
   if (hw) {
@@ -333,9 +339,10 @@ Verdict verify(const std::string& pg, const std::string& topic,
     for (auto h : *hw) v.kafka_records += h;
     std::map<int, std::int64_t> stored;
     for (const auto& row :
-         tx.exec_params("SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE "
-                        "consumer = 'chaos' AND topic = $1",
-                        topic)) {
+         pq::exec(tx,
+                  "SELECT \"partition\", next_offset FROM txbox.inbox_offsets WHERE "
+                  "consumer = 'chaos' AND topic = $1",
+                  topic)) {
       stored[row[0].as<int>()] = row[1].as<std::int64_t>();
     }
     for (std::size_t p = 0; p < hw->size(); ++p) {

@@ -11,6 +11,7 @@
 #include "cluster.hpp"
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
 
 namespace txbox::cluster {
@@ -47,8 +48,8 @@ class ClusterDurability : public ::testing::Test {
 
   long pending(const std::string& topic) {
     pqxx::connection c(test::endpoints().pg);
-    return pqxx::nontransaction(c)
-        .exec_params1("SELECT count(*) FROM " + schema_ + ".outbox WHERE topic = $1", topic)[0]
+    return pq::exec1(pqxx::nontransaction(c),
+                     "SELECT count(*) FROM " + schema_ + ".outbox WHERE topic = $1", topic)[0]
         .as<long>();
   }
 
@@ -129,10 +130,10 @@ TEST_P(ClusterDurabilityRefuses, LaterRowsOfTheTopicAreHeldWhileDurableOnesGoOut
   EXPECT_EQ(pending(weak), 3);
   EXPECT_EQ(test::topic_size(weak), 0u);
   pqxx::connection c(test::endpoints().pg);
-  const auto err = pqxx::nontransaction(c)
-                       .exec_params1("SELECT last_error FROM " + schema_ +
-                                         ".outbox WHERE topic = $1 ORDER BY id LIMIT 1",
-                                     weak)[0]
+  const auto err = pq::exec1(pqxx::nontransaction(c),
+                             "SELECT last_error FROM " + schema_ +
+                                 ".outbox WHERE topic = $1 ORDER BY id LIMIT 1",
+                             weak)[0]
                        .as<std::string>("");
   EXPECT_NE(err.find("held by strict durability: topic '" + weak + "': " + w.problem),
             std::string::npos)

@@ -35,6 +35,10 @@ getent passwd txbox >/dev/null && fail "a txbox user already exists: this test w
 relay_deb=$(ls "$work"/debs/txbox-relay_*.deb)
 dev_deb=$(ls "$work"/debs/libtxbox-dev_*.deb)
 dpkg-deb -c "$dev_deb" >"$work/dev-contents.txt"
+# Its static libraries link only with the libpqxx release line they were compiled against.
+pqxx_line=$(pkg-config --modversion libpqxx | grep -oE '^[0-9]+\.[0-9]+')
+dpkg-deb -f "$dev_deb" Depends | grep -qF "libpqxx-dev (>= $pqxx_line)" ||
+  fail "libtxbox-dev does not depend on libpqxx-dev (>= $pqxx_line): $(dpkg-deb -f "$dev_deb" Depends)"
 for f in ./usr/include/txbox/outbox.hpp ./usr/lib/libtxbox_outbox.a ./usr/lib/cmake/txbox/txboxConfig.cmake \
   ./usr/lib/pkgconfig/txbox-inbox.pc ./usr/share/txbox/migrations/V5__outbox_identity.sql; do
   grep -q " $f\$" "$work/dev-contents.txt" || fail "libtxbox-dev lacks $f"

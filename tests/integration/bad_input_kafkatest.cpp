@@ -18,10 +18,13 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/error.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -122,8 +125,9 @@ class BadInputTest : public ::testing::Test {
     txbox::test::create_schema(schema_);
     txbox::test::create_topic(topic_, 2);
     pqxx::connection c(endpoints().pg);
-    pqxx::nontransaction(c).exec0("CREATE TABLE " + schema_ +
-                                  ".effects (message_id text, payload bytea, has_key bool)");
+    pq::exec0(
+        pqxx::nontransaction(c),
+        "CREATE TABLE " + schema_ + ".effects (message_id text, payload bytea, has_key bool)");
   }
 
   std::string relay_config(const std::string& url, const std::string& bootstrap) const {
@@ -154,7 +158,7 @@ class BadInputTest : public ::testing::Test {
 
   long scalar(const std::string& sql) const {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c).exec1(sql)[0].as<long>();
+    return pq::exec1(pqxx::nontransaction(c), sql)[0].as<long>();
   }
   long pending() const { return scalar("SELECT count(*) FROM " + schema_ + ".outbox"); }
 
@@ -347,8 +351,8 @@ TEST_F(BadInputTest, RecordsNoTxboxRelayProducedAreEachHandledOnce) {
   cfg.retry_backoff_min = cfg.retry_backoff_max = 20ms;
   txbox::Consumer consumer(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
     if (m.id == "throws") throw std::runtime_error("\xff\xfe not text");
-    tx.exec_params("INSERT INTO " + table + " (message_id, payload, has_key) VALUES ($1, $2, $3)",
-                   m.id, pqxx::binarystring(m.payload.data(), m.payload.size()), m.key.has_value());
+    pq::exec(tx, "INSERT INTO " + table + " (message_id, payload, has_key) VALUES ($1, $2, $3)",
+             m.id, pq::binary(m.payload), m.key.has_value());
   });
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (consumer.stats().processed + consumer.stats().duplicates + consumer.stats().dead < 14 &&

@@ -28,7 +28,10 @@
 #include <string>
 
 #include "commit_lock_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -53,7 +56,8 @@ struct Activity {
 /// pg_stat_activity of backend `pid` (each call its own snapshot: autocommit).
 Activity activity(pqxx::connection& monitor, int pid) {
   pqxx::nontransaction n(monitor);
-  const auto r = n.exec_params(
+  const auto r = pq::exec(
+      n,
       "SELECT coalesce(wait_event_type, ''), coalesce(wait_event, ''), coalesce(state, '') "
       "FROM pg_stat_activity WHERE pid = $1",
       pid);
@@ -64,30 +68,30 @@ Activity activity(pqxx::connection& monitor, int pid) {
 /// Backend `pid`'s locks from pg_locks, granted or awaited, one per line, for messages.
 std::string locks_of(pqxx::connection& monitor, int pid, bool granted) {
   pqxx::nontransaction n(monitor);
-  return n
-      .exec_params1(
-          "SELECT coalesce(string_agg(format('  %s %s%s%s%s', mode, locktype, "
-          "  CASE WHEN relation IS NOT NULL THEN ' on ' || relation::regclass::text END, "
-          "  CASE WHEN classid IS NOT NULL THEN format(' classid %s (%s) objid %s objsubid %s', "
-          "    classid, classid::regclass, objid, objsubid) END, "
-          "  CASE WHEN transactionid IS NOT NULL THEN ' ' || transactionid::text "
-          "       WHEN locktype = 'virtualxid' THEN ' ' || virtualxid END), "
-          "  E'\\n' ORDER BY locktype, mode, classid, objid), '  (none)') "
-          "FROM pg_locks WHERE pid = $1 AND granted = $2",
-          pid, granted)[0]
+  return pq::exec1(
+             n,
+             "SELECT coalesce(string_agg(format('  %s %s%s%s%s', mode, locktype, "
+             "  CASE WHEN relation IS NOT NULL THEN ' on ' || relation::regclass::text END, "
+             "  CASE WHEN classid IS NOT NULL THEN format(' classid %s (%s) objid %s objsubid %s', "
+             "    classid, classid::regclass, objid, objsubid) END, "
+             "  CASE WHEN transactionid IS NOT NULL THEN ' ' || transactionid::text "
+             "       WHEN locktype = 'virtualxid' THEN ' ' || virtualxid END), "
+             "  E'\\n' ORDER BY locktype, mode, classid, objid), '  (none)') "
+             "FROM pg_locks WHERE pid = $1 AND granted = $2",
+             pid, granted)[0]
       .as<std::string>();
 }
 
 /// The backends that `pid` waits for (pg_blocking_pids), e.g. "{4711}".
 std::string blockers_of(pqxx::connection& monitor, int pid) {
   pqxx::nontransaction n(monitor);
-  return n.exec_params1("SELECT pg_blocking_pids($1)::text", pid)[0].as<std::string>();
+  return pq::exec1(n, "SELECT pg_blocking_pids($1)::text", pid)[0].as<std::string>();
 }
 
 void cancel_backend(const std::string& conninfo, int pid) {
   pqxx::connection c(conninfo);
   pqxx::nontransaction n(c);
-  n.exec_params("SELECT pg_cancel_backend($1)", pid);
+  pq::exec(n, "SELECT pg_cancel_backend($1)", pid);
 }
 
 // ---- A and B -------------------------------------------------------------------------------
@@ -102,7 +106,7 @@ class Transaction {
   /// `synchronous_commit`: "on" stalls in SyncRep while the standby is missing, "local" not.
   explicit Transaction(const std::string& synchronous_commit) : m_conn(servers().owner) {
     pqxx::nontransaction n(m_conn);
-    n.exec_params("SELECT set_config('synchronous_commit', $1, false)", synchronous_commit);
+    pq::exec(n, "SELECT set_config('synchronous_commit', $1, false)", synchronous_commit);
   }
   ~Transaction() {
     try {
@@ -256,12 +260,11 @@ class CommitLockTest : public ::testing::Test {
   bool has_notify_trigger() {
     pqxx::connection c(servers().owner);
     pqxx::nontransaction n(c);
-    return n
-        .exec_params1(
-            "SELECT count(*) > 0 FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid "
-            "JOIN pg_namespace s ON s.oid = r.relnamespace "
-            "WHERE s.nspname = $1 AND r.relname = 'outbox' AND t.tgname = 'outbox_notify'",
-            schema_)[0]
+    return pq::exec1(n,
+                     "SELECT count(*) > 0 FROM pg_trigger t JOIN pg_class r ON r.oid = t.tgrelid "
+                     "JOIN pg_namespace s ON s.oid = r.relnamespace "
+                     "WHERE s.nspname = $1 AND r.relname = 'outbox' AND t.tgname = 'outbox_notify'",
+                     schema_)[0]
         .as<bool>();
   }
 
@@ -269,14 +272,14 @@ class CommitLockTest : public ::testing::Test {
   Transaction::Body write(Writer writer, const std::string& key) {
     return [schema_name = schema_, id = ++order_id_, writer, key](pqxx::transaction_base& tx) {
       const std::string schema = tx.quote_name(schema_name);
-      tx.exec_params("INSERT INTO " + schema + ".orders (id, note) VALUES ($1, $2)", id,
-                     "order of key " + key);
+      pq::exec(tx, "INSERT INTO " + schema + ".orders (id, note) VALUES ($1, $2)", id,
+               "order of key " + key);
       const std::string payload = "payload of " + key;
       if (writer == Writer::cxx) {
         txbox::Outbox({.schema = schema_name})
             .enqueue(tx, {.topic = "orders", .key = key, .payload = payload});
       } else {
-        tx.exec_params("SELECT " + schema + ".enqueue($1, $2, $3::bytea)", "orders", key, payload);
+        pq::exec(tx, "SELECT " + schema + ".enqueue($1, $2, $3::bytea)", "orders", key, payload);
       }
     };
   }

@@ -10,6 +10,9 @@
 
 #include "harness.hpp"
 #include "txbox/detail/failure.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -130,7 +133,7 @@ TEST_F(FailurePgTest, AdminShutdownOfTheSessionReconnects) {
   const int pid = c.backendpid();
   {
     pqxx::connection admin(endpoints().pg_admin);
-    pqxx::nontransaction(admin).exec_params("SELECT pg_terminate_backend($1)", pid);
+    pq::exec(pqxx::nontransaction(admin), "SELECT pg_terminate_backend($1)", pid);
   }
   std::this_thread::sleep_for(100ms);
   const auto f = classify_from([&] { pqxx::nontransaction(c).exec("SELECT 1"); });
@@ -180,7 +183,7 @@ TEST_F(FailurePgTest, ConversionOfAResultIsABugNotAnOutage) {
   pqxx::connection c(endpoints().pg);
   const auto f = classify_from([&] {
     pqxx::work tx(c);
-    (void)tx.exec1("SELECT 'not a number'")[0].as<int>();
+    (void)pq::exec1(tx, "SELECT 'not a number'")[0].as<int>();
   });
   EXPECT_EQ(f.kind, failure_kind::bug) << f.message;
 }

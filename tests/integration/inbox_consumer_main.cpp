@@ -7,7 +7,10 @@
 #include <iostream>
 #include <thread>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/inbox.hpp"
+
+namespace pq = txbox::pq;
 
 int main(int argc, char** argv) {
   std::map<std::string, std::string> overrides;
@@ -26,9 +29,10 @@ int main(int argc, char** argv) {
     const auto cfg = txbox::load_consumer_config("", overrides);
     const std::string effects = "\"" + cfg.schema + "\".effects";
     txbox::Consumer consumer(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-      tx.exec_params("INSERT INTO " + effects +
-                         " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                     m.id, m.topic, m.partition, m.offset);
+      pq::exec(tx,
+               "INSERT INTO " + effects +
+                   " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+               m.id, m.topic, m.partition, m.offset);
       if (pause.count() > 0) std::this_thread::sleep_for(pause);
     });
     consumer.run();

@@ -12,6 +12,9 @@
 #include <vector>
 
 #include "inbox_support.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -106,7 +109,7 @@ void InboxCorners::swallowing_handler_is_found(bool with_params) {
     if (m.id == "m5") {
       try {
         if (with_params) {
-          tx.exec_params("SELECT 1 / $1", 0);
+          pq::exec(tx, "SELECT 1 / $1", 0);
         } else {
           tx.exec("SELECT 1 / 0");
         }
@@ -115,9 +118,10 @@ void InboxCorners::swallowing_handler_is_found(bool with_params) {
       }
       return;
     }
-    tx.exec_params("INSERT INTO " + table +
-                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                   m.id, m.topic, m.partition, m.offset);
+    pq::exec(tx,
+             "INSERT INTO " + table +
+                 " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+             m.id, m.topic, m.partition, m.offset);
   });
   produce_ids(topic_, numbered_ids(total, 2));
   EXPECT_TRUE(poll_until(
@@ -167,13 +171,14 @@ TEST_F(InboxCorners, HandlerFailureFollowedByADatabaseFailureStillBacksOff) {
     }
     if (run == 4) {
       pqxx::connection killer(endpoints().pg);
-      pqxx::nontransaction(killer).exec_params("SELECT pg_terminate_backend($1)",
-                                               tx.conn().backendpid());
+      pq::exec(pqxx::nontransaction(killer), "SELECT pg_terminate_backend($1)",
+               tx.conn().backendpid());
     }
     if (run <= 4) throw std::runtime_error("m0 fails, run " + std::to_string(run));
-    tx.exec_params("INSERT INTO " + table +
-                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                   m.id, m.topic, m.partition, m.offset);
+    pq::exec(tx,
+             "INSERT INTO " + table +
+                 " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+             m.id, m.topic, m.partition, m.offset);
   });
   produce_ids(topic_, {{"m0", "a", 0}});
   ASSERT_TRUE(poll_until(
@@ -200,9 +205,10 @@ TEST_F(InboxCorners, RequeuedMessageWhoseHandlerFailsInTxExecIsRecordedAndTheOth
   txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
     if (m.id == "m0") tx.exec("SELECT 1 / 0");  // fails every time, in exec()
     if (m.id == "m1" && !m1_failed.exchange(true)) throw std::runtime_error("m1 fails once");
-    tx.exec_params("INSERT INTO " + table +
-                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                   m.id, m.topic, m.partition, m.offset);
+    pq::exec(tx,
+             "INSERT INTO " + table +
+                 " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+             m.id, m.topic, m.partition, m.offset);
   });
   produce_ids(topic_, {{"m0", "a", 0}, {"m1", "b", 0}});
   ASSERT_TRUE(poll_until(

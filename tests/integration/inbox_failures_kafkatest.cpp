@@ -10,6 +10,9 @@
 #include <thread>
 
 #include "inbox_support.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -43,10 +46,11 @@ class InboxFailures : public InboxFixture {
     {
       pqxx::connection holder(endpoints().pg);
       pqxx::work tx(holder);
-      tx.exec_params("INSERT INTO " + schema_ +
-                         ".inbox (consumer, message_id, topic, \"partition\", \"offset\") "
-                         "VALUES ($1, 'm3', $2, 0, 3)",
-                     cfg.name, topic_);
+      pq::exec(tx,
+               "INSERT INTO " + schema_ +
+                   ".inbox (consumer, message_id, topic, \"partition\", \"offset\") "
+                   "VALUES ($1, 'm3', $2, 0, 3)",
+               cfg.name, topic_);
       produce_ids(topic_, {{"m3", "d", 0}, {"m4", "e", 0}});
       const auto until = std::chrono::steady_clock::now() + 1500ms;
       poll_until(c, [&] { return std::chrono::steady_clock::now() > until; });
@@ -88,11 +92,11 @@ TEST_F(InboxFailures, RealDeadlockOnTheInboxInsertIsRetried) {
       const std::string insert = "INSERT INTO " + schema_ +
                                  ".inbox (consumer, message_id, topic, \"partition\", \"offset\") "
                                  "VALUES ($1, $2, $3, 0, $4)";
-      tx.exec_params(insert, cfg.name, "m6", topic_, 6);
+      pq::exec(tx, insert, cfg.name, "m6", topic_, 6);
       step = 1;
       while (step < 2) std::this_thread::sleep_for(5ms);
-      std::this_thread::sleep_for(300ms);                 // the consumer now waits for m6
-      tx.exec_params(insert, cfg.name, "m5", topic_, 5);  // waits for the consumer's m5
+      std::this_thread::sleep_for(300ms);               // the consumer now waits for m6
+      pq::exec(tx, insert, cfg.name, "m5", topic_, 5);  // waits for the consumer's m5
       step = 3;
     } catch (const std::exception& e) {
       other_error = e.what();  // this session lost the deadlock: fine too
@@ -151,7 +155,8 @@ TEST_F(InboxFailures, AdminShutdownMidBatchIsRetriedOnANewConnection) {
       c,
       [&] {
         if (kills < 5 && std::chrono::steady_clock::now() > next_kill) {
-          pqxx::nontransaction(admin).exec_params(
+          pq::exec(
+              pqxx::nontransaction(admin),
               "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE application_name = $1",
               role_);
           ++kills;
@@ -218,8 +223,10 @@ TEST_F(InboxFailures, TransientHandlerErrorsAreNotHandlerAttempts) {
   txbox::Consumer c(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
     effect(tx, m);
     const int n = ++calls[m.id];
-    if (m.id == "m3" && n <= 5) throw pqxx::deadlock_detected("deadlock detected (test)");
-    if (m.id == "m6" && n <= 5) throw pqxx::serialization_failure("could not serialize (test)");
+    if (m.id == "m3" && n <= 5)
+      throw pq::sql_error_of<pqxx::deadlock_detected>("deadlock detected (test)", "40P01");
+    if (m.id == "m6" && n <= 5)
+      throw pq::sql_error_of<pqxx::serialization_failure>("could not serialize (test)", "40001");
     if (m.id == "m3" || m.id == "m6") {
       EXPECT_EQ(m.attempt, 1) << "a transient error counted as an attempt";
     }
@@ -293,8 +300,7 @@ TEST_F(InboxFailures, RequeueStoresANonUtf8ErrorEscaped) {
                   ".inbox_dead WHERE requeued_at IS NULL AND attempts = 2") == 1;
   }));
   pqxx::connection conn(endpoints().pg);
-  EXPECT_EQ(pqxx::nontransaction(conn)
-                .exec1("SELECT error FROM " + schema_ + ".inbox_dead")[0]
+  EXPECT_EQ(pq::exec1(pqxx::nontransaction(conn), "SELECT error FROM " + schema_ + ".inbox_dead")[0]
                 .as<std::string>(),
             "bad \\xff\\xfe bytes");
   produce_ids(topic_, {{"m2", "later", 0}});

@@ -13,6 +13,7 @@
 
 #include "harness.hpp"
 #include "inbox_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/inbox.hpp"
 
 namespace txbox::test {
@@ -37,8 +38,9 @@ class InboxTest : public ::testing::Test {
     txbox::test::create_topic(topic_, 4);
     pqxx::connection c(endpoints().pg);
     pqxx::nontransaction n(c);
-    n.exec0("CREATE TABLE " + schema_ +
-            ".effects (message_id text, topic text, \"partition\" int, \"offset\" bigint)");
+    pq::exec0(n,
+              "CREATE TABLE " + schema_ +
+                  ".effects (message_id text, topic text, \"partition\" int, \"offset\" bigint)");
   }
 
   txbox::ConsumerConfig config(const std::string& name = "projector") {
@@ -60,9 +62,10 @@ class InboxTest : public ::testing::Test {
   txbox::Handler record_effect() {
     const std::string table = schema_ + ".effects";
     return [table](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-      tx.exec_params("INSERT INTO " + table +
-                         " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                     m.id, m.topic, m.partition, m.offset);
+      pq::exec(tx,
+               "INSERT INTO " + table +
+                   " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+               m.id, m.topic, m.partition, m.offset);
     };
   }
 

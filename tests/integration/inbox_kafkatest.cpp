@@ -11,8 +11,11 @@
 
 #include "harness.hpp"
 #include "inbox_fixture.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/inbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -47,7 +50,7 @@ TEST_F(InboxTest, MessagesWithoutIdDedupeOnTopicPartitionOffset) {
             1);
   // Even when the stored offset is lost, the same record is recognised.
   pqxx::connection conn(endpoints().pg);
-  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".inbox_offsets");
+  pq::exec0(pqxx::nontransaction(conn), "DELETE FROM " + schema_ + ".inbox_offsets");
   txbox::Consumer again(config(), record_effect());
   ASSERT_TRUE(poll_until(again, [&] { return again.stats().duplicates >= 2; }));
   EXPECT_EQ(again.stats().processed, 0u);
@@ -159,21 +162,23 @@ TEST_F(InboxTest, PoisonMessageGoesDeadAndThePartitionGoesOn) {
   pqxx::connection conn(endpoints().pg);
   {
     pqxx::nontransaction n(conn);
-    const auto dead = n.exec1(
-        "SELECT message_id, \"offset\", attempts, error, "
-        "convert_from(payload, 'UTF8'), headers::text FROM " +
-        schema_ + ".inbox_dead");
+    const auto dead = pq::exec1(n,
+                                "SELECT message_id, \"offset\", attempts, error, "
+                                "convert_from(payload, 'UTF8'), headers::text FROM " +
+                                    schema_ + ".inbox_dead");
     EXPECT_EQ(dead[0].as<std::string>(), "m4");
     EXPECT_EQ(dead[1].as<int>(), 4);
     EXPECT_EQ(dead[2].as<int>(), 3);
     EXPECT_EQ(dead[3].as<std::string>(), "cannot parse order 4");
     EXPECT_EQ(dead[4].as<std::string>(), "v4");
     EXPECT_EQ(dead[5].as<std::string>(), "[[\"ce_id\", \"m4\"]]");
-    EXPECT_EQ(n.exec1("SELECT next_offset FROM " + schema_ + ".inbox_offsets")[0].as<int>(), 10);
+    EXPECT_EQ(pq::exec1(n, "SELECT next_offset FROM " + schema_ + ".inbox_offsets")[0].as<int>(),
+              10);
   }
   // Requeued after the fix: processed once, the dead row gone.
   healed = true;
-  pqxx::nontransaction(conn).exec0("UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
+  pq::exec0(pqxx::nontransaction(conn),
+            "UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
   ASSERT_TRUE(poll_until(
       c, [&] { return c.stats().requeued >= 1; }, 30s));
   EXPECT_EQ(scalar("SELECT count(*) FROM " + schema_ + ".effects WHERE message_id = 'm4'"), 1);
@@ -192,7 +197,8 @@ TEST_F(InboxTest, RequeuedMessageThatFailsAgainStaysDead) {
   });
   ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 1 && c.stats().dead >= 1; }));
   pqxx::connection conn(endpoints().pg);
-  pqxx::nontransaction(conn).exec0("UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
+  pq::exec0(pqxx::nontransaction(conn),
+            "UPDATE " + schema_ + ".inbox_dead SET requeued_at = now()");
   ASSERT_TRUE(poll_until(c, [&] {
     return scalar("SELECT count(*) FROM " + schema_ +
                   ".inbox_dead WHERE requeued_at IS NULL AND attempts = 2") == 1;
@@ -261,9 +267,9 @@ TEST_F(InboxTest, RetentionRemovesOnlyOldRows) {
   txbox::Consumer c(cfg, record_effect());
   ASSERT_TRUE(poll_until(c, [&] { return c.stats().processed >= 30; }));
   pqxx::connection conn(endpoints().pg);
-  pqxx::nontransaction(conn).exec0(
-      "UPDATE " + schema_ +
-      ".inbox SET processed_at = now() - interval '8 days' WHERE message_id < 'm2'");
+  pq::exec0(pqxx::nontransaction(conn),
+            "UPDATE " + schema_ +
+                ".inbox SET processed_at = now() - interval '8 days' WHERE message_id < 'm2'");
   const auto old_rows =
       scalar("SELECT count(*) FROM " + schema_ + ".inbox WHERE message_id < 'm2'");
   ASSERT_GT(old_rows, 10);
@@ -350,7 +356,8 @@ TEST_F(InboxTest, UnmigratedSchemaIsRefusedWithTheMigrationToApply) {
   pqxx::connection conn(endpoints().pg);
   // A schema at version 2: the consumer needs V3 (later migrations, such as V4's SQL enqueue,
   // are not the inbox's business).
-  pqxx::nontransaction(conn).exec0("DELETE FROM " + schema_ + ".schema_version WHERE version >= 3");
+  pq::exec0(pqxx::nontransaction(conn),
+            "DELETE FROM " + schema_ + ".schema_version WHERE version >= 3");
   try {
     txbox::Consumer c(config(), record_effect());
     FAIL() << "expected schema_error";

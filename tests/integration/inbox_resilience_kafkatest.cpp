@@ -10,6 +10,7 @@
 #include <thread>
 
 #include "inbox_fixture.hpp"
+#include "txbox/detail/pq.hpp"
 
 namespace txbox::test {
 
@@ -24,9 +25,10 @@ void InboxTest::moving_partitions_with_a_slow_handler(const std::string& strateg
   const std::string table = schema_ + ".effects";
   std::atomic<bool> stalled = false;
   auto handler = [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-    tx.exec_params("INSERT INTO " + table +
-                       " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                   m.id, m.topic, m.partition, m.offset);
+    pq::exec(tx,
+             "INSERT INTO " + table +
+                 " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+             m.id, m.topic, m.partition, m.offset);
     if (m.offset == 50 && !stalled.exchange(true)) std::this_thread::sleep_for(5s);
     std::this_thread::sleep_for(1ms);
   };
@@ -55,6 +57,8 @@ void InboxTest::moving_partitions_with_a_slow_handler(const std::string& strateg
 
 }  // namespace txbox::test
 
+namespace pq = txbox::pq;
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -68,7 +72,7 @@ TEST_F(InboxTest, DatabaseOutagePausesAndResumesWithoutLossOrDuplicate) {
   // A database of its own, so that refusing connections disturbs no other test.
   const std::string db = txbox::test::unique_name("outage");
   pqxx::connection admin(endpoints().pg_admin);
-  pqxx::nontransaction(admin).exec0("CREATE DATABASE " + db + " OWNER txbox_owner");
+  pq::exec0(pqxx::nontransaction(admin), "CREATE DATABASE " + db + " OWNER txbox_owner");
   const std::string url = endpoints().pg + " dbname=" + db;
   std::string out;
   ASSERT_EQ(txbox::test::run_command("cd '" + txbox::test::source_dir() +
@@ -80,7 +84,8 @@ TEST_F(InboxTest, DatabaseOutagePausesAndResumesWithoutLossOrDuplicate) {
       << out;
   {
     pqxx::connection c(url);
-    pqxx::nontransaction(c).exec0(
+    pq::exec0(
+        pqxx::nontransaction(c),
         "CREATE TABLE effects (message_id text, topic text, \"partition\" int, \"offset\" bigint)");
   }
   constexpr int total = 3000;
@@ -93,10 +98,10 @@ TEST_F(InboxTest, DatabaseOutagePausesAndResumesWithoutLossOrDuplicate) {
   std::atomic<bool> was_unready = false;
   std::jthread worker([&](std::stop_token stop) {
     txbox::Consumer c(cfg, [](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-      tx.exec_params(
-          "INSERT INTO effects (message_id, topic, \"partition\", \"offset\") "
-          "VALUES ($1, $2, $3, $4)",
-          m.id, m.topic, m.partition, m.offset);
+      pq::exec(tx,
+               "INSERT INTO effects (message_id, topic, \"partition\", \"offset\") "
+               "VALUES ($1, $2, $3, $4)",
+               m.id, m.topic, m.partition, m.offset);
       std::this_thread::sleep_for(500us);
     });
     while (!stop.stop_requested()) {
@@ -116,11 +121,11 @@ TEST_F(InboxTest, DatabaseOutagePausesAndResumesWithoutLossOrDuplicate) {
   }
   {
     pqxx::nontransaction n(admin);
-    n.exec0("ALTER DATABASE " + db + " ALLOW_CONNECTIONS false");
+    pq::exec0(n, "ALTER DATABASE " + db + " ALLOW_CONNECTIONS false");
     n.exec("SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE datname = '" + db + "'");
   }
   std::this_thread::sleep_for(3s);
-  pqxx::nontransaction(admin).exec0("ALTER DATABASE " + db + " ALLOW_CONNECTIONS true");
+  pq::exec0(pqxx::nontransaction(admin), "ALTER DATABASE " + db + " ALLOW_CONNECTIONS true");
   const auto done_by = std::chrono::steady_clock::now() + 90s;
   while (count("count(DISTINCT message_id)") < total &&
          std::chrono::steady_clock::now() < done_by) {
@@ -131,7 +136,7 @@ TEST_F(InboxTest, DatabaseOutagePausesAndResumesWithoutLossOrDuplicate) {
   EXPECT_TRUE(was_unready) << "the outage was not noticed";
   EXPECT_EQ(count("count(DISTINCT message_id)"), total);
   EXPECT_EQ(count("count(*)"), total) << "a message took effect twice";
-  pqxx::nontransaction(admin).exec0("DROP DATABASE " + db + " WITH (FORCE)");
+  pq::exec0(pqxx::nontransaction(admin), "DROP DATABASE " + db + " WITH (FORCE)");
 }
 
 // D1: a consumer killed at any instant, 20 times over one stream, then restarted.

@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 #include "txbox/inbox.hpp"
 
@@ -118,9 +119,10 @@ class InboxFixture : public ::testing::Test {
   Handler record_effect() const {
     const std::string table = schema_ + ".effects";
     return [table](pqxx::work& tx, const ReceivedMessage& m) {
-      tx.exec_params("INSERT INTO " + table +
-                         " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
-                     m.id, m.topic, m.partition, m.offset);
+      pq::exec(tx,
+               "INSERT INTO " + table +
+                   " (message_id, topic, \"partition\", \"offset\") VALUES ($1, $2, $3, $4)",
+               m.id, m.topic, m.partition, m.offset);
     };
   }
 

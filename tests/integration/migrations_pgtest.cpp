@@ -4,7 +4,10 @@
 #include <pqxx/pqxx>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -47,7 +50,8 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
   auto counts = [&] {
     pqxx::connection c(conn);
     pqxx::nontransaction n(c);
-    const auto row = n.exec1(
+    const auto row = pq::exec1(
+        n,
         "SELECT (SELECT count(*) FROM txbox.schema_version), "
         "(SELECT count(*) FROM txbox.outbox_leases), "
         "(SELECT string_agg(rolname, ',' ORDER BY rolname) FROM pg_roles "
@@ -68,9 +72,10 @@ TEST(Migrations, ApplyTwiceAsNonSuperuserOwnerChangingNothingTheSecondTime) {
 
   pqxx::connection c(conn);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 7);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM txbox.outbox_leases")[0].as<int>(), 64);
-  EXPECT_FALSE(n.exec1("SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].as<bool>());
+  EXPECT_EQ(pq::exec1(n, "SELECT max(version) FROM txbox.schema_version")[0].as<int>(), 7);
+  EXPECT_EQ(pq::exec1(n, "SELECT count(*) FROM txbox.outbox_leases")[0].as<int>(), 64);
+  EXPECT_FALSE(
+      pq::exec1(n, "SELECT rolsuper FROM pg_roles WHERE rolname = current_user")[0].as<bool>());
 }
 
 TEST(Migrations, RenderForAnotherSchemaName) {
@@ -78,8 +83,8 @@ TEST(Migrations, RenderForAnotherSchemaName) {
   txbox::test::create_schema(schema);
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM information_schema.tables WHERE table_schema = " +
-                    n.quote(schema))[0]
+  EXPECT_EQ(pq::exec1(n, "SELECT count(*) FROM information_schema.tables WHERE table_schema = " +
+                             n.quote(schema))[0]
                 .as<int>(),
             9);
   std::string out;
@@ -166,12 +171,14 @@ TEST(Roles, RelayAndConsumerAreConfinedToTheirTables) {
 TEST(Migrations, TheOutboxHasNoTriggerAfterV6) {
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM pg_trigger WHERE tgrelid = 'txbox.outbox'::regclass "
-                    "AND NOT tgisinternal")[0]
+  EXPECT_EQ(pq::exec1(n,
+                      "SELECT count(*) FROM pg_trigger WHERE tgrelid = 'txbox.outbox'::regclass "
+                      "AND NOT tgisinternal")[0]
                 .as<int>(),
             0);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM pg_proc WHERE proname = 'outbox_notify' "
-                    "AND pronamespace = 'txbox'::regnamespace")[0]
+  EXPECT_EQ(pq::exec1(n,
+                      "SELECT count(*) FROM pg_proc WHERE proname = 'outbox_notify' "
+                      "AND pronamespace = 'txbox'::regnamespace")[0]
                 .as<int>(),
             0);
 }

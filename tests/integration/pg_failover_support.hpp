@@ -19,6 +19,7 @@
 #include "harness.hpp"
 #include "http_support.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/outbox.hpp"
 
@@ -75,12 +76,12 @@ inline void wait_standby_caught_up() {
   ASSERT_TRUE(node == "0" || node == "1") << "no standby: " << st;
   pqxx::connection p(multi_admin());
   const auto lsn =
-      pqxx::nontransaction(p).exec1("SELECT pg_current_wal_lsn()::text")[0].as<std::string>();
+      pq::exec1(pqxx::nontransaction(p), "SELECT pg_current_wal_lsn()::text")[0].as<std::string>();
   pqxx::connection s(pair_value("TXBOX_TEST_PG_NODE" + node + "_ADMIN"));
   ASSERT_TRUE(wait_until(
       [&] {
-        return pqxx::nontransaction(s)
-            .exec_params1("SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn", lsn)[0]
+        return pq::exec1(pqxx::nontransaction(s), "SELECT pg_last_wal_replay_lsn() >= $1::pg_lsn",
+                         lsn)[0]
             .as<bool>();
       },
       20s))
@@ -157,7 +158,7 @@ class FailoverTest : public ::testing::Test {
         try {
           pqxx::connection c(multi());
           pqxx::work tx(c);
-          tx.exec_params("INSERT INTO " + schema_ + ".orders (id) VALUES ($1)", id);
+          pq::exec(tx, "INSERT INTO " + schema_ + ".orders (id) VALUES ($1)", id);
           ob.enqueue(tx, txbox::Message{.topic = topic_, .key = id, .payload = id});
           tx.commit();
           break;
@@ -194,12 +195,12 @@ class FailoverTest : public ::testing::Test {
     set_synchronous(true);
     pair_command("pg-cut-standby");
     pqxx::connection w(multi());
-    const int pid = pqxx::nontransaction(w).exec1("SELECT pg_backend_pid()")[0].as<int>();
+    const int pid = pq::exec1(pqxx::nontransaction(w), "SELECT pg_backend_pid()")[0].as<int>();
     std::string error;
     std::thread writer([&] {
       try {
         pqxx::work tx(w);
-        tx.exec_params("INSERT INTO " + schema_ + ".orders (id) VALUES ($1)", id);
+        pq::exec(tx, "INSERT INTO " + schema_ + ".orders (id) VALUES ($1)", id);
         txbox::Outbox({.schema = schema_})
             .enqueue(tx, txbox::Message{.topic = topic_, .key = id, .payload = id});
         tx.commit();
@@ -210,15 +211,14 @@ class FailoverTest : public ::testing::Test {
     pqxx::connection a(multi_admin());
     const bool waiting = wait_until(
         [&] {
-          return pqxx::nontransaction(a)
-                     .exec_params(
-                         "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND "
-                         "wait_event = 'SyncRep'",
-                         pid)
+          return pq::exec(pqxx::nontransaction(a),
+                          "SELECT 1 FROM pg_stat_activity WHERE pid = $1 AND "
+                          "wait_event = 'SyncRep'",
+                          pid)
                      .size() == 1;
         },
         10s);
-    pqxx::nontransaction(a).exec_params("SELECT pg_cancel_backend($1)", pid);
+    pq::exec(pqxx::nontransaction(a), "SELECT pg_cancel_backend($1)", pid);
     writer.join();
     set_synchronous(false);
     ASSERT_TRUE(waiting) << "the commit did not wait for the synchronous standby";
@@ -295,8 +295,8 @@ class FailoverTest : public ::testing::Test {
   Handler record_effect() const {
     const std::string table = schema_ + ".effects";
     return [table](pqxx::work& tx, const ReceivedMessage& m) {
-      tx.exec_params("INSERT INTO " + table + " (message_id, order_id) VALUES ($1, $2)", m.id,
-                     m.payload);
+      pq::exec(tx, "INSERT INTO " + table + " (message_id, order_id) VALUES ($1, $2)", m.id,
+               m.payload);
     };
   }
 

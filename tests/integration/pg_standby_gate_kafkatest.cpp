@@ -10,6 +10,7 @@
 
 #include "delay_proxy.hpp"
 #include "pg_failover_support.hpp"
+#include "txbox/detail/pq.hpp"
 
 namespace txbox::test {
 namespace {
@@ -41,11 +42,10 @@ int primary_port() {
 // position (false: not connected, or behind).
 bool streams_and_flushed(const std::string& application_name) {
   pqxx::connection a(pair_value("TXBOX_TEST_PG_NODE" + node_of("primary") + "_ADMIN"));
-  return pqxx::nontransaction(a)
-             .exec_params(
-                 "SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND "
-                 "flush_lsn >= pg_current_wal_insert_lsn()",
-                 application_name)
+  return pq::exec(pqxx::nontransaction(a),
+                  "SELECT 1 FROM pg_stat_replication WHERE application_name = $1 AND "
+                  "flush_lsn >= pg_current_wal_insert_lsn()",
+                  application_name)
              .size() == 1;
 }
 
@@ -179,11 +179,11 @@ TEST_F(StandbyGateTest, RoundsArePublishedUnderSustainedStandbyLag) {
   });
   pqxx::connection a(pair_value("TXBOX_TEST_PG_NODE" + node_of("primary") + "_ADMIN"));
   const auto lag = [&] {
-    return pqxx::nontransaction(a)
-        .exec_params(
-            "SELECT coalesce(extract(epoch FROM flush_lag), 0)::float8 FROM pg_stat_replication "
-            "WHERE application_name = $1",
-            standby)[0][0]
+    return pq::exec(
+               pqxx::nontransaction(a),
+               "SELECT coalesce(extract(epoch FROM flush_lag), 0)::float8 FROM pg_stat_replication "
+               "WHERE application_name = $1",
+               standby)[0][0]
         .as<double>(0);
   };
   const bool lagging = wait_until([&] { return lag() >= 1.2; }, 20s);

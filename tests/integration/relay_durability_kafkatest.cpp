@@ -12,7 +12,10 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -74,7 +77,7 @@ class RelayDurabilityTest : public ::testing::Test {
 
   long query_long(const std::string& sql) {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c).exec1(sql)[0].as<long>();
+    return pq::exec1(pqxx::nontransaction(c), sql)[0].as<long>();
   }
   long pending() { return query_long("SELECT count(*) FROM " + schema_ + ".outbox"); }
 
@@ -157,8 +160,9 @@ TEST_F(RelayDurabilityTest, StrictDurabilityHoldsANewWeakTopicsRowsInTheOutbox) 
   EXPECT_EQ(query_long("SELECT count(*) FROM " + schema_ + ".outbox_dead"), 0);
   {
     pqxx::connection c(endpoints().pg);
-    const auto head = pqxx::nontransaction(c).exec1("SELECT last_error, payload FROM " + schema_ +
-                                                    ".outbox ORDER BY id LIMIT 1");
+    const auto head =
+        pq::exec1(pqxx::nontransaction(c),
+                  "SELECT last_error, payload FROM " + schema_ + ".outbox ORDER BY id LIMIT 1");
     EXPECT_NE(head[0].as<std::string>().find("held by strict durability: topic '" + topic_ +
                                              "': replication.factor=1 (needs >= 3)"),
               std::string::npos)

@@ -11,8 +11,11 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
 #include "txbox/relay.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -168,11 +171,11 @@ TEST_F(RelayFailures, AConversionErrorIsLoggedOnceAndTheDaemonSurvives) {
   owner_sql("ALTER TABLE " + schema_ + ".outbox ALTER COLUMN attempts TYPE bigint");
   {
     pqxx::connection c(endpoints().pg);
-    pqxx::nontransaction(c).exec_params(
-        "INSERT INTO " + schema_ +
-            ".outbox (message_id, topic, key, payload, attempts) "
-            "VALUES (gen_random_uuid(), $1, 'k', '\\x00'::bytea, 5000000000)",
-        topic_);
+    pq::exec(pqxx::nontransaction(c),
+             "INSERT INTO " + schema_ +
+                 ".outbox (message_id, topic, key, payload, attempts) "
+                 "VALUES (gen_random_uuid(), $1, 'k', '\\x00'::bytea, 5000000000)",
+             topic_);
   }
   std::this_thread::sleep_for(4s);  // several retries
   ASSERT_TRUE(r->running()) << r->output();
@@ -213,8 +216,8 @@ TEST_F(RelayFailures, SigtermDuringReconnectBackoffExitsAtOnce) {
   owner_sql("ALTER ROLE " + user + " NOLOGIN");
   {
     pqxx::connection su(endpoints().pg_admin);
-    pqxx::nontransaction(su).exec_params(
-        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", user);
+    pq::exec(pqxx::nontransaction(su),
+             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE usename = $1", user);
   }
   std::this_thread::sleep_for(1500ms);
   ASSERT_TRUE(r->running()) << r->output();
@@ -290,11 +293,10 @@ long seq_tup_read(const std::string& schema) {
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
   n.exec("SELECT pg_stat_clear_snapshot()");
-  return n
-      .exec_params1(
-          "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE "
-          "schemaname = $1 AND relname = 'outbox'",
-          schema)[0]
+  return pq::exec1(n,
+                   "SELECT coalesce(seq_tup_read, 0) FROM pg_stat_user_tables WHERE "
+                   "schemaname = $1 AND relname = 'outbox'",
+                   schema)[0]
       .as<long>();
 }
 
@@ -304,11 +306,12 @@ TEST_F(RelayFailures, StartUpDoesNotScanALargeBacklog) {
     pqxx::connection c(endpoints().pg);
     pqxx::nontransaction n(c);
     n.exec("ALTER TABLE " + schema_ + ".outbox SET (autovacuum_enabled = false)");
-    n.exec_params("INSERT INTO " + schema_ +
-                      ".outbox (message_id, topic, key, payload, headers) "
-                      "SELECT gen_random_uuid(), $1, 'k' || (i % 1000), '\\x00'::bytea, "
-                      "'[]'::jsonb FROM generate_series(1, 200000) i",
-                  topic_);
+    pq::exec(n,
+             "INSERT INTO " + schema_ +
+                 ".outbox (message_id, topic, key, payload, headers) "
+                 "SELECT gen_random_uuid(), $1, 'k' || (i % 1000), '\\x00'::bytea, "
+                 "'[]'::jsonb FROM generate_series(1, 200000) i",
+             topic_);
     n.exec("ANALYZE " + schema_ + ".outbox");
   }
   std::this_thread::sleep_for(1500ms);  // statistics of the sessions above flushed

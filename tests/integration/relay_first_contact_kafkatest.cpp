@@ -17,6 +17,9 @@
 
 #include "http_support.hpp"
 #include "relay_fixture.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -33,10 +36,10 @@ class FirstContact : public RelayTest {
  protected:
   int owned(const std::string& relay) {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c)
-        .exec_params1("SELECT count(*) FROM " + schema_ +
-                          ".outbox_leases WHERE owner = $1 AND expires_at > now()",
-                      relay)[0]
+    return pq::exec1(pqxx::nontransaction(c),
+                     "SELECT count(*) FROM " + schema_ +
+                         ".outbox_leases WHERE owner = $1 AND expires_at > now()",
+                     relay)[0]
         .as<int>();
   }
 
@@ -137,7 +140,8 @@ TEST_F(FirstContact, AnOptionValueLibpqRefusesExitsThreeNamingTheFix) {
 // pg_hba.conf of the test server with `line` first (atomically, keeping its owner), reloaded.
 void hba_first_line(const std::string& line, bool add) {
   pqxx::connection su(endpoints().pg_admin);
-  const std::string path = pqxx::nontransaction(su).exec1("SHOW hba_file")[0].as<std::string>();
+  const std::string path =
+      pq::exec1(pqxx::nontransaction(su), "SHOW hba_file")[0].as<std::string>();
   std::stringstream old;
   old << std::ifstream(path).rdbuf();
   std::string text = old.str();

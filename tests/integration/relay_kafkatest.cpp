@@ -12,7 +12,10 @@
 #include <thread>
 
 #include "relay_fixture.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -36,12 +39,13 @@ TEST_F(RelayTest, ThreeRelaysKeepPerKeyOrderOverTenThousandMessages) {
   bool spread = false;
   for (int i = 0; i < 100 && !spread; ++i) {
     pqxx::connection conn(endpoints().pg);
-    const auto r = pqxx::nontransaction(conn).exec1(
+    const auto r = pq::exec1(
+        pqxx::nontransaction(conn),
         "SELECT count(DISTINCT owner), coalesce(max(n), 0), coalesce(sum(n), 0) FROM (SELECT "
         "owner, count(*) AS n FROM " +
-        schema_ +
-        ".outbox_leases WHERE expires_at > now() "
-        "GROUP BY owner) o");
+            schema_ +
+            ".outbox_leases WHERE expires_at > now() "
+            "GROUP BY owner) o");
     spread = r[0].as<int>() == 3 && r[1].as<int>() <= 22 && r[2].as<int>() == 64;
     if (!spread) std::this_thread::sleep_for(100ms);
   }
@@ -61,7 +65,7 @@ TEST_F(RelayTest, ARelayStartingBesideOthersTakesOnlyItsShareFromTheStart) {
   auto a = start_relay("a", config());
   pqxx::connection conn(endpoints().pg);
   const auto count = [&](const std::string& sql) {
-    return pqxx::nontransaction(conn).exec1(sql)[0].as<int>();
+    return pq::exec1(pqxx::nontransaction(conn), sql)[0].as<int>();
   };
   ASSERT_TRUE(txbox::test::wait_until(
       [&] {
@@ -73,10 +77,11 @@ TEST_F(RelayTest, ARelayStartingBesideOthersTakesOnlyItsShareFromTheStart) {
   {
     pqxx::work tx(conn);
     for (const char* peer : {"x", "y"}) {
-      tx.exec_params("INSERT INTO " + schema_ +
-                         ".outbox_relays (name, seen_at) VALUES ($1, now()) "
-                         "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
-                     peer);
+      pq::exec(tx,
+               "INSERT INTO " + schema_ +
+                   ".outbox_relays (name, seen_at) VALUES ($1, now()) "
+                   "ON CONFLICT (name) DO UPDATE SET seen_at = now()",
+               peer);
     }
     tx.commit();
   }
@@ -131,15 +136,15 @@ TEST_F(RelayTest, SigstopPastTheLeaseThenSigcontPublishesAndDeletesNothingStale)
   // as a live relay (its heartbeat older than the lease ttl).
   pqxx::connection conn(endpoints().pg);
   const auto owned_by_b = [&] {
-    return pqxx::nontransaction(conn)
-        .exec1("SELECT count(*) FROM " + schema_ +
-               ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
+    return pq::exec1(pqxx::nontransaction(conn),
+                     "SELECT count(*) FROM " + schema_ +
+                         ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
         .as<int>();
   };
   const auto a_is_live = [&] {
-    return pqxx::nontransaction(conn)
-               .exec1("SELECT count(*) FROM " + schema_ +
-                      ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '6 s'")[0]
+    return pq::exec1(pqxx::nontransaction(conn),
+                     "SELECT count(*) FROM " + schema_ +
+                         ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '6 s'")[0]
                .as<int>() == 1;
   };
   ASSERT_TRUE(txbox::test::wait_until([&] { return !a_is_live() && owned_by_b() == 64; }, 60s))
@@ -168,9 +173,10 @@ TEST_F(RelayTest, SigstopPastTheLeaseThenSigcontPublishesAndDeletesNothingStale)
   // anything A's producer might still have sent.
   ASSERT_TRUE(txbox::test::wait_until(
       [&] {
-        return pqxx::nontransaction(conn)
-                   .exec1("SELECT count(*) FROM " + schema_ +
-                          ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '1 s'")[0]
+        return pq::exec1(
+                   pqxx::nontransaction(conn),
+                   "SELECT count(*) FROM " + schema_ +
+                       ".outbox_relays WHERE name = 'a' AND seen_at > now() - interval '1 s'")[0]
                    .as<int>() == 1;
       },
       3s))
@@ -188,9 +194,9 @@ TEST_F(RelayTest, SigstopPastTheLeaseThenSigcontPublishesAndDeletesNothingStale)
   std::cout << "records that reached Kafka after A resumed: " << late.size()
             << ", produced after it resumed: " << produced_after << "\n";
   // The window was real: B's leases were still valid, so A owned nothing all along.
-  ASSERT_EQ(pqxx::nontransaction(conn)
-                .exec1("SELECT count(*) FROM " + schema_ +
-                       ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
+  ASSERT_EQ(pq::exec1(pqxx::nontransaction(conn),
+                      "SELECT count(*) FROM " + schema_ +
+                          ".outbox_leases WHERE owner = 'b' AND expires_at > now()")[0]
                 .as<int>(),
             64)
       << "B's leases expired during the check: the machine is too slow for this window";
@@ -216,7 +222,7 @@ TEST_F(RelayTest, RowsKafkaCannotTakeStayUntilAcknowledgedThenArriveInOrder) {
   auto r = start_relay("later", config("", "", "\"allow.auto.create.topics\" = false\n"));
   pqxx::connection conn(endpoints().pg);
   const auto query_long = [&](const std::string& sql) {
-    return pqxx::nontransaction(conn).exec1(sql)[0].as<long>();
+    return pq::exec1(pqxx::nontransaction(conn), sql)[0].as<long>();
   };
   ASSERT_TRUE(txbox::test::wait_until(
       [&] {
@@ -263,16 +269,15 @@ TEST_F(RelayTest, ATopicCreatedAfterTheRetriesBackedOffIsUsedWithinSeconds) {
                                       "", "\"allow.auto.create.topics\" = false\n"));
   pqxx::connection conn(endpoints().pg);
   const auto attempts = [&] {
-    return pqxx::nontransaction(conn)
-        .exec1("SELECT coalesce(max(attempts), 0) FROM " + schema_ + ".outbox")[0]
+    return pq::exec1(pqxx::nontransaction(conn),
+                     "SELECT coalesce(max(attempts), 0) FROM " + schema_ + ".outbox")[0]
         .as<int>();
   };
   ASSERT_TRUE(txbox::test::wait_until([&] { return attempts() >= 5; }, 90s)) << r->output();
-  const double due = pqxx::nontransaction(conn)
-                         .exec1(
-                             "SELECT coalesce(extract(epoch FROM max(next_attempt_at) - "
-                             "now()), 0)::float8 FROM " +
-                             schema_ + ".outbox WHERE attempts > 0")[0]
+  const double due = pq::exec1(pqxx::nontransaction(conn),
+                               "SELECT coalesce(extract(epoch FROM max(next_attempt_at) - "
+                               "now()), 0)::float8 FROM " +
+                                   schema_ + ".outbox WHERE attempts > 0")[0]
                          .as<double>();
   const auto created = std::chrono::steady_clock::now();
   txbox::test::create_topic(topic_, 2);
@@ -333,21 +338,22 @@ TEST_F(RelayTest, OversizeMessageGoesToDeadLettersAndTheShardGoesOn) {
     pqxx::connection c(endpoints().pg);
     pqxx::work tx(c);
     // Written with plain SQL: txbox::outbox itself would refuse it.
-    tx.exec_params(
-        "INSERT INTO " + schema_ +
-            ".outbox (message_id, topic, key, payload) "
-            "VALUES (gen_random_uuid(), $1, 'K', convert_to(repeat('x', 2000000), 'UTF8'))",
-        topic_);
+    pq::exec(tx,
+             "INSERT INTO " + schema_ +
+                 ".outbox (message_id, topic, key, payload) "
+                 "VALUES (gen_random_uuid(), $1, 'K', convert_to(repeat('x', 2000000), 'UTF8'))",
+             topic_);
     tx.commit();
   }
   enqueue(1, 1, 1);  // key-0, same shard or not: it must arrive
   {
     pqxx::connection c(endpoints().pg);
     pqxx::work tx(c);
-    tx.exec_params("INSERT INTO " + schema_ +
-                       ".outbox (message_id, topic, key, payload) "
-                       "VALUES (gen_random_uuid(), $1, 'K', 'after')",
-                   topic_);
+    pq::exec(tx,
+             "INSERT INTO " + schema_ +
+                 ".outbox (message_id, topic, key, payload) "
+                 "VALUES (gen_random_uuid(), $1, 'K', 'after')",
+             topic_);
     tx.commit();
   }
   auto r = start_relay("a", config());

@@ -9,6 +9,9 @@
 #include <thread>
 
 #include "relay_fixture.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -22,14 +25,14 @@ class RelayLeases : public RelayTest {
  protected:
   long query(const std::string& sql) {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c).exec1(sql)[0].as<long>();
+    return pq::exec1(pqxx::nontransaction(c), sql)[0].as<long>();
   }
   long owned_by(const std::string& name) {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c)
-        .exec_params1("SELECT count(*) FROM " + schema_ +
-                          ".outbox_leases WHERE owner = $1 AND expires_at > now()",
-                      name)[0]
+    return pq::exec1(pqxx::nontransaction(c),
+                     "SELECT count(*) FROM " + schema_ +
+                         ".outbox_leases WHERE owner = $1 AND expires_at > now()",
+                     name)[0]
         .as<long>();
   }
   // The sum of the shards' epochs: it moves whenever a shard changes hands.

@@ -10,6 +10,9 @@
 #include <thread>
 
 #include "relay_fixture.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -129,8 +132,8 @@ TEST_F(RelayTest, SigtermStopsCleanlyAndReleasesLeases) {
   EXPECT_EQ(r->wait(15s), 0) << r->output();
   EXPECT_NE(r->output().find("released"), std::string::npos) << r->output();
   pqxx::connection c(endpoints().pg);
-  EXPECT_EQ(pqxx::nontransaction(c)
-                .exec1("SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'term'")[0]
+  EXPECT_EQ(pq::exec1(pqxx::nontransaction(c),
+                      "SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'term'")[0]
                 .as<int>(),
             0);
 }
@@ -141,19 +144,21 @@ TEST_F(RelayTest, BacklogGaugeIsExactUpToAHundredThousandRowsThenAnEstimate) {
   {
     pqxx::connection c(endpoints().pg);
     pqxx::nontransaction n(c);
-    n.exec_params("INSERT INTO " + schema_ +
-                      ".outbox (message_id, topic, key, payload, headers) "
-                      "SELECT gen_random_uuid(), $1, 'k' || (i % 100), '\\x00'::bytea, "
-                      "'[]'::jsonb FROM generate_series(1, 150000) i",
-                  topic_);
+    pq::exec(n,
+             "INSERT INTO " + schema_ +
+                 ".outbox (message_id, topic, key, payload, headers) "
+                 "SELECT gen_random_uuid(), $1, 'k' || (i % 100), '\\x00'::bytea, "
+                 "'[]'::jsonb FROM generate_series(1, 150000) i",
+             topic_);
     // The statistics say 1,000,000 rows (and autovacuum may not correct them): an exact
     // count would give 150,000.
     n.exec("ALTER TABLE " + schema_ + ".outbox SET (autovacuum_enabled = false)");
     std::string admin = endpoints().pg_admin;
     admin.replace(admin.find("dbname=postgres"), 15, "dbname=txbox");
     pqxx::connection su(admin);
-    pqxx::nontransaction(su).exec_params(
-        "UPDATE pg_class SET reltuples = 1000000 WHERE oid = to_regclass($1)", schema_ + ".outbox");
+    pq::exec(pqxx::nontransaction(su),
+             "UPDATE pg_class SET reltuples = 1000000 WHERE oid = to_regclass($1)",
+             schema_ + ".outbox");
   }
   bootstrap_ = "127.0.0.1:" + std::to_string(free_port());
   const int port = free_port();

@@ -11,7 +11,10 @@
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -89,9 +92,10 @@ TEST_F(RelayStore, EachShardsRowsAreAPrefixOfItsHeadInIdOrder) {
   std::map<int, std::vector<std::int64_t>> by_shard;
   for (const auto& r : rows) by_shard[r.shard].push_back(r.id);
   for (const auto& [shard, ids] : by_shard) {
-    const auto head = pqxx::nontransaction(*db_).exec_params(
-        "SELECT id FROM " + schema_ + ".outbox WHERE shard = $1 ORDER BY id LIMIT $2", shard,
-        static_cast<int>(ids.size()));
+    const auto head =
+        pq::exec(pqxx::nontransaction(*db_),
+                 "SELECT id FROM " + schema_ + ".outbox WHERE shard = $1 ORDER BY id LIMIT $2",
+                 shard, static_cast<int>(ids.size()));
     ASSERT_EQ(head.size(), ids.size());
     for (std::size_t i = 0; i < ids.size(); ++i) {
       EXPECT_EQ(head[static_cast<int>(i)][0].as<std::int64_t>(), ids[i]) << "shard " << shard;
@@ -116,7 +120,8 @@ TEST_F(RelayStore, ARowWaitingForItsRetryHoldsBackTheRestOfItsShard) {
   const auto keys = shard_keys();
   enqueue(keys[0], 10, 5);
   enqueue(keys[1], 10, 5);
-  pqxx::nontransaction(*db_).exec_params(
+  pq::exec(
+      pqxx::nontransaction(*db_),
       "UPDATE " + schema_ +
           ".outbox SET next_attempt_at = now() + interval '1 hour' WHERE id = (SELECT id FROM " +
           schema_ + ".outbox WHERE key = $1 ORDER BY id OFFSET 2 LIMIT 1)",
@@ -138,11 +143,12 @@ TEST_F(RelayStore, ASettleUnderAStaleEpochChangesNothing) {
   const auto rows = store.claim(*db_, view);
   ASSERT_EQ(rows.size(), 3u);
   // Another relay took the shard over meanwhile (a new epoch).
-  pqxx::nontransaction(*db_).exec_params("UPDATE " + schema_ +
-                                             ".outbox_leases SET owner = 'other', epoch = epoch "
-                                             "+ 1, expires_at = now() + interval '1 minute' "
-                                             "WHERE shard = $1",
-                                         rows[0].shard);
+  pq::exec(pqxx::nontransaction(*db_),
+           "UPDATE " + schema_ +
+               ".outbox_leases SET owner = 'other', epoch = epoch "
+               "+ 1, expires_at = now() + interval '1 minute' "
+               "WHERE shard = $1",
+           rows[0].shard);
   relay::SettlePlan plan;
   for (const auto& r : rows) plan.delete_ids.push_back(r.id);
   const auto counts = store.settle(*db_, view, plan, [](int) { return 100ms; });
@@ -201,7 +207,8 @@ TEST_F(RelayStore, LaneLeasesAreTakenWholeAndSharedByLanes) {
   // A shard of one of c's lanes taken by an at_least_once relay ('x'): c gives the rest of
   // that lane back at its next tick, and no lane relay takes it while 'x' holds the shard.
   const int lane = *lc.begin();
-  pqxx::nontransaction(*db_).exec_params(
+  pq::exec(
+      pqxx::nontransaction(*db_),
       "UPDATE " + schema_ +
           ".outbox_leases SET owner = 'x', epoch = epoch + 1, expires_at = now() + interval '1 "
           "minute' WHERE shard = $1",
@@ -210,7 +217,8 @@ TEST_F(RelayStore, LaneLeasesAreTakenWholeAndSharedByLanes) {
   EXPECT_FALSE(after.contains(lane));
   EXPECT_FALSE(whole_lanes(a.tick(*db_).view).contains(lane));
   EXPECT_FALSE(whole_lanes(b.tick(*db_).view).contains(lane));
-  const auto held_by_c = pqxx::nontransaction(*db_).exec_params1(
+  const auto held_by_c = pq::exec1(
+      pqxx::nontransaction(*db_),
       "SELECT count(*) FROM " + schema_ + ".outbox_leases WHERE owner = 'c' AND shard / $1 = $2",
       relay::k_lane_shards, lane)[0];
   EXPECT_EQ(held_by_c.as<int>(), 0) << "the rest of the lane was not given back";
@@ -233,8 +241,9 @@ TEST_F(RelayStore, DeletePublishedMatchesIdAndMessageIdUnderTheFence) {
   EXPECT_EQ(n, 1u);
   EXPECT_EQ(txbox::test::outbox_rows(schema_), 2);
   // Under a stale view (the shard moved on): nothing.
-  pqxx::nontransaction(*db_).exec_params(
-      "UPDATE " + schema_ + ".outbox_leases SET epoch = epoch + 1 WHERE shard = $1", rows[1].shard);
+  pq::exec(pqxx::nontransaction(*db_),
+           "UPDATE " + schema_ + ".outbox_leases SET epoch = epoch + 1 WHERE shard = $1",
+           rows[1].shard);
   EXPECT_EQ(store.delete_published(*db_, view, {rows[1].id}, {rows[1].message_id}), 0u);
   EXPECT_EQ(txbox::test::outbox_rows(schema_), 2);
   EXPECT_FALSE(store.identity(*db_).empty());
@@ -245,8 +254,8 @@ TEST_F(RelayStore, DeletePublishedMatchesIdAndMessageIdUnderTheFence) {
 // rows in flight. When no other relay is live (Kafka gone for all), it keeps them.
 TEST_F(RelayStore, ARelayWithoutKafkaTakesNothingAndGivesItsIdleShardsBack) {
   const auto relays_named = [&](const std::string& name) {
-    return pqxx::nontransaction(*db_)
-        .exec_params1("SELECT count(*) FROM " + schema_ + ".outbox_relays WHERE name = $1", name)[0]
+    return pq::exec1(pqxx::nontransaction(*db_),
+                     "SELECT count(*) FROM " + schema_ + ".outbox_relays WHERE name = $1", name)[0]
         .as<int>();
   };
   const relay::LeaseIntent lost{.publish = false, .give_back = false, .busy = {}};

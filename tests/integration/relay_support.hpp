@@ -18,6 +18,7 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/rdkafka.hpp"
 
 namespace txbox::test {
@@ -174,7 +175,8 @@ inline bool wait_until(const std::function<bool()>& done, std::chrono::milliseco
 /// Rows in `schema`'s outbox (pending or not).
 inline long outbox_rows(const std::string& schema) {
   pqxx::connection c(endpoints().pg);
-  return pqxx::nontransaction(c).exec1("SELECT count(*) FROM " + schema + ".outbox")[0].as<long>();
+  return pq::exec1(pqxx::nontransaction(c), "SELECT count(*) FROM " + schema + ".outbox")[0]
+      .as<long>();
 }
 
 /// How often `needle` occurs in `text`.

@@ -10,6 +10,9 @@
 #include <thread>
 
 #include "relay_fixture.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -18,7 +21,6 @@ using txbox::test::endpoints;
 using txbox::test::Process;
 using txbox::test::RelayTest;
 using steady = std::chrono::steady_clock;
-
 // Well under the safety nets (10 s), well over what the probe takes (a few ms + the ack).
 constexpr auto k_soon = 1500ms;
 
@@ -100,3 +102,32 @@ TEST_F(RelayWakeup, ARolledBackInsertDoesNotDelayTheNextMessage) {
 }
 
 }  // namespace
+
+// relay.listen_notify: an idle relay sleeps in a wait for a notification (probing off here,
+// so each wait lasts up to 100 ms). SIGTERM interrupts that wait: on libpqxx 7,
+// await_notification threw "Interrupted system call" and the relay exited as "unexpected
+// error (bug)" without releasing its shards (they stayed owned until their lease expired).
+// It must stop as from any other sleep: exit 0, its shards released at once.
+TEST_F(RelayWakeup, AnIdleRelayListeningForNotifyStopsCleanlyOnSigterm) {
+  for (int round = 0; round < 3; ++round) {
+    const std::string name = "listening-" + std::to_string(round);
+    Process relay({"/usr/bin/env", "TXBOX_RELAY_LISTEN_NOTIFY=true",
+                   "TXBOX_RELAY_PROBE_INTERVAL_MS=0", "TXBOX_RELAY_POLL_INTERVAL_MS=10000",
+                   txbox::test::program("txbox-relay"), "--config", config(), "--name", name},
+                  "/tmp/" + txbox::test::unique_name("listening") + ".log");
+    enqueue(1, 1, 1, round);
+    ASSERT_TRUE(wait_drained(30s)) << relay.output();
+    std::this_thread::sleep_for(300ms);  // idle, in the wait
+    relay.signal(SIGTERM);
+    EXPECT_EQ(relay.wait(20s), 0) << relay.output();
+    pqxx::connection c(endpoints().pg);
+    EXPECT_EQ(pq::exec1(pqxx::nontransaction(c),
+                        "SELECT count(*) FROM " + schema_ +
+                            ".outbox_leases WHERE owner = $1 AND expires_at > now()",
+                        name)[0]
+                  .as<long>(),
+              0)
+        << "the stopped relay still owns shards\n"
+        << relay.output();
+  }
+}

@@ -15,8 +15,11 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -33,10 +36,9 @@ class SqlEnqueue : public ::testing::Test {
   std::string sql_enqueue(pqxx::transaction_base& tx, const std::string& key,
                           const std::string& payload, const std::string& headers = "[]",
                           const std::string& type = "") {
-    return tx
-        .exec_params1("SELECT " + schema_ + ".enqueue($1, $2, $3, $4::jsonb, $5)::text", "orders",
-                      key, pqxx::binarystring(payload.data(), payload.size()), headers,
-                      type.empty() ? nullptr : type.c_str())[0]
+    return pq::exec1(tx, "SELECT " + schema_ + ".enqueue($1, $2, $3, $4::jsonb, $5)::text",
+                     "orders", key, pq::binary(payload), headers,
+                     type.empty() ? nullptr : type.c_str())[0]
         .as<std::string>();
   }
   txbox::Outbox outbox() const { return txbox::Outbox({.schema = schema_}); }
@@ -83,7 +85,7 @@ TEST_F(SqlEnqueue, StoresWhatTheCxxEnqueueStores) {
   for (int col : {1, 2, 5}) {
     EXPECT_EQ(rows[0][col].as<std::string>(), rows[1][col].as<std::string>()) << "column " << col;
   }
-  EXPECT_EQ(pqxx::binarystring(rows[1][3]).str(), payload);
+  EXPECT_EQ(pq::bytes_of(rows[1][3]), payload);
   std::string cxx_time, sql_time;
   const auto cxx_headers = without_time(rows[0][4].as<std::string>(), &cxx_time);
   const auto sql_headers = without_time(rows[1][4].as<std::string>(), &sql_time);
@@ -107,11 +109,11 @@ TEST_F(SqlEnqueue, StoresWhatTheCxxEnqueueStores) {
 TEST_F(SqlEnqueue, KeylessMessageAndDefaults) {
   pqxx::connection c(endpoints().pg);
   pqxx::work tx(c);
-  const auto id =
-      tx.exec1("SELECT " + schema_ + ".enqueue('audit', NULL, '\\x00')::text")[0].as<std::string>();
-  const auto row = tx.exec1(
-      "SELECT key IS NULL, headers::text, (hashtext(message_id::text) & 63) = shard FROM " +
-      schema_ + ".outbox");
+  const auto id = pq::exec1(tx, "SELECT " + schema_ + ".enqueue('audit', NULL, '\\x00')::text")[0]
+                      .as<std::string>();
+  const auto row = pq::exec1(
+      tx, "SELECT key IS NULL, headers::text, (hashtext(message_id::text) & 63) = shard FROM " +
+              schema_ + ".outbox");
   EXPECT_TRUE(row[0].as<bool>());
   std::string time;
   EXPECT_EQ(without_time(row[1].as<std::string>(), &time).dump(),
@@ -121,20 +123,20 @@ TEST_F(SqlEnqueue, KeylessMessageAndDefaults) {
   tx.exec("SELECT " + schema_ +
           ".enqueue('audit', NULL, '', '{\"x\": \"1\"}', source => 'billing')");
   const auto last =
-      tx.exec1("SELECT headers::text FROM " + schema_ + ".outbox ORDER BY id DESC LIMIT 1")[0]
+      pq::exec1(tx, "SELECT headers::text FROM " + schema_ + ".outbox ORDER BY id DESC LIMIT 1")[0]
           .as<std::string>();
   EXPECT_EQ(without_time(last, &time).dump(),
             R"([["ce_specversion","1.0"],["ce_source","billing"],["x","1"]])");
-  EXPECT_EQ(tx.exec1("SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
-                     "pg_backend_pid()")[0]
+  EXPECT_EQ(pq::exec1(tx,
+                      "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = "
+                      "pg_backend_pid()")[0]
                 .as<int>(),
             0);
   EXPECT_NE(id.find("-7"), std::string::npos) << id;
-  EXPECT_EQ(
-      tx.exec_params1("SELECT count(*) FROM " + schema_ + ".schema_version WHERE version = $1",
+  EXPECT_EQ(pq::exec1(tx, "SELECT count(*) FROM " + schema_ + ".schema_version WHERE version = $1",
                       txbox::detail::sql_enqueue_schema_version)[0]
-          .as<int>(),
-      1);
+                .as<int>(),
+            1);
 }
 
 // The lock the SQL enqueue holds is the C++ writers' lock: namespace and key hash.
@@ -142,7 +144,8 @@ TEST_F(SqlEnqueue, HoldsTheCxxWritersKeyLock) {
   pqxx::connection c(endpoints().pg);
   pqxx::work tx(c);
   sql_enqueue(tx, "customer-7", "x");
-  const auto row = tx.exec_params1(
+  const auto row = pq::exec1(
+      tx,
       "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND pid = pg_backend_pid() "
       "AND granted AND classid = $1::int::oid AND objid = hashtext($2)::oid AND objsubid = 2",
       txbox::detail::lock_namespace, "customer-7");
@@ -170,7 +173,7 @@ void expect_serialised(const std::string& schema,
   pqxx::connection watch(endpoints().pg_admin);
   for (int i = 0; i < 100 && !blocked; ++i) {
     pqxx::nontransaction n(watch);
-    blocked = n.exec_params1("SELECT $1 = ANY(pg_blocking_pids($2))", pid1, pid2)[0].as<bool>();
+    blocked = pq::exec1(n, "SELECT $1 = ANY(pg_blocking_pids($2))", pid1, pid2)[0].as<bool>();
     if (!blocked) std::this_thread::sleep_for(50ms);
   }
   EXPECT_TRUE(blocked) << "the second writer of the key did not wait for the first";
@@ -181,8 +184,8 @@ void expect_serialised(const std::string& schema,
   pqxx::nontransaction n(c1);
   const auto rows = n.exec("SELECT payload FROM " + schema + ".outbox ORDER BY id");
   ASSERT_EQ(rows.size(), 2u);
-  EXPECT_EQ(pqxx::binarystring(rows[0][0]).str(), "first");
-  EXPECT_EQ(pqxx::binarystring(rows[1][0]).str(), "second");
+  EXPECT_EQ(pq::bytes_of(rows[0][0]), "first");
+  EXPECT_EQ(pq::bytes_of(rows[1][0]), "second");
 }
 
 TEST_F(SqlEnqueue, SqlWriterWaitsForCxxWriterOfTheSameKey) {
@@ -255,9 +258,9 @@ TEST_F(SqlEnqueue, OnlyTxboxWriterMayExecute) {
   EXPECT_EQ(call(nobody), "denied");
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0].as<int>(), 1);
-  EXPECT_FALSE(n.exec1("SELECT prosecdef FROM pg_proc WHERE oid = '" + schema_ +
-                       ".enqueue(text, text, bytea, jsonb, text, text)'::regprocedure")[0]
+  EXPECT_EQ(pq::exec1(n, "SELECT count(*) FROM " + schema_ + ".outbox")[0].as<int>(), 1);
+  EXPECT_FALSE(pq::exec1(n, "SELECT prosecdef FROM pg_proc WHERE oid = '" + schema_ +
+                                ".enqueue(text, text, bytea, jsonb, text, text)'::regprocedure")[0]
                    .as<bool>())
       << "documented as SECURITY INVOKER";
 }
@@ -280,7 +283,7 @@ TEST_F(SqlEnqueue, FromPsql) {
   EXPECT_NE(out.find("rule topic"), std::string::npos) << out;
   pqxx::connection c(endpoints().pg);
   pqxx::nontransaction n(c);
-  EXPECT_EQ(n.exec1("SELECT count(*) FROM " + schema_ + ".outbox")[0].as<int>(), 1);
+  EXPECT_EQ(pq::exec1(n, "SELECT count(*) FROM " + schema_ + ".outbox")[0].as<int>(), 1);
 }
 
 }  // namespace

@@ -9,6 +9,9 @@
 #include <vector>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -40,11 +43,11 @@ std::string outcome(const std::string& conninfo, const std::string& schema, cons
   try {
     const std::string sql = "SELECT " + schema + ".enqueue($1, $2, $3::bytea, $4::jsonb, $5, $6)";
     if (call.payload) {
-      tx.exec_params(sql, call.topic, opt(call.key), pqxx::binarystring(*call.payload),
-                     call.headers, opt(call.type), opt(call.source));
+      pq::exec(tx, sql, call.topic, opt(call.key), pq::binary(*call.payload), call.headers,
+               opt(call.type), opt(call.source));
     } else {
-      tx.exec_params(sql, call.topic, opt(call.key), nullptr, call.headers, opt(call.type),
-                     opt(call.source));
+      pq::exec(tx, sql, call.topic, opt(call.key), nullptr, call.headers, opt(call.type),
+               opt(call.source));
     }
   } catch (const pqxx::sql_error& e) {
     return e.sqlstate() + " " + e.what();

@@ -12,9 +12,12 @@
 
 #include "harness.hpp"
 #include "relay_support.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/error.hpp"
 #include "txbox/inbox.hpp"
 #include "txbox/outbox.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -53,7 +56,7 @@ class TlsTest : public ::testing::Test {
     key_password_ = read_file(dir_ + "/client.key.password");
     ASSERT_FALSE(key_password_.empty());
     pqxx::connection c(endpoints().pg);
-    pqxx::nontransaction(c).exec0("CREATE TABLE " + schema_ + ".effects (message_id text)");
+    pq::exec0(pqxx::nontransaction(c), "CREATE TABLE " + schema_ + ".effects (message_id text)");
   }
 
   // librdkafka properties for the TLS listener: server verified against `ca`, our client
@@ -115,7 +118,7 @@ class TlsTest : public ::testing::Test {
 
   long scalar(const std::string& sql) const {
     pqxx::connection c(endpoints().pg);
-    return pqxx::nontransaction(c).exec1(sql)[0].as<long>();
+    return pq::exec1(pqxx::nontransaction(c), sql)[0].as<long>();
   }
   long pending() const { return scalar("SELECT count(*) FROM " + schema_ + ".outbox"); }
 
@@ -140,7 +143,7 @@ TEST_F(TlsTest, RelayAndInboxOverVerifiedTlsDeliverEveryMessageOnce) {
   auto cfg = consumer_config("tls_", pg_tls_);
   const std::string table = schema_ + ".effects";
   txbox::Consumer consumer(cfg, [&](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-    tx.exec_params("INSERT INTO " + table + " (message_id) VALUES ($1)", m.id);
+    pq::exec(tx, "INSERT INTO " + table + " (message_id) VALUES ($1)", m.id);
   });
   const auto until = std::chrono::steady_clock::now() + 60s;
   while (consumer.stats().processed < 300 && std::chrono::steady_clock::now() < until) {

@@ -6,8 +6,11 @@
 #include <pqxx/pqxx>
 #include <thread>
 
+#include "txbox/detail/pq.hpp"
 #include "txbox/uuid.hpp"
 #include "txboxctl_fixture.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -18,20 +21,19 @@ using namespace txbox::test::ctl;
 // snapshot, reading every row (and holding back vacuum of a delete-heavy table meanwhile).
 TEST_F(Txboxctl, StatusOfALargeBacklogReadsABoundedNumberOfRows) {
   constexpr long rows = 300'000;
-  pqxx::nontransaction(*conn_).exec0(
-      "INSERT INTO " + schema_ +
-      ".outbox (message_id, topic, key, payload) SELECT gen_random_uuid(), 'orders', "
-      "'k' || (i % 5000), '\\x00'::bytea FROM generate_series(1, " +
-      std::to_string(rows) + ") i");
-  pqxx::nontransaction(*conn_).exec0("ANALYZE " + schema_ + ".outbox");
+  pq::exec0(pqxx::nontransaction(*conn_),
+            "INSERT INTO " + schema_ +
+                ".outbox (message_id, topic, key, payload) SELECT gen_random_uuid(), 'orders', "
+                "'k' || (i % 5000), '\\x00'::bytea FROM generate_series(1, " +
+                std::to_string(rows) + ") i");
+  pq::exec0(pqxx::nontransaction(*conn_), "ANALYZE " + schema_ + ".outbox");
   auto tuples_read = [&] {
     pqxx::nontransaction n(*conn_);
     n.exec("SELECT pg_stat_clear_snapshot()");
-    return n
-        .exec_params1(
-            "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM "
-            "pg_stat_user_tables WHERE relid = to_regclass($1)",
-            schema_ + ".outbox")[0]
+    return pq::exec1(n,
+                     "SELECT coalesce(seq_tup_read, 0) + coalesce(idx_tup_fetch, 0) FROM "
+                     "pg_stat_user_tables WHERE relid = to_regclass($1)",
+                     schema_ + ".outbox")[0]
         .as<long>();
   };
   const long before = tuples_read();
@@ -65,7 +67,7 @@ TEST_F(Txboxctl, ATransientDatabaseErrorSaysRetryAndExits5) {
   add_outbox_dead(txbox::uuid_v7().str(), "orders", "alpha", "x");
   pqxx::connection locker(endpoints().pg);
   pqxx::work hold(locker);
-  hold.exec0("LOCK TABLE " + schema_ + ".outbox_dead IN ACCESS EXCLUSIVE MODE");
+  pq::exec0(hold, "LOCK TABLE " + schema_ + ".outbox_dead IN ACCESS EXCLUSIVE MODE");
   std::string out;
   const int rc = run_command(
       "PGOPTIONS='-c lock_timeout=300' " + quote(txbox::test::program("txboxctl")) +
@@ -80,7 +82,7 @@ TEST_F(Txboxctl, ATransientDatabaseErrorSaysRetryAndExits5) {
 
 // A permanent one (a table missing) exits 1 and prints what to do.
 TEST_F(Txboxctl, APermanentDatabaseErrorPrintsTheHint) {
-  pqxx::nontransaction(*conn_).exec0("DROP TABLE " + schema_ + ".outbox_dead");
+  pq::exec0(pqxx::nontransaction(*conn_), "DROP TABLE " + schema_ + ".outbox_dead");
   std::string out;
   EXPECT_EQ(run("outbox dead list", &out), 1) << out;
   EXPECT_NE(out.find("42P01"), std::string::npos) << out;

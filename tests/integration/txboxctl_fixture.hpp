@@ -10,6 +10,7 @@
 #include <string>
 
 #include "harness.hpp"
+#include "txbox/detail/pq.hpp"
 
 namespace txbox::test::ctl {
 
@@ -61,25 +62,26 @@ class Txboxctl : public ::testing::Test {
   long add_outbox_dead(const std::string& message_id, const std::string& topic,
                        const std::optional<std::string>& key, const std::string& payload) {
     pqxx::work tx(*conn_);
-    const auto r = tx.exec_params1(
+    const auto r = pq::exec1(
+        tx,
         "INSERT INTO " + schema_ +
             ".outbox_dead (message_id, topic, key, payload, headers, created_at, attempts, error) "
             "VALUES ($1::uuid, $2, $3, $4, '[[\"ce_type\",\"OrderPlaced\"],[\"traceparent\","
             "\"00-ab-cd-01\"]]', '2020-01-02T03:04:05Z', 5, 'Broker: Message size too large') "
             "RETURNING id",
-        message_id, topic, key ? key->c_str() : nullptr,
-        pqxx::binarystring(payload.data(), payload.size()));
+        message_id, topic, key ? key->c_str() : nullptr, pq::binary(payload));
     tx.commit();
     return r[0].as<long>();
   }
   long add_inbox_dead(const std::string& consumer, const std::string& message_id, long offset) {
     pqxx::work tx(*conn_);
-    const auto r = tx.exec_params1("INSERT INTO " + schema_ +
-                                       ".inbox_dead (consumer, message_id, topic, \"partition\", "
-                                       "\"offset\", key, payload, error, attempts) VALUES ($1, "
-                                       "$2, 'orders', 0, $3, 'k'::bytea, 'p'::bytea, 'boom', 3) "
-                                       "RETURNING id",
-                                   consumer, message_id, offset);
+    const auto r = pq::exec1(tx,
+                             "INSERT INTO " + schema_ +
+                                 ".inbox_dead (consumer, message_id, topic, \"partition\", "
+                                 "\"offset\", key, payload, error, attempts) VALUES ($1, "
+                                 "$2, 'orders', 0, $3, 'k'::bytea, 'p'::bytea, 'boom', 3) "
+                                 "RETURNING id",
+                             consumer, message_id, offset);
     tx.commit();
     return r[0].as<long>();
   }

@@ -13,7 +13,10 @@
 #include "txbox/outbox.hpp"
 #include "txbox/uuid.hpp"
 
+#include "txbox/detail/pq.hpp"
 #include "txboxctl_fixture.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -253,14 +256,15 @@ TEST_F(Txboxctl, OutboxDeadRequeueMovesTheRowBackWithItsMessageId) {
   EXPECT_NE(out.find("requeued 1 message"), std::string::npos) << out;
 
   auto n = std::make_unique<pqxx::nontransaction>(*conn_);
-  const auto r = n->exec_params1(
+  const auto r = pq::exec1(
+      *n,
       "SELECT message_id::text, topic, key, payload, headers::text, "
       "created_at = '2020-01-02T03:04:05Z', attempts, shard = hashtext('alpha') & 63 FROM " +
-      schema_ + ".outbox");
+          schema_ + ".outbox");
   EXPECT_EQ(r[0].as<std::string>(), mid);
   EXPECT_EQ(r[1].as<std::string>(), "orders");
   EXPECT_EQ(r[2].as<std::string>(), "alpha");
-  EXPECT_EQ(pqxx::binarystring(r[3]).str(), payload);
+  EXPECT_EQ(pq::bytes_of(r[3]), payload);
   EXPECT_EQ(json::parse(r[4].as<std::string>()),
             json::parse(R"([["ce_type","OrderPlaced"],["traceparent","00-ab-cd-01"]])"));
   EXPECT_TRUE(r[5].as<bool>()) << "created_at kept";

@@ -11,9 +11,12 @@
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
 #include "txbox/detail/kafka_failure.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/detail/schema.hpp"
 #include "txbox/detail/signal_guard.hpp"
 #include "txbox/error.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -54,11 +57,12 @@ TEST(FailureClassifier, LibpqxxTypes) {
   EXPECT_TRUE(classify_thrown(pqxx::broken_connection("gone")).reconnect);
   EXPECT_TRUE(classify_thrown(pqxx::in_doubt_error("commit?")).reconnect);
   EXPECT_EQ(classify_thrown(pqxx::in_doubt_error("commit?")).kind, failure_kind::db_transient);
-  const auto ser = classify_thrown(pqxx::serialization_failure("ser"));
+  const auto ser = classify_thrown(pq::sql_error_of<pqxx::serialization_failure>("ser", "40001"));
   EXPECT_EQ(ser.kind, failure_kind::db_transient);
   EXPECT_FALSE(ser.reconnect);
   EXPECT_EQ(ser.sqlstate, "40001");
-  EXPECT_EQ(classify_thrown(pqxx::deadlock_detected("dl")).kind, failure_kind::db_transient);
+  EXPECT_EQ(classify_thrown(pq::sql_error_of<pqxx::deadlock_detected>("dl", "40P01")).kind,
+            failure_kind::db_transient);
   const auto priv = classify_thrown(
       pqxx::insufficient_privilege("ERROR:  permission denied\n", "SELECT 1", "42501"));
   EXPECT_EQ(priv.kind, failure_kind::db_permanent);
@@ -85,7 +89,7 @@ TEST(FailureClassifier, TxboxAndForeignExceptions) {
   EXPECT_EQ(classify_thrown(std::logic_error("oops")).kind, failure_kind::bug);
   EXPECT_EQ(classify(std::make_exception_ptr(42)).kind, failure_kind::bug);
   try {
-    throw pqxx::deadlock_detected("dl");
+    throw pq::sql_error_of<pqxx::deadlock_detected>("dl", "40P01");
   } catch (...) {
     EXPECT_TRUE(txbox::detail::classify_current().transient());
   }

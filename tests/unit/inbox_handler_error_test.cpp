@@ -7,7 +7,10 @@
 #include <stdexcept>
 
 #include "handler_error.hpp"
+#include "txbox/detail/pq.hpp"
 #include "txbox/error.hpp"
+
+namespace pq = txbox::pq;
 
 namespace {
 
@@ -38,10 +41,11 @@ TEST(InboxHandlerError, MissingPrivilegeOrObjectIsHeld) {
 }
 
 TEST(InboxHandlerError, TransientIsRetriedNotCounted) {
-  EXPECT_EQ(verdict_of(pqxx::deadlock_detected("deadlock detected")),
+  EXPECT_EQ(verdict_of(pq::sql_error_of<pqxx::deadlock_detected>("deadlock detected", "40P01")),
             handler_verdict::db_transient);
-  EXPECT_EQ(verdict_of(pqxx::serialization_failure("could not serialize")),
-            handler_verdict::db_transient);
+  EXPECT_EQ(
+      verdict_of(pq::sql_error_of<pqxx::serialization_failure>("could not serialize", "40001")),
+      handler_verdict::db_transient);
   EXPECT_EQ(verdict_of(pqxx::broken_connection("server closed the connection")),
             handler_verdict::db_transient);
 }
@@ -74,7 +78,7 @@ TEST(InboxHandlerError, LooksThroughNestedExceptions) {
   }
   try {
     try {
-      throw pqxx::deadlock_detected("deadlock detected");
+      throw pq::sql_error_of<pqxx::deadlock_detected>("deadlock detected", "40P01");
     } catch (...) {
       std::throw_with_nested(std::runtime_error("projecting order 43"));
     }

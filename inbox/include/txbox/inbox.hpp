@@ -96,7 +96,7 @@ struct ConsumerStats {
 
 /// Consumes `config.topics` and calls the handler once per distinct message id. Example:
 ///   txbox::Consumer consumer(cfg, [](pqxx::work& tx, const txbox::ReceivedMessage& m) {
-///     tx.exec_params("INSERT INTO projection ...", m.payload);
+///     tx.exec("INSERT INTO projection ...");
 ///   });
 ///   consumer.run(stop_source.get_token());
 class Consumer {

@@ -38,7 +38,7 @@ struct OutboxConfig {
 /// is their commit order. Thread-safe; cheap to copy. Example:
 ///   txbox::Outbox outbox;                        // schema "txbox"
 ///   pqxx::work tx(conn);
-///   tx.exec_params("INSERT INTO orders ...", ...);
+///   tx.exec("INSERT INTO orders ...");
 ///   outbox.enqueue(tx, {.topic = "orders", .key = "order-42", .payload = body});
 ///   tx.commit();
 class Outbox {
