@@ -65,6 +65,19 @@ die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
 
 kafka_select "${TXBOX_TEST_KAFKA_VERSION:-$KAFKA_DEFAULT}"
 
+# A port below the kernel's ephemeral range: a server restarted by a fault must get its port
+# back, and a port in that range may meanwhile be the local end of some client's connection
+# (then the restart fails with "Address already in use").
+free_port() {
+  local p low
+  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+  (( low > 12000 )) || die "the ephemeral port range starts at $low: no room below it for servers"
+  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
+    if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
+  done
+  die "no free TCP port found on 127.0.0.1"
+}
+
 kafka_jars() {
   if [[ -f $jars/.complete ]]; then return 0; fi
   command -v mvn >/dev/null || die "mvn not found (scripts/install-deps.sh installs it)"

