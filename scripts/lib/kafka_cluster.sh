@@ -46,6 +46,10 @@ listeners=CONTROLLER://127.0.0.1:$cport
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT
 log.dirs=$node_dir/data
+# Kafka 4.1 enables eligible leader replicas (KIP-966) on a new cluster, and with them a
+# broker-level min.insync.replicas is dropped: the cluster-level one, the active controller's,
+# applies (without this line the topics get 1 on 4.1; on 3.9 it changes nothing).
+min.insync.replicas=2
 PROPS
     return
   fi
