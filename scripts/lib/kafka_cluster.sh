@@ -1,5 +1,6 @@
 # Kafka cluster mode of scripts/servers.sh (sourced by it; uses its log, die, free_port,
-# kafka_jars, running and env_value). With TXBOX_TEST_KAFKA_BROKERS=3, `start DIR` runs:
+# kafka_jars, kafka_log_config, kafka_select_of, running and env_value; the broker version is
+# servers.sh's, TXBOX_TEST_KAFKA_VERSION). With TXBOX_TEST_KAFKA_BROKERS=3, `start DIR` runs:
 #   - one KRaft controller (node 0, controller only: the quorum the faults never touch), and
 #   - brokers 1..3 (broker only), each in DIR/kafka-N with its own data, log and DIR/kafka-N.pid.
 # Cluster defaults: replication factor 3, min.insync.replicas 2, unclean leader election off,
@@ -21,21 +22,14 @@
 
 # Sets the array jvm to the java command line for the node in $1 with heap $2.
 cluster_jvm() {
-  jvm=(java -Xms64m "-Xmx$2" -XX:+UseSerialGC -XX:TieredStopAtLevel=1
-    "-Dlog4j.configuration=file:$1/log4j.properties" -cp "$jars/*")
+  local log_flag="-Dlog4j.configuration=file:$1/log4j.properties"
+  [[ $KAFKA_MAJOR == 3 ]] || log_flag="-Dlog4j2.configurationFile=$1/log4j2.properties"
+  jvm=(java -Xms64m "-Xmx$2" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 "$log_flag" -cp "$jars/*")
 }
 
 cluster_log4j() {
-  cat > "$1/log4j.properties" <<PROPS
-log4j.rootLogger=INFO, file
-log4j.appender.file=org.apache.log4j.FileAppender
-log4j.appender.file.File=$1/server.log
-log4j.appender.file.layout=org.apache.log4j.PatternLayout
-log4j.appender.file.layout.ConversionPattern=[%d] %p %m (%c)%n
-log4j.logger.kafka=INFO
-log4j.logger.org.apache.kafka=INFO
-log4j.logger.state.change.logger=WARN
-PROPS
+  local kafka_log_flag
+  kafka_log_config "$1" state.change.logger WARN
 }
 
 # Writes DIR/kafka-N/server.properties for node N (0: the controller).
@@ -52,6 +46,10 @@ listeners=CONTROLLER://127.0.0.1:$cport
 controller.listener.names=CONTROLLER
 listener.security.protocol.map=CONTROLLER:PLAINTEXT
 log.dirs=$node_dir/data
+# Kafka 4.1 enables eligible leader replicas (KIP-966) on a new cluster, and with them a
+# broker-level min.insync.replicas is dropped: the cluster-level one, the active controller's,
+# applies (without this line the topics get 1 on 4.1; on 3.9 it changes nothing).
+min.insync.replicas=2
 PROPS
     return
   fi
@@ -144,6 +142,7 @@ start_kafka_cluster() {
     echo "TXBOX_TEST_KAFKA_BROKERS='3'"
     echo "TXBOX_TEST_KAFKA_DIR='$dir'"
     echo "TXBOX_TEST_KAFKA_JARS='$jars'"
+    echo "TXBOX_TEST_KAFKA_VERSION='$KAFKA_VERSION'"
   } >> "$dir/endpoints.env"
 }
 
@@ -178,6 +177,7 @@ node_start() {
   cluster_node_arg "$dir" "$n"
   [[ -f $dir/kafka-$n.pid ]] && running "$(cat "$dir/kafka-$n.pid")" \
     && die "Kafka node $n of $dir is running"
+  kafka_select_of "$dir"
   kafka_jars
   cluster_launch "$dir" "$n"
 }
@@ -186,6 +186,7 @@ node_wipe() {
   local dir=$1 n=$2
   cluster_node_arg "$dir" "$n"
   [[ -f $dir/kafka-$n.pid ]] && node_kill "$dir" "$n" KILL
+  kafka_select_of "$dir"
   rm -rf "$dir/kafka-$n/data"
   mkdir -p "$dir/kafka-$n/data"
   cluster_format "$dir/kafka-$n" "$(cat "$dir/kafka-cluster.id")"
