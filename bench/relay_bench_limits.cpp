@@ -84,7 +84,7 @@ double insert_rate(const std::string& topic, int rows, bool use_enqueue, double 
             ids.push_back(txbox::uuid_v7().str());
             topics.push_back(topic);
             keys.push_back(key_of(i++));
-            payloads.emplace_back(k_payload.data(), k_payload.size());
+            payloads.push_back(pq::binary(k_payload));
             json.push_back(k_headers_json);
           }
           pq::exec(tx, sql, pq::each(ids), pq::each(topics), pq::each(keys), pq::each(payloads),
