@@ -67,12 +67,6 @@ using read_only_snapshot =
     pqxx::transaction<pqxx::isolation_level::repeatable_read, pqxx::write_policy::read_only>;
 
 namespace detail {
-// g++ 13 and 14 report -Wmaybe-uninitialized inside std::variant when pqxx::params::append is
-// inlined (a false positive of the kind of GCC bug 80635).
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic push
-#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
-#endif
 template <typename T>
 void bind(pqxx::params& p, const T& value) {
   p.append(value);
@@ -87,9 +81,6 @@ pqxx::params params(const Args&... args) {
   (bind(p, args), ...);
   return p;
 }
-#if defined(__GNUC__) && !defined(__clang__)
-#pragma GCC diagnostic pop
-#endif
 }  // namespace detail
 
 template <typename... Args>
