@@ -114,9 +114,15 @@ make_tls() {
 
 start_pg() {
   local dir=$1 bindir port
-  bindir=$(pg_config --bindir 2>/dev/null || true)
-  [[ -x $bindir/initdb ]] || bindir=/usr/lib/postgresql/15/bin
-  [[ -x $bindir/initdb ]] || die "PostgreSQL 15 server binaries not found (install postgresql-15)"
+  # TXBOX_TEST_PG_BINDIR selects the server's binaries (the Debian 13 job: PostgreSQL 17).
+  if [[ -n ${TXBOX_TEST_PG_BINDIR:-} ]]; then
+    bindir=$TXBOX_TEST_PG_BINDIR
+    [[ -x $bindir/initdb ]] || die "no initdb in TXBOX_TEST_PG_BINDIR=$bindir (unset it or fix it)"
+  else
+    bindir=$(pg_config --bindir 2>/dev/null || true)
+    [[ -x $bindir/initdb ]] || bindir=/usr/lib/postgresql/15/bin
+    [[ -x $bindir/initdb ]] || die "PostgreSQL 15 server binaries not found (install postgresql-15)"
+  fi
   if [[ $(id -u) == 0 ]]; then
     pg_user=postgres
     id -u "$pg_user" >/dev/null 2>&1 || useradd --system --no-create-home txbox-test 2>/dev/null || true
