@@ -112,6 +112,7 @@ if [[ ${1:-} == __ns ]]; then
   [[ $$ == 1 ]] || die "internal: __ns must run as PID 1 of its own PID namespace"
   root=${DEB13_ROOT:?} src=${DEB13_SRC:?} build=${DEB13_BUILD:?} cache=${DEB13_CACHE:?}
   mounted=()
+  # shellcheck disable=SC2317  # run by the EXIT trap
   cleanup() {
     local rc=$? i
     trap - EXIT INT TERM
@@ -215,7 +216,7 @@ remove_tree() {
 }
 
 child=
-on_signal() {
+on_signal() {  # on_signal EXIT-CODE
   log "interrupted: stopping"
   if [[ -n $child ]]; then
     # unshare --fork blocks TERM in itself: signal its child, the namespace's PID 1.
@@ -223,7 +224,7 @@ on_signal() {
     kill -TERM "$child" 2>/dev/null || true
     wait "$child" 2>/dev/null || true
   fi
-  exit 130
+  exit "$1"
 }
 on_exit() {
   local rc=$?
@@ -235,9 +236,14 @@ on_exit() {
   exit "$rc"
 }
 trap on_exit EXIT
-trap on_signal INT TERM
-run_child() {  # runs "$@" in the background (so a signal is handled at once) and waits
-  "$@" &
+trap 'on_signal 130' INT
+trap 'on_signal 143' TERM
+# run_child LOG CMD...: runs CMD in the background, output to LOG (- for ours), and waits for
+# it: in the background, a signal is handled at once (not after CMD), and its message is ours.
+run_child() {
+  local out=$1
+  shift
+  if [[ $out == - ]]; then "$@" & else "$@" >"$out" 2>&1 & fi
   child=$!
   local rc=0
   wait "$child" || rc=$?
@@ -247,23 +253,24 @@ run_child() {  # runs "$@" in the background (so a signal is handled at once) an
 
 T0=$(date +%s)
 add=
-if [[ -f $base/packages && -x $root/usr/bin/g++ ]]; then
-  add=$(comm -13 "$base/packages" <(printf '%s\n' "$want") | grep -v '^suite ' | tr '\n' ' ' || true)
-  gone=$(comm -23 "$base/packages" <(printf '%s\n' "$want") | tr '\n' ' ')
-  log "reusing the Debian 13 root in $root (made $(stat -c %y "$base/packages" | cut -d. -f1))"
+if [[ -x $root/usr/bin/g++ ]] && grep -qx 'suite trixie' "$base/packages" 2>/dev/null; then
+  add=$(comm -13 "$base/packages" <(printf '%s\n' "$want") | paste -sd ' ')  # never a suite
+  gone=$(comm -23 "$base/packages" <(printf '%s\n' "$want") | paste -sd ' ')
+  log "reusing the Debian 13 root in $root (made $(cat "$base/made" 2>/dev/null || echo '?'))"
   [[ -z $gone ]] || log "no longer in the package list, left installed: $gone"
   root_how=reused
 else
-  [[ ! -e $root ]] || { log "removing the incomplete root $root"; remove_tree "$root"; }
+  [[ ! -e $root ]] || { log "removing $root (incomplete, or made for another suite)"; remove_tree "$root"; }
   [[ ! -e $base/root.new ]] || remove_tree "$base/root.new"
   rm -f "$base/packages"
   log "making a Debian 13 root with debootstrap from $mirror (log: $base/debootstrap.log)"
-  run_child debootstrap --variant=minbase --include="$(IFS=,; echo "${packages[*]}")" \
-    trixie "$base/root.new" "$mirror" >"$base/debootstrap.log" 2>&1 \
+  run_child "$base/debootstrap.log" debootstrap --variant=minbase \
+    --include="$(IFS=,; echo "${packages[*]}")" trixie "$base/root.new" "$mirror" \
     || die "debootstrap failed: $(tail -5 "$base/debootstrap.log"); full log: $base/debootstrap.log"
   umount_under "$base/root.new"
   mv "$base/root.new" "$root"
   printf '%s\n' "$want" > "$base/packages"
+  date -u '+%F %H:%M UTC' > "$base/made"
   root_how="made with debootstrap"
 fi
 mkdir -p "$root/src" "$root/build"
@@ -275,7 +282,7 @@ log "entering the root: build in $build, sources read-only on /src"
 rc=0
 DEB13_ROOT=$root DEB13_SRC=$src DEB13_BUILD=$(cd "$build" && pwd) DEB13_CACHE=$cache \
   DEB13_ADD=$add DEB13_WANT=$want \
-  run_child unshare --mount --pid --fork --propagation private --kill-child=TERM \
+  run_child - unshare --mount --pid --fork --propagation private --kill-child=TERM \
   "$src/scripts/debian13.sh" __ns || rc=$?
 T2=$(date +%s)
 {
