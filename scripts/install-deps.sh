@@ -15,6 +15,7 @@ packages=(
   iproute2 procps openssl kcat jq
   clang-format clang-tidy clang-14 libclang-rt-14-dev
   prometheus dpkg-dev  # promtool (tests/monitoring: check rules, check metrics); dpkg-shlibdeps (cpack -G DEB)
+  debootstrap  # scripts/debian13.sh: the Debian 13 root
 )
 
 missing=()
