@@ -63,11 +63,22 @@ kafka_link::kafka_link(const ConsumerConfig& cfg, rebalance_fn on_rebalance)
 void kafka_link::close() {
   if (m_closed || !m_rk) return;
   m_closed = true;
-  if (sticky_state_missing()) {
-    close_cooperative_early();
+  // Asked before the close: after it librdkafka no longer answers. A JoinGroup answer that
+  // lands between this question and the close (microseconds) is not covered.
+  const bool at_risk = sticky_state_missing();
+  if (at_risk) await_first_assignment();  // none can come after the close
+  rd_kafka_consumer_close(m_rk.get());
+  if (at_risk && !m_assigned_once) {
+    spdlog::error(
+        "inbox {}: stopped after joining the group but before any assignment; the Kafka handle "
+        "is left undestroyed until the process exits, because librdkafka {} aborts destroying "
+        "it (librdkafka#4312). Hint: use librdkafka 2.3.0 or later with cooperative-sticky",
+        m_name, rd_kafka_version_str());
+    // Deliberately leaked: rd_kafka_destroy would abort the process. Nothing polls it any more,
+    // so none of its callbacks (whose opaque is this object) runs again.
+    (void)m_rk.release();
     return;
   }
-  rd_kafka_consumer_close(m_rk.get());
   m_rk.reset();
 }
 
@@ -83,31 +94,19 @@ bool kafka_link::sticky_state_missing() const {
   return protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
 }
 
-// The handler has no partitions yet, so the assignment on its way is taken and given back here
+// Stopping between the JoinGroup and the SyncGroup answers: up to 5 s for the assignment on
+// its way. The handler has no partitions yet, so that assignment is taken and given back here
 // without it; records fetched meanwhile are dropped unhandled (positions live in PostgreSQL).
-// When the assignment does not come in time (a stuck group leader), the handle is left
-// undestroyed rather than aborting the process: its threads and connections stay until exit.
-void kafka_link::close_cooperative_early() {
+void kafka_link::await_first_assignment() {
   m_own_rebalance = true;
   spdlog::info(
-      "inbox {}: stopping between joining the group and the first assignment; waiting "
-      "up to 5 s for it (librdkafka {} < 2.3.0 would abort: librdkafka#4312)",
+      "inbox {}: stopping between joining the group and the first assignment; waiting up to "
+      "5 s for it (librdkafka {} < 2.3.0 would abort: librdkafka#4312)",
       m_name, rd_kafka_version_str());
   const auto until = std::chrono::steady_clock::now() + 5s;
   while (!m_assigned_once && std::chrono::steady_clock::now() < until) {
     const detail::message_ptr dropped(rd_kafka_consumer_poll(m_rk.get(), 100));
   }
-  rd_kafka_consumer_close(m_rk.get());
-  if (m_assigned_once) {
-    m_rk.reset();
-    return;
-  }
-  spdlog::error(
-      "inbox {}: no first assignment within 5 s of the stop; the Kafka handle is left "
-      "undestroyed until the process exits, because librdkafka {} aborts destroying "
-      "it (librdkafka#4312). Hint: use librdkafka 2.3.0 or later",
-      m_name, rd_kafka_version_str());
-  (void)m_rk.release();  // deliberately leaked: rd_kafka_destroy would abort the process
 }
 
 void kafka_link::throw_if_fatal() const {

@@ -48,8 +48,8 @@ struct mock_cluster {
 // Joins with cooperative-sticky while the coordinator holds its SyncGroup answer for
 // `sync_delay_ms`, and stops as soon as the JoinGroup answer arrived (before the first
 // assignment). `handle_left`: the stop is expected to leave the Kafka handle. Exits the
-// (death-test) process: 0 after a clean stop, 2 or 3 when the
-// consumer was not in that window; librdkafka < 2.3.0 without the mitigation aborts (134).
+// (death-test) process: 0 after a clean stop, 2 or 3 when the consumer was not in that
+// window; librdkafka < 2.3.0 without the mitigation aborts (signal 6).
 void join_then_stop(int sync_delay_ms, bool handle_left) {
   ::dup2(2, 1);  // the consumer's log lines (stdout) to stderr, where EXPECT_EXIT reads
   mock_cluster cluster;
