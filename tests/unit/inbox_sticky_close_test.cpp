@@ -85,15 +85,22 @@ void join_then_stop(int sync_delay_ms, bool handle_left) {
   std::exit(0);
 }
 
+// The mitigation only runs where the bug is; librdkafka 2.3.0 and later stop plainly.
+bool affected() {
+  return rd_kafka_version() < 0x02030000;
+}
+
 TEST(InboxStickyClose, StopBetweenJoinAndFirstAssignmentExitsCleanly) {
   // The coordinator answers SyncGroup after 1.5 s: the stop waits for it and closes normally.
-  EXPECT_EXIT(join_then_stop(1500, false), ::testing::ExitedWithCode(0), "waiting up to 5 s");
+  EXPECT_EXIT(join_then_stop(1500, false), ::testing::ExitedWithCode(0),
+              affected() ? "waiting up to 5 s" : "");
 }
 
 TEST(InboxStickyClose, StopWhileTheAssignmentNeverComesExitsCleanly) {
   // Held for 60 s (a stuck group leader): the stop does not wait that long, and still must
   // not abort.
-  EXPECT_EXIT(join_then_stop(60000, true), ::testing::ExitedWithCode(0), "left undestroyed");
+  EXPECT_EXIT(join_then_stop(60000, affected()), ::testing::ExitedWithCode(0),
+              affected() ? "left undestroyed" : "");
 }
 
 }  // namespace
