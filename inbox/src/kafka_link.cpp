@@ -5,6 +5,7 @@
 #include <spdlog/spdlog.h>
 
 #include <algorithm>
+#include <cstring>
 
 namespace txbox::inbox {
 namespace {
@@ -62,8 +63,50 @@ kafka_link::kafka_link(const ConsumerConfig& cfg, rebalance_fn on_rebalance)
 void kafka_link::close() {
   if (m_closed || !m_rk) return;
   m_closed = true;
+  // Asked before the close: after it librdkafka no longer answers. A JoinGroup answer that
+  // lands between this question and the close (microseconds) is not covered.
+  const bool at_risk = sticky_state_missing();
+  if (at_risk) await_first_assignment();  // none can come after the close
   rd_kafka_consumer_close(m_rk.get());
+  if (at_risk && !m_assigned_once) {
+    spdlog::error(
+        "inbox {}: stopped after joining the group but before any assignment; the Kafka handle "
+        "is left undestroyed until the process exits, because librdkafka {} aborts destroying "
+        "it (librdkafka#4312). Hint: use librdkafka 2.3.0 or later with cooperative-sticky",
+        m_name, rd_kafka_version_str());
+    // Deliberately leaked: rd_kafka_destroy would abort the process. Nothing polls it any more,
+    // so none of its callbacks (whose opaque is this object) runs again.
+    (void)m_rk.release();
+    return;
+  }
   m_rk.reset();
+}
+
+// librdkafka before 2.3.0 (confluentinc/librdkafka#4312, fixed by #4381) aborts in
+// rd_kafka_destroy ("Assertion 'assignor_state' failed") when the group's JoinGroup answer
+// chose the cooperative-sticky assignor but no SyncGroup assignment has reached it yet: the
+// assignor's state is only created by the first assignment, and destroying a null one
+// asserts. rd_kafka_rebalance_protocol() says COOPERATIVE from the JoinGroup answer on, and
+// the first assignment always reaches the rebalance callback (even an empty one).
+bool kafka_link::sticky_state_missing() const {
+  if (rd_kafka_version() >= 0x02030000 || m_assigned_once) return false;
+  const char* protocol = rd_kafka_rebalance_protocol(m_rk.get());
+  return protocol != nullptr && std::strcmp(protocol, "COOPERATIVE") == 0;
+}
+
+// Stopping between the JoinGroup and the SyncGroup answers: up to 5 s for the assignment on
+// its way. The handler has no partitions yet, so that assignment is taken and given back here
+// without it; records fetched meanwhile are dropped unhandled (positions live in PostgreSQL).
+void kafka_link::await_first_assignment() {
+  m_own_rebalance = true;
+  spdlog::info(
+      "inbox {}: stopping between joining the group and the first assignment; waiting up to "
+      "5 s for it (librdkafka {} < 2.3.0 would abort: librdkafka#4312)",
+      m_name, rd_kafka_version_str());
+  const auto until = std::chrono::steady_clock::now() + 5s;
+  while (!m_assigned_once && std::chrono::steady_clock::now() < until) {
+    const detail::message_ptr dropped(rd_kafka_consumer_poll(m_rk.get(), 100));
+  }
 }
 
 void kafka_link::throw_if_fatal() const {
@@ -79,6 +122,14 @@ void kafka_link::rebalance_trampoline(rd_kafka_t*, rd_kafka_resp_err_t err,
                                       rd_kafka_topic_partition_list_t* list, void* opaque) {
   try {
     auto* self = static_cast<kafka_link*>(opaque);
+    if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) self->m_assigned_once = true;
+    if (self->m_own_rebalance) {  // closing before any assignment: not the handler's business
+      rd_kafka_error_t* e = err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS
+                                ? rd_kafka_incremental_assign(self->m_rk.get(), list)
+                                : rd_kafka_incremental_unassign(self->m_rk.get(), list);
+      if (e != nullptr) rd_kafka_error_destroy(e);
+      return;
+    }
     if (err == RD_KAFKA_RESP_ERR__ASSIGN_PARTITIONS) self->assigned(*list);
     self->m_on_rebalance(err, list);
   } catch (...) {

@@ -27,6 +27,8 @@ class kafka_link {
 
   [[nodiscard]] rd_kafka_t* get() const { return m_rk.get(); }
   /// Leaves the group (revoking the partitions: the rebalance callback runs once more).
+  /// Blocks while librdkafka leaves the group; on librdkafka < 2.3.0 with cooperative-sticky,
+  /// also up to 5 s for a first assignment still on its way (see await_first_assignment).
   void close();
   [[nodiscard]] bool closed() const { return m_closed; }
   /// Throws txbox::error when the client hit a fatal error (it must be recreated).
@@ -62,11 +64,15 @@ class kafka_link {
   void reachable();
   void assigned(const rd_kafka_topic_partition_list_t& list) noexcept;
   void remind_missing_topics();
+  [[nodiscard]] bool sticky_state_missing() const;
+  void await_first_assignment();
   [[nodiscard]] std::optional<bool> topic_exists(const std::string& topic) const;
   std::string m_name;
   rebalance_fn m_on_rebalance;
   detail::kafka_ptr m_rk;
   bool m_closed = false;
+  bool m_assigned_once = false;  // a first assignment arrived (librdkafka#4312, see close())
+  bool m_own_rebalance = false;  // closing before any assignment: the callback is ours alone
   bool m_down = false;
   missing_topics m_missing;
   std::chrono::steady_clock::time_point m_next_probe{};
