@@ -41,8 +41,9 @@ class OutboxStore {
   OutboxStore(detail::schema_name schema, std::string owner, int batch_size,
               std::size_t max_batch_bytes);
 
-  /// The next round: per owned shard (still leased at this epoch) a prefix of its pending
-  /// head, up to batch_size rows, stopping before a row that waits for its retry time; over
+  /// The next round: per owned shard (still leased at this epoch) its pending head, up to
+  /// batch_size rows, of each key the rows before its first one that waits for its retry
+  /// time (a waiting row holds its key, not the other keys of its shard); over
   /// all shards at most max_batch_bytes (but at least one row). Ordered by shard, then id.
   /// Each call starts the byte budget at another shard, so a busy shard starves none.
   /// `budget`: the round's bytes at most (0: max_batch_bytes; the pipeline passes what the

@@ -173,18 +173,20 @@ std::pair<std::size_t, std::size_t> Publisher::hand_over(std::vector<Row>& rows,
     }
   }
   std::size_t handed = 0;
-  std::set<int> stopped;  // shards whose later rows must not overtake a held or failed one
+  // Keys whose later rows must not overtake a held or failed one (per key, not per shard: the
+  // other keys of its shard go on).
+  std::set<OrderKey> stopped;
   std::size_t lease_short = 0;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     Row& row = rows[i];
     Delivery& d = outcomes[i];
-    if (stopped.contains(row.shard)) {
-      d = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits behind its shard's head"};
+    if (stopped.contains(order_key(row))) {
+      d = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits behind its key's head"};
       continue;
     }
     if (auto why = hold(row.topic)) {
       d = {Delivery::state::held, RD_KAFKA_RESP_ERR__STATE, std::move(*why)};
-      stopped.insert(row.shard);
+      stopped.insert(order_key(row));
       continue;
     }
     detail::headers_ptr hdrs(rd_kafka_headers_new(8));
@@ -231,12 +233,11 @@ std::pair<std::size_t, std::size_t> Publisher::hand_over(std::vector<Row>& rows,
       ++handed;
       std::string().swap(row.payload);
       std::string().swap(row.headers);
-      std::string().swap(row.message_id);
-      row.key.reset();
+      std::string().swap(row.message_id);  // the key stays: the settle orders by it
     } else {
       d = failed(code);
       if (detail::classify_kafka(code) != detail::failure_kind::kafka_permanent) {
-        stopped.insert(row.shard);
+        stopped.insert(order_key(row));
       }
       if (code == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
           code == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {

@@ -10,6 +10,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace txbox::relay {
@@ -30,6 +31,13 @@ struct Row {
   std::size_t bytes = 0;  ///< memory it takes in flight (payload, key, headers, row_overhead)
 };
 
+/// The ordering unit of a row: its shard and key (keyless rows of a shard: one unit). The
+/// guarantee is per key; the shard is in it so that rows of two shards never share a unit.
+using OrderKey = std::pair<int, std::optional<std::string>>;
+[[nodiscard]] inline OrderKey order_key(const Row& row) {
+  return {row.shard, row.key};
+}
+
 /// What became of one row of a round.
 struct Delivery {
   enum class state {
@@ -37,7 +45,7 @@ struct Delivery {
     acked,    ///< Kafka acknowledged it
     failed,   ///< refused (by librdkafka or the broker): `err` says how
     held,     ///< not sent: its topic failed the strict durability check (`error` says why)
-    skipped,  ///< not sent: it waits behind its shard's head, or the leases ran short
+    skipped,  ///< not sent: it waits behind its key's head, or the leases ran short
   };
   state st = state::pending;
   rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;

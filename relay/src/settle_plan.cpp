@@ -41,7 +41,7 @@ SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delive
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& row = rows[i];
     const Delivery& d = deliveries[i];
-    if (plan.stopped_shards.contains(row.shard)) continue;
+    if (plan.stopped_keys.contains(order_key(row))) continue;
     switch (d.st) {
       case Delivery::state::skipped:
         continue;
@@ -52,7 +52,7 @@ SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delive
         continue;
       case Delivery::state::held:
         // Strict durability: like a transient failure (retry with backoff), never dead.
-        plan.stopped_shards.insert(row.shard);
+        plan.stopped_keys.insert(order_key(row));
         plan.retry.push_back({row.id, d.error, row.attempts});
         ++plan.held[row.topic];
         continue;
@@ -66,7 +66,7 @@ SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delive
       plan.dead.push_back({row.id, error});
       continue;
     }
-    plan.stopped_shards.insert(row.shard);
+    plan.stopped_keys.insert(order_key(row));
     plan.retry.push_back({row.id, error, row.attempts});
     if (d.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
         d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {

@@ -34,7 +34,9 @@ struct SettlePlan {
   std::vector<double> ack_latencies;               ///< seconds from insert to ack
   std::size_t transient = 0;                       ///< transient delivery failures
   std::string first_error;                         ///< of the first transient failure
-  std::set<int> stopped_shards;  ///< shards whose rows after a transient/held one are untouched
+  /// Keys whose rows after a transient/held one are untouched (the other keys of the shard
+  /// are settled: a held row holds its key, not its shard).
+  std::set<OrderKey> stopped_keys;
 };
 
 /// A row whose topic does not exist (yet) is tried again at least this often: a topic created
@@ -42,10 +44,11 @@ struct SettlePlan {
 /// relay.retry_backoff_max_ms while it was missing.
 inline constexpr std::chrono::milliseconds k_missing_topic_recheck{5'000};
 
-/// Classifies `rows` (in id order per shard) by `deliveries` (same size and order): per shard,
+/// Classifies `rows` (in id order per shard) by `deliveries` (same size and order): per key,
 /// everything after the first transient failure or held row is left for the next round (it
-/// would otherwise overtake it); skipped rows are left too. `now_epoch`: seconds since the
-/// epoch, for the latencies.
+/// would otherwise overtake it); skipped rows are left too. Other keys of the same shard are
+/// settled (a held row of one key must not stall 1/64 of every other key). `now_epoch`: seconds
+/// since the epoch, for the latencies.
 SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
                           double now_epoch);
 

@@ -100,9 +100,29 @@ TEST_F(RelayPublisher, RowsAfterAHeldOneOrAShortLeaseAreSkipped) {
   EXPECT_EQ(short_rows, 1u);  // row 3: the lease ran short after row 2 went out
   const auto d = await();
   EXPECT_EQ(d[0].st, Delivery::state::held);
-  EXPECT_EQ(d[1].st, Delivery::state::skipped);  // behind its shard's held head
+  EXPECT_EQ(d[1].st, Delivery::state::skipped);  // behind its key's held head
   EXPECT_EQ(d[2].st, Delivery::state::acked);
   EXPECT_EQ(d[3].st, Delivery::state::skipped);
+}
+
+// A held row holds the later rows of its key, not the other keys of its shard (a weak topic
+// stalled 1/64 of every other key: ClusterDurabilityRefuses...LaterRowsOfTheTopicAreHeld...).
+TEST_F(RelayPublisher, AHeldRowHoldsItsKeyNotTheOtherKeysOfItsShard) {
+  auto r = rows("ok", 3);  // one shard
+  r[0].topic = "weak";
+  r[0].key = "a";
+  r[1].key = "b";
+  r[2].key = "a";
+  publisher_->send(
+      r,
+      [](const std::string& t) {
+        return t == "weak" ? std::optional<std::string>("held") : std::nullopt;
+      },
+      [] { return true; });
+  const auto d = await();
+  EXPECT_EQ(d[0].st, Delivery::state::held);
+  EXPECT_EQ(d[1].st, Delivery::state::acked);    // another key of the shard goes on
+  EXPECT_EQ(d[2].st, Delivery::state::skipped);  // behind its key's held head
 }
 
 // Defect 3: a report of an earlier round never books against a row of the current round

@@ -16,10 +16,12 @@ using txbox::relay::Delivery;
 using txbox::relay::Row;
 using state = Delivery::state;
 
-Row row(std::int64_t id, int shard, const std::string& topic = "t", int attempts = 0) {
+Row row(std::int64_t id, int shard, const std::string& topic = "t", int attempts = 0,
+        const std::string& key = "k") {
   Row r;
   r.id = id;
   r.shard = shard;
+  r.key = key;
   r.topic = topic;
   r.attempts = attempts;
   r.created_epoch = 100;
@@ -46,7 +48,7 @@ TEST(RelaySettle, AckedRowsAreDeletedAndCountedPerTopicWithTheirLatency) {
   EXPECT_EQ(plan.transient, 0u);
 }
 
-TEST(RelaySettle, ATransientFailureStopsItsShardOnlyAndIsRetriedWithItsAttempts) {
+TEST(RelaySettle, ATransientFailureStopsItsKeyOnlyAndIsRetriedWithItsAttempts) {
   const auto plan = classify_round(
       {row(1, 0), row(2, 0, "t", 3), row(3, 0), row(4, 1), row(5, 1)},
       {acked(), failed(RD_KAFKA_RESP_ERR__TRANSPORT), acked(), acked(), acked()}, 100);
@@ -56,7 +58,7 @@ TEST(RelaySettle, ATransientFailureStopsItsShardOnlyAndIsRetriedWithItsAttempts)
   EXPECT_EQ(plan.retry[0].attempts, 3);
   EXPECT_EQ(plan.transient, 1u);
   EXPECT_EQ(plan.first_error, rd_kafka_err2str(RD_KAFKA_RESP_ERR__TRANSPORT));
-  EXPECT_EQ(plan.stopped_shards, (std::set<int>{0}));
+  EXPECT_EQ(plan.stopped_keys, (std::set<txbox::relay::OrderKey>{{0, "k"}}));
 }
 
 TEST(RelaySettle, APermanentFailureIsDeadAndItsShardGoesOn) {
@@ -80,6 +82,24 @@ TEST(RelaySettle, AHeldRowIsRetriedNeverDeadAndStopsItsShardWithoutCountingAsAFa
   EXPECT_EQ(plan.transient, 0u);
   EXPECT_TRUE(plan.dead.empty());
   EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{3}));
+}
+
+// A held or failed row holds the later rows of its key; the other keys of its shard are
+// settled (they stayed in the outbox behind a weak topic's row: 1/64 of every other key).
+TEST(RelaySettle, AHeldOrFailedRowHoldsItsKeyNotTheOtherKeysOfItsShard) {
+  std::vector<Delivery> d = {{state::held, RD_KAFKA_RESP_ERR__STATE, "held: weak topic"},
+                             failed(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC),
+                             acked(),
+                             acked(),
+                             acked()};
+  const auto plan =
+      classify_round({row(1, 7, "weak", 0, "a"), row(2, 7, "missing", 0, "b"),
+                      row(3, 7, "t", 0, "c"), row(4, 7, "t", 0, "a"), row(5, 7, "t", 0, "b")},
+                     d, 100);
+  EXPECT_EQ(plan.delete_ids, (std::vector<std::int64_t>{3}));  // not 4, 5: behind 1, 2
+  ASSERT_EQ(plan.retry.size(), 2u);
+  EXPECT_EQ(plan.retry[0].id, 1);
+  EXPECT_EQ(plan.retry[1].id, 2);
 }
 
 TEST(RelaySettle, SkippedRowsAreLeftAloneAndAMissingReportIsTransient) {
