@@ -206,8 +206,10 @@ int main(int argc, char** argv) {
     std::printf("| txbox::inbox, max_batch %d (handler p50 ≤ %.0f µs) | %.0f | %.2f |\n", batch,
                 r.p50_handler_us, r.rate, r.rate / raw);
   }
-  std::printf("| same, with a savepoint per message (decision 6 as written) | %.0f | %.2f |\n",
-              sp.rate, sp.rate / raw);
+  std::printf(
+      "| same, with a savepoint per message (the rejected design: design.md decision 12) | %.0f | "
+      "%.2f |\n",
+      sp.rate, sp.rate / raw);
   std::printf("| txbox::inbox, all duplicates (dedupe only), max_batch 500 | %.0f | %.2f |\n", dup,
               dup / raw);
   return 0;
