@@ -117,6 +117,9 @@ class Driver {
   // On the cluster m_broker is up only while all three brokers are; m_node is the one faulted.
   ServerState m_broker = ServerState::up, m_pg = ServerState::up;
   int m_node = 0;
+  // A broker is SIGSTOPped: requests already in its sockets are appended when it resumes, even
+  // those of a relay that died meanwhile.
+  bool m_broker_paused = false;
   bool m_standby = true;  // --pg-failover: the primary has its standby
   std::thread m_server_thread_kafka, m_server_thread_pg;
   std::atomic<int> m_kafka_result{-1}, m_pg_result{-1};  // -1 running, 0 ok, 1 failed
