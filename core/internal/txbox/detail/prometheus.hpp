@@ -14,8 +14,12 @@ namespace txbox::detail {
 inline std::string prom_label(const std::string& value) {
   std::string out;
   for (char c : value) {
+    if (c == '\n') {
+      out += "\\n";
+      continue;
+    }
     if (c == '\\' || c == '"') out += '\\';
-    out += c == '\n' ? 'n' : c;
+    out += c;
   }
   return out;
 }
