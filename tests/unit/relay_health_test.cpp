@@ -1,5 +1,6 @@
-// The relay's health facade (relay/src/health): the Prometheus text it serves for a fixed
-// sequence of events, byte for byte (tests/unit/relay_metrics_golden.txt), and that
+// The relay's health facade (relay/src/health) and its renderer (relay/src/relay_metrics_text):
+// the Prometheus text served for a fixed sequence of events, byte for byte
+// (tests/unit/relay_metrics_golden.txt, recorded before Health was split), and that
 // `promtool check metrics` accepts it when promtool is installed.
 #include <gtest/gtest.h>
 
@@ -14,6 +15,7 @@
 #include <unistd.h>
 
 #include "health.hpp"
+#include "relay_metrics_text.hpp"
 
 namespace txbox::relay {
 namespace {
@@ -54,9 +56,8 @@ void feed_busy(Health& h) {
   h.on_producer_replaced();
   h.on_producer_replaced();
   h.on_late_reports(9);
-  h.on_standbys({.pass = false, .lsn = "0/16B3748", .walsenders = {}, .flushed = 1,
-                 .waited = 250ms},
-                6);
+  h.on_standbys(
+      {.pass = false, .lsn = "0/16B3748", .walsenders = {}, .flushed = 1, .waited = 250ms}, 6);
   h.on_transactions(4, 1, {0.002, 0.04}, "Broker: Producer fenced");
   h.on_lanes(2, 7);
   h.on_isr_shortfalls({{.topic = "orders",
@@ -92,6 +93,13 @@ TEST(RelayHealth, MetricsTextIsByteIdenticalToTheGolden) {
       << "to accept a deliberate change: TXBOX_WRITE_GOLDEN=1 and review the diff";
 }
 
+// The renderer alone, on the facade's snapshot value: the same golden text.
+TEST(RelayHealth, TheRendererOfTheSnapshotGivesTheGolden) {
+  Health h("host=db.example user=relay password=secret");
+  feed_busy(h);
+  EXPECT_EQ(metrics_text(h.snapshot()), read_file(k_golden));
+}
+
 TEST(RelayHealth, FreshMetricsTextStartsFromZero) {
   const std::string text = Health("host=db.example").metrics_text();
   EXPECT_NE(text.find("txbox_relay_ready 0\n"), std::string::npos) << text;
@@ -105,8 +113,7 @@ TEST(RelayHealth, PromtoolAcceptsTheMetricsText) {
   if (std::system("command -v promtool >/dev/null 2>&1") != 0) {
     GTEST_SKIP() << "promtool not in PATH (scripts/install-deps.sh installs prometheus)";
   }
-  for (const std::string& text :
-       {busy_metrics_text(), Health("host=db.example").metrics_text()}) {
+  for (const std::string& text : {busy_metrics_text(), Health("host=db.example").metrics_text()}) {
     const auto path = std::filesystem::temp_directory_path() /
                       ("txbox-relay-metrics-" + std::to_string(::getpid()) + ".txt");
     std::ofstream(path, std::ios::binary) << text;
