@@ -1,6 +1,7 @@
 // Health and statistics: fed from the loop's reports (settles, lease ticks, backlog, failures),
 // logs one line per state change, serves RelayStats and the Prometheus text. Thread-safe.
-// Internal to the relay.
+// A facade over three units under one lock: RelayCounters (the counters), Readiness (ready?
+// why not? its log lines) and metrics_text (the Prometheus renderer). Internal to the relay.
 #pragma once
 
 #include <cstdint>
@@ -12,6 +13,9 @@
 #include "kafka_reach.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
+#include "problem_throttle.hpp"
+#include "readiness.hpp"
+#include "relay_counters.hpp"
 #include "settle_plan.hpp"
 #include "standby_gate.hpp"
 #include "txbox/detail/failure.hpp"
@@ -60,21 +64,11 @@ class Health {
   [[nodiscard]] std::string metrics_text() const;
 
  private:
-  void update_ready();  // with m_mutex held
-
-  std::string m_url;       // to hide it in error texts
-  std::string m_database;  // redacted
+  std::string m_url;  // to hide it in error texts
   mutable std::mutex m_mutex;
-  RelayStats m_st;
-  bool m_db_up = false;
-  bool m_broker_ok = true;
-  std::string m_isr_problem;  // describe() of the last shortfalls logged, empty: none
-  bool m_standbys_ok = true;  // the standby gate passed the last round
-  enum class kafka_state { unknown, up, down } m_kafka = kafka_state::unknown;
-  std::string m_problem;                 // the permanent failure or bug being retried, empty: none
-  clock::time_point m_problem_logged{};  // its last log line (repeated every k_repeat)
-  std::string m_transient;  // the last transient failure logged since the last good round
-  std::string m_abort;      // the last abort reason logged, empty: committing again
+  RelayCounters m_counters;
+  Readiness m_readiness;
+  ProblemThrottle m_abort;  // the last abort reason logged, empty: committing again
 };
 
 }  // namespace txbox::relay

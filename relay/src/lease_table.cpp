@@ -151,7 +151,6 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
   }
   const auto sent = clock::now();
   const std::string relays = m_schema.table("outbox_relays");
-  const std::string leases = m_schema.table("outbox_leases");
   pqxx::work tx(db);
   heartbeat(tx);
   if (!m_joined) {
@@ -188,46 +187,10 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
     hand_back(over.give_back);
     draining = std::move(over.draining);
   } else if (static_cast<int>(kept.size()) < target && m_unit > 1) {
-    // Whole groups whose every shard is free, expired or ours; ours first. A shard that
-    // changed hands between the choice and the update leaves its group partial: given back.
-    const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
-    const auto r =
-        pq::exec(tx,
-                 "UPDATE " + leases +
-                     " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
-                     "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
-                     "AND x.shard / $5 IN (SELECT shard / $5 FROM " +
-                     leases +
-                     " GROUP BY shard / $5 "
-                     "HAVING bool_and(owner IS NULL OR expires_at <= now() OR owner = $1) "
-                     "AND NOT bool_or(shard = ANY($4::int[])) "
-                     "ORDER BY bool_or(owner IS NOT DISTINCT FROM $1) DESC, random() LIMIT $3) "
-                     "RETURNING x.shard, x.epoch",
-                 m_owner, interval(m_ttl), (target - static_cast<int>(kept.size())) / m_unit,
-                 kept_shards, m_unit);
-    for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
-    changes += r.size();
+    changes += take_groups(tx, kept, target);
     hand_back(partial_groups(kept, m_unit));
   } else if (static_cast<int>(kept.size()) < target) {
-    // Free or expired shards, and our own that we do not hold in the view: leases a forgotten
-    // session of ours took (after a reconnect, a failover). Waiting for those to expire would
-    // stall their shards for up to a lease TTL; the new epoch fences anything that session
-    // had in flight. Our own first, so that they do not sit idle while we take others.
-    const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
-    const auto r =
-        pq::exec(tx,
-                 "UPDATE " + leases +
-                     " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
-                     "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
-                     "AND x.shard IN (SELECT shard FROM " +
-                     leases +
-                     " WHERE (owner IS NULL OR expires_at <= now() OR owner = $1) "
-                     "AND NOT shard = ANY($4::int[]) ORDER BY owner IS NOT DISTINCT FROM $1 DESC, "
-                     "random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
-                     "RETURNING x.shard, x.epoch",
-                 m_owner, interval(m_ttl), target - static_cast<int>(kept.size()), kept_shards);
-    for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
-    changes += r.size();
+    changes += take_shards(tx, kept, target);
   }
   tx.commit();
   m_stamp = m_written;
@@ -241,6 +204,52 @@ LeaseTick LeaseTable::tick(pqxx::connection& db, const LeaseIntent& intent) {
   }
   done(std::move(kept), std::move(draining), sent);
   return {m_view, changes};
+}
+
+std::size_t LeaseTable::take_groups(pqxx::work& tx, std::map<int, std::int64_t>& kept, int target) {
+  const std::string leases = m_schema.table("outbox_leases");
+  // Whole groups whose every shard is free, expired or ours; ours first. A shard that
+  // changed hands between the choice and the update leaves its group partial: given back.
+  const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
+  const auto r =
+      pq::exec(tx,
+               "UPDATE " + leases +
+                   " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+                   "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
+                   "AND x.shard / $5 IN (SELECT shard / $5 FROM " +
+                   leases +
+                   " GROUP BY shard / $5 "
+                   "HAVING bool_and(owner IS NULL OR expires_at <= now() OR owner = $1) "
+                   "AND NOT bool_or(shard = ANY($4::int[])) "
+                   "ORDER BY bool_or(owner IS NOT DISTINCT FROM $1) DESC, random() LIMIT $3) "
+                   "RETURNING x.shard, x.epoch",
+               m_owner, interval(m_ttl), (target - static_cast<int>(kept.size())) / m_unit,
+               kept_shards, m_unit);
+  for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+  return r.size();
+}
+
+std::size_t LeaseTable::take_shards(pqxx::work& tx, std::map<int, std::int64_t>& kept, int target) {
+  const std::string leases = m_schema.table("outbox_leases");
+  // Free or expired shards, and our own that we do not hold in the view: leases a forgotten
+  // session of ours took (after a reconnect, a failover). Waiting for those to expire would
+  // stall their shards for up to a lease TTL; the new epoch fences anything that session
+  // had in flight. Our own first, so that they do not sit idle while we take others.
+  const std::string kept_shards = lease_arrays(LeaseView{kept, {}}).first;
+  const auto r =
+      pq::exec(tx,
+               "UPDATE " + leases +
+                   " x SET owner = $1, epoch = x.epoch + 1, expires_at = now() + $2::interval "
+                   "WHERE (x.owner IS NULL OR x.expires_at <= now() OR x.owner = $1) "
+                   "AND x.shard IN (SELECT shard FROM " +
+                   leases +
+                   " WHERE (owner IS NULL OR expires_at <= now() OR owner = $1) "
+                   "AND NOT shard = ANY($4::int[]) ORDER BY owner IS NOT DISTINCT FROM $1 DESC, "
+                   "random() LIMIT $3 FOR UPDATE SKIP LOCKED) "
+                   "RETURNING x.shard, x.epoch",
+               m_owner, interval(m_ttl), target - static_cast<int>(kept.size()), kept_shards);
+  for (const auto& row : r) kept[row[0].as<int>()] = row[1].as<std::int64_t>();
+  return r.size();
 }
 
 // Kafka does not answer: renew what is held, take nothing, no heartbeat (the other relays

@@ -91,6 +91,10 @@ class LeaseTable {
   void keep_busy(pqxx::work& tx, const std::set<int>& busy, std::map<int, std::int64_t>& kept);
   [[nodiscard]] std::size_t lost_from_view(const std::map<int, std::int64_t>& kept) const;
   int others_live(pqxx::work& tx);  // relays other than this one with a fresh heartbeat
+  // Below the fair share `target`: takes free or expired shards (whole groups of m_unit with
+  // take_groups) into `kept`; returns how many were taken.
+  std::size_t take_groups(pqxx::work& tx, std::map<int, std::int64_t>& kept, int target);
+  std::size_t take_shards(pqxx::work& tx, std::map<int, std::int64_t>& kept, int target);
   void give_back(pqxx::work& tx, const std::vector<std::int64_t>& shards);
   void done(std::map<int, std::int64_t> kept, std::set<int> draining, clock::time_point sent);
 
