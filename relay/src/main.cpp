@@ -8,13 +8,12 @@
 #include <csignal>
 #include <cstdio>
 #include <iostream>
-#include <pqxx/except>
+#include <map>
+#include <optional>
 #include <thread>
 
 #include "broker_version.hpp"
 #include "txbox/conninfo.hpp"
-#include "txbox/detail/backoff.hpp"
-#include "txbox/detail/failure.hpp"
 #include "txbox/detail/signal_guard.hpp"
 #include "txbox/relay.hpp"
 
@@ -26,9 +25,6 @@ namespace {
 constexpr int k_exit_config = 3;
 constexpr int k_exit_schema = 4;
 constexpr int k_exit_durability = 5;
-
-// While the database is not there at start, its reason is logged again this often.
-constexpr auto k_repeat_start_line = std::chrono::minutes(1);
 
 // The /metrics, /healthz, /readyz server on its own thread; stopped and joined when destroyed.
 struct HttpServer {
@@ -53,67 +49,49 @@ struct HttpServer {
   ~HttpServer() { stop(); }
 };
 
-// Constructs the relay, waiting for the database with backoff; nullptr when stopped first.
-// Configuration and schema problems are thrown. The reason it waits is logged at once, then
-// again every minute while it lasts.
-std::unique_ptr<txbox::Relay> start(const txbox::RelayConfig& cfg, const std::stop_token& stop) {
-  using steady = std::chrono::steady_clock;
-  auto delay = std::chrono::milliseconds(200);
-  const auto started = steady::now();
-  auto next_line = started;
-  const auto line_due = [&] {
-    if (steady::now() < next_line) return false;
-    next_line = steady::now() + k_repeat_start_line;
-    return true;
-  };
-  const auto retrying = [&](std::string_view how) {
-    const auto s = std::chrono::duration_cast<std::chrono::seconds>(steady::now() - started);
-    return s.count() == 0 ? fmt::format("retrying {}", how)
-                          : fmt::format("still retrying {}, for {} s now", how, s.count());
-  };
-  while (!stop.stop_requested()) {
-    try {
-      return std::make_unique<txbox::Relay>(cfg);
-    } catch (const txbox::transient_error& e) {
-      if (line_due()) {
-        spdlog::warn("{}; {}", txbox::libpq_error_text(e.what(), cfg.database_url),
-                     retrying("with backoff"));
-      }
-      txbox::detail::sleep_for(delay, stop);
-      delay = std::min(delay * 2, std::chrono::milliseconds(10'000));
-    } catch (const pqxx::sql_error&) {
-      // A privilege or object missing at start: the fix named, retried slowly (not ready
-      // meanwhile); anything else is not for a retry.
-      const auto f = txbox::detail::classify_current();
-      if (f.kind != txbox::detail::failure_kind::db_permanent) throw;
-      if (line_due()) {
-        spdlog::error("database: {} (SQLSTATE {}). Hint: {}; {}",
-                      txbox::libpq_error_text(f.message, cfg.database_url), f.sqlstate,
-                      f.hint.empty() ? "an operator must fix this" : f.hint,
-                      retrying(fmt::format("every {} s", cfg.retry_backoff_max.count() / 1000)));
-      }
-      txbox::detail::sleep_for(cfg.retry_backoff_max, stop);
-    }
-  }
-  return nullptr;
+// Serves /metrics, /healthz and /readyz on `address` from `live` (not ready while it is null).
+bool serve_http(HttpServer& http, const std::string& address, std::atomic<txbox::Relay*>& live) {
+  http.server.Get("/metrics", [&live](const httplib::Request&, httplib::Response& res) {
+    txbox::Relay* r = live.load();
+    res.set_content(r ? r->metrics_text()
+                      : "# HELP txbox_relay_ready 1 when the database and Kafka are "
+                        "reachable.\n# TYPE txbox_relay_ready gauge\ntxbox_relay_ready 0\n",
+                    "text/plain; version=0.0.4");
+  });
+  http.server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
+    res.set_content("ok\n", "text/plain");
+  });
+  http.server.Get("/readyz", [&live](const httplib::Request&, httplib::Response& res) {
+    txbox::Relay* r = live.load();
+    const bool ready = r && r->stats().ready;
+    res.status = ready ? 200 : 503;
+    res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
+  });
+  return http.listen(address);
 }
 
-}  // namespace
-
-int main(int argc, char** argv) {
-  CLI::App app{"txbox-relay: publishes the txbox outbox to Kafka (acks=all, idempotent)"};
+// What the command line asks for.
+struct CommandLine {
   std::string config_path;
-  std::map<std::string, std::string> overrides;
-  std::string database_url, schema, bootstrap, name, http_listen, log_level = "info";
-  bool check_config = false, strict = false, no_notify = false, exactly_once = false;
+  std::map<std::string, std::string> overrides;  // from the flags
+  std::string log_level = "info";
+  bool check_config = false;
+};
+
+// Parses the command line into `out`; an exit code when the process exits now (--help, a
+// usage error).
+std::optional<int> parse_command_line(int argc, char** argv, CommandLine& out) {
+  CLI::App app{"txbox-relay: publishes the txbox outbox to Kafka (acks=all, idempotent)"};
+  std::string database_url, schema, bootstrap, name, http_listen;
+  bool strict = false, no_notify = false, exactly_once = false;
   std::string wait_for_standbys, standby_names;
-  app.add_option("-c,--config", config_path, "TOML config file")->check(CLI::ExistingFile);
+  app.add_option("-c,--config", out.config_path, "TOML config file")->check(CLI::ExistingFile);
   app.add_option("--database-url", database_url, "libpq URI or conninfo (database.url)");
   app.add_option("--schema", schema, "txbox schema (database.schema)");
   app.add_option("--kafka-bootstrap-servers", bootstrap, "kafka.bootstrap.servers");
   app.add_option("--name", name, "relay identity (relay.name), default host:pid");
   app.add_option("--http-listen", http_listen, "address for /metrics, /healthz, /readyz");
-  app.add_option("--log-level", log_level, "trace, debug, info, warn, error")
+  app.add_option("--log-level", out.log_level, "trace, debug, info, warn, error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}));
   app.add_flag("--strict-durability", strict,
                "refuse topics with replication.factor < 3, min.insync.replicas < 2 or unclean "
@@ -130,16 +108,14 @@ int main(int argc, char** argv) {
                "message once (relay.delivery = exactly_once; needs migration V5)");
   app.add_flag("--no-notify", no_notify,
                "do not LISTEN (relay.listen_notify = false, the default since migration V6)");
-  app.add_flag("--check-config", check_config,
+  app.add_flag("--check-config", out.check_config,
                "validate the config, print it (secrets hidden), exit");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
     return app.exit(e);
   }
-  spdlog::set_level(spdlog::level::from_str(log_level));
-  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ txbox-relay: %v");
-
+  auto& overrides = out.overrides;
   if (!database_url.empty()) overrides["database.url"] = database_url;
   if (!schema.empty()) overrides["database.schema"] = schema;
   if (!bootstrap.empty()) overrides["kafka.bootstrap.servers"] = bootstrap;
@@ -150,19 +126,11 @@ int main(int argc, char** argv) {
   if (exactly_once) overrides["relay.delivery"] = "exactly_once";
   if (!wait_for_standbys.empty()) overrides["relay.wait_for_standbys"] = wait_for_standbys;
   if (!standby_names.empty()) overrides["relay.standby_names"] = standby_names;
+  return std::nullopt;
+}
 
-  txbox::RelayConfig cfg;
-  try {
-    cfg = txbox::load_relay_config(config_path, overrides);
-  } catch (const txbox::config_error& e) {
-    spdlog::critical("invalid configuration: {}", e.what());
-    return k_exit_config;
-  }
-  if (check_config) {
-    std::cout << txbox::describe_relay_config(cfg) << "configuration ok\n";
-    return 0;
-  }
-
+// Runs the relay until SIGINT/SIGTERM; the process's exit code.
+int run(const txbox::RelayConfig& cfg) {
   // SIGINT/SIGTERM only bump an atomic; a watcher thread requests the stop.
   std::stop_source stop;
   txbox::detail::signal_guard signals;
@@ -178,30 +146,14 @@ int main(int argc, char** argv) {
     std::unique_ptr<txbox::Relay> relay;
     HttpServer http;
     if (!cfg.http_listen.empty()) {
-      http.server.Get("/metrics", [&](const httplib::Request&, httplib::Response& res) {
-        txbox::Relay* r = live.load();
-        res.set_content(r ? r->metrics_text()
-                          : "# HELP txbox_relay_ready 1 when the database and Kafka are "
-                            "reachable.\n# TYPE txbox_relay_ready gauge\ntxbox_relay_ready 0\n",
-                        "text/plain; version=0.0.4");
-      });
-      http.server.Get("/healthz", [](const httplib::Request&, httplib::Response& res) {
-        res.set_content("ok\n", "text/plain");
-      });
-      http.server.Get("/readyz", [&](const httplib::Request&, httplib::Response& res) {
-        txbox::Relay* r = live.load();
-        const bool ready = r && r->stats().ready;
-        res.status = ready ? 200 : 503;
-        res.set_content(ready ? "ready\n" : "not ready\n", "text/plain");
-      });
-      if (!http.listen(cfg.http_listen)) {
+      if (!serve_http(http, cfg.http_listen, live)) {
         spdlog::critical("cannot listen on {} (http.listen)", cfg.http_listen);
         return k_exit_config;
       }
       spdlog::info("http: serving /metrics, /healthz, /readyz on {}", cfg.http_listen);
     }
     // Start-up: wait for the database with backoff (a config or schema problem exits).
-    relay = start(cfg, stop.get_token());
+    relay = txbox::start_relay(cfg, stop.get_token());
     if (!relay) return 0;
     live = relay.get();
     relay->run(stop.get_token());
@@ -221,4 +173,26 @@ int main(int argc, char** argv) {
     spdlog::critical("stopped by an unexpected error: {}", txbox::redact_conninfo(e.what()));
     return 1;
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CommandLine cl;
+  if (const auto code = parse_command_line(argc, argv, cl)) return *code;
+  spdlog::set_level(spdlog::level::from_str(cl.log_level));
+  spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ txbox-relay: %v");
+
+  txbox::RelayConfig cfg;
+  try {
+    cfg = txbox::load_relay_config(cl.config_path, cl.overrides);
+  } catch (const txbox::config_error& e) {
+    spdlog::critical("invalid configuration: {}", e.what());
+    return k_exit_config;
+  }
+  if (cl.check_config) {
+    std::cout << txbox::describe_relay_config(cfg) << "configuration ok\n";
+    return 0;
+  }
+  return run(cfg);
 }

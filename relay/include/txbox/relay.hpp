@@ -165,6 +165,17 @@ class Relay {
   std::unique_ptr<impl> m_impl;
 };
 
+/// Constructs a Relay the way the txbox-relay daemon starts: while the database cannot be
+/// reached (transient_error) it tries again with backoff (200 ms doubling to 10 s), and while
+/// a privilege or object the relay needs is missing (a permanent database error with a hint)
+/// every retry_backoff_max. The reason is logged at once ("...; retrying with backoff"), then
+/// every minute while it lasts ("still retrying with backoff, for <n> s now"). Returns nullptr
+/// when `stop` is requested first. Throws what Relay's constructor throws for anything a retry
+/// cannot fix: config_error, schema_error, durability_error, other database errors. Example:
+///   auto relay = txbox::start_relay(cfg, stop_source.get_token());
+///   if (relay) relay->run(stop_source.get_token());
+[[nodiscard]] std::unique_ptr<Relay> start_relay(const RelayConfig& config, std::stop_token stop);
+
 /// Reads relay settings: TOML file (may be empty: none), then TXBOX_* environment variables,
 /// then `overrides` (from flags). Throws config_error naming the key and what is wrong.
 RelayConfig load_relay_config(const std::string& toml_path,
