@@ -18,10 +18,10 @@
 #include "kafka_probe.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
-#include "publisher.hpp"
 #include "session.hpp"
 #include "settle_plan.hpp"
 #include "standby_gate.hpp"
+#include "streamed_rounds.hpp"
 #include "txbox/detail/backoff.hpp"
 #include "txbox/detail/failure.hpp"
 #include "txn_lanes.hpp"
@@ -59,8 +59,8 @@ std::chrono::milliseconds admin_timeout(const RelayConfig& c) {
   return std::clamp<std::chrono::milliseconds>(c.lease_ttl / 3, 2s, 10s);
 }
 
-relay::PublisherOptions publisher_options(const RelayConfig& c) {
-  relay::PublisherOptions o;
+relay::ProducerOptions publisher_options(const RelayConfig& c) {
+  relay::ProducerOptions o;
   o.kafka = c.kafka;
   o.max_batch_bytes = c.max_batch_bytes;
   o.delivery_budget = delivery_budget(c);
@@ -80,7 +80,7 @@ struct Relay::impl {
         store(detail::schema_name(cfg.schema), cfg.name, cfg.batch_size, cfg.max_batch_bytes),
         gate(cfg.kafka, cfg.strict_durability, admin_timeout(cfg)),
         standbys(cfg.wait_for_standbys, cfg.standby_names) {
-    if (!eos()) publisher = std::make_unique<relay::Publisher>(publisher_options(cfg));
+    if (!eos()) publisher = std::make_unique<relay::StreamedRounds>(publisher_options(cfg));
   }
 
   RelayConfig cfg;
@@ -90,7 +90,7 @@ struct Relay::impl {
   relay::DurabilityGate gate;
   relay::StandbyGate standbys;
   relay::KafkaProbe kafka{cfg.kafka, relay::reach_options(cfg.lease_ttl)};  // no lease without it
-  std::unique_ptr<relay::Publisher> publisher;                              // at_least_once
+  std::unique_ptr<relay::StreamedRounds> publisher;                         // at_least_once
   relay::InFlight flight;                        // at_least_once: the rows in flight
   std::optional<clock::time_point> idle_since;   // at_least_once: the last claim was empty
   std::optional<clock::time_point> gave_up;      // at_least_once: purged after a fatal error
@@ -119,7 +119,7 @@ struct Relay::impl {
       spdlog::warn("{}; created before the first round", e.what());
     }
     lanes =
-        std::make_unique<relay::TxnLanes>(relay::LanesOptions{.publisher = publisher_options(cfg),
+        std::make_unique<relay::TxnLanes>(relay::LanesOptions{.producer = publisher_options(cfg),
                                                               .id_prefix = "txbox-" + id,
                                                               .relay_name = cfg.name,
                                                               .init_timeout = admin_timeout(cfg),
@@ -204,7 +204,7 @@ struct Relay::impl {
       return;
     }
     if (!standbys_have(rows, stop)) return;
-    publish(rows, stop);
+    publish(std::move(rows), stop);
   }
 
   // at_least_once: settle what Kafka acknowledged, claim the next round while earlier ones
@@ -230,7 +230,7 @@ struct Relay::impl {
         session->claimed(!rows.empty());
         if (!rows.empty()) {
           idle_since.reset();
-          if (standbys_have(rows, stop)) stream(rows);
+          if (standbys_have(rows, stop)) stream(std::move(rows));
           return;
         }
         if (!idle_since) idle_since = clock::now();
@@ -267,7 +267,7 @@ struct Relay::impl {
   // given up; what came is settled (when the database is there).
   void finish_in_flight() {
     if (!publisher || flight.empty()) return;
-    const auto grace = relay::PublisherOptions{}.stop_grace;
+    const auto grace = relay::ProducerOptions{}.stop_grace;
     const auto until = clock::now() + grace;
     while (flight.pending() > 0 && clock::now() < until) book_reports(50ms);
     if (flight.pending() > 0) {
@@ -279,7 +279,7 @@ struct Relay::impl {
     }
     if (!session || !session->is_open()) return;
     auto ready = flight.take_ready();
-    if (!ready.rows.empty()) settle(ready.rows, ready.deliveries, ready.view);
+    if (!ready.rows.empty()) settle(ready.rows, ready.outcomes, ready.view);
   }
 
   // The phantom guard: true when relay.wait_for_standbys standbys flushed the round's WAL (up to
@@ -297,35 +297,30 @@ struct Relay::impl {
 
   // exactly_once: one round at a time, one transaction per lane, settled before the next
   // claim (a lane's next transaction must not start before its last one's DELETE).
-  void publish(std::vector<relay::Row>& rows, const std::stop_token& stop) {
+  void publish(std::vector<relay::Row> rows, const std::stop_token& stop) {
     const relay::LeaseView view = leases.view();  // the round's claim and settle run under it
     gate.check_due(rows);
     health.on_weak_topics(gate.weak_topics());
-    const auto may_send = [&] { return view.covers(clock::now(), delivery_budget(cfg)); };
-    // A transaction commits only while the leases hold: after that the lane's next owner
-    // may have fenced this producer already, or be about to.
-    auto round = lanes->deliver(
-        rows, hold(), may_send, [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); },
-        stop, cfg.lease_ttl, [&, topics = relay::topics_of(rows)] { on_slow(topics); });
+    const auto gates = round_gates(view, rows);
+    auto slow = [this, topics = relay::topics_of(rows)] { on_slow(topics); };
+    auto round = lanes->deliver(std::move(rows), gates, {stop, cfg.lease_ttl, slow});
     health.on_transactions(round.committed, round.aborted, round.commit_seconds, round.first_abort);
     lease_short(round.lease_short);
     health.on_late_reports(lanes->late_reports());
-    settle(rows, round.deliveries, view);
+    settle(round.rows, round.outcomes, view);
     lanes->settled();
   }
 
   // at_least_once: hands a claimed round to Kafka and books it in flight; its rows are
   // settled as their reports come in (settle_ready), while the next rounds are claimed.
-  void stream(std::vector<relay::Row>& rows) {
+  void stream(std::vector<relay::Row> rows) {
     const relay::LeaseView view = leases.view();  // the round's claim and settle run under it
     gate.check_due(rows);
     health.on_weak_topics(gate.weak_topics());
-    // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
-    // since the claim may have lost the shard and must not publish after the new owner.
-    auto sent = publisher->stream(rows, hold(),
-                                  [&] { return view.covers(clock::now(), delivery_budget(cfg)); });
+    const auto gates = round_gates(view, rows);
+    auto sent = publisher->stream(std::move(rows), gates);
     lease_short(sent.lease_short);
-    flight.add(sent.round, std::move(rows), view, std::move(sent.outcomes));
+    flight.add(sent.round, std::move(sent.rows), view, std::move(sent.outcomes));
   }
 
   // at_least_once: books the reports that came within `wait`, then settles every row whose
@@ -351,13 +346,13 @@ struct Relay::impl {
     if (flight.shard_count() < busy) idle_since.reset();  // shards to claim again
     last_settle = now;
     health.on_late_reports(publisher->late_reports());
-    settle(ready.rows, ready.deliveries, ready.view);
+    settle(ready.rows, ready.outcomes, ready.view);
   }
 
   // Books the delivery reports that came within `wait` in the pipeline's book; how many.
   std::size_t book_reports(std::chrono::milliseconds wait) {
     auto reports = publisher->reports(wait);
-    for (auto& r : reports) flight.report(r.round, r.index, std::move(r.delivery));
+    for (auto& r : reports) flight.report(r.round, r.index, std::move(r.outcome));
     return reports.size();
   }
 
@@ -367,9 +362,14 @@ struct Relay::impl {
            std::max<std::size_t>(leases.view().epochs.size(), 1);
   }
 
-  // Why a row may not go out now (strict durability).
-  relay::Publisher::HoldFn hold() {
-    return [this](const std::string& topic) { return gate.hold_reason(topic); };
+  // A round's gates: strict durability; the leases, checked before every hand-over (a relay
+  // that stalled may have lost the shard) and commit (else the next owner may have fenced it).
+  relay::RoundGates round_gates(const relay::LeaseView& v, const std::vector<relay::Row>& rows) {
+    relay::RoundGates g{{}, v.until(delivery_budget(cfg)), v.until(delivery_budget(cfg) / 3)};
+    for (const auto& t : relay::topics_of(rows)) {
+      if (auto why = gate.hold_reason(t)) g.held.emplace(t, *why);
+    }
+    return g;
   }
   void on_slow(const std::set<std::string>& topics) {
     health.broker(false, fmt::format("no acknowledgement for {} ms (broker unreachable or "
@@ -389,11 +389,11 @@ struct Relay::impl {
 
   // Deletes the acknowledged rows, moves the refused ones to outbox_dead and schedules the
   // retries, fenced by `view` (the epochs the rows were claimed at).
-  void settle(const std::vector<relay::Row>& rows, const std::vector<relay::Delivery>& deliveries,
+  void settle(const std::vector<relay::Row>& rows, const std::vector<relay::Outcome>& outcomes,
               const relay::LeaseView& view) {
     const double now_epoch =
         std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-    const auto plan = relay::classify_round(rows, deliveries, now_epoch);
+    const auto plan = relay::classify_round(rows, outcomes, now_epoch);
     if (!plan.delete_ids.empty()) relay::fault_point("after_publish");
     const auto counts = store.settle(db(), view, plan, [&](int attempts) {
       return detail::backoff(attempts, cfg.retry_backoff_min, cfg.retry_backoff_max, rng);
