@@ -2,6 +2,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "kafka_settings.hpp"
 #include "relay_settings.hpp"
 #include "txbox/config_source.hpp"
 #include "txbox/conninfo.hpp"
@@ -139,36 +140,8 @@ void validate_relay_config(const RelayConfig& c) {
         "TXBOX_KAFKA_BOOTSTRAP_SERVERS, or with --kafka-bootstrap-servers");
   }
   detail::check_setting_ranges(detail::relay_settings(), c);
-  if (auto it = c.kafka.find("acks");
-      it != c.kafka.end() && it->second != "all" && it->second != "-1") {
-    throw config_error(fmt::format(
-        "kafka.acks = {} is refused: the broker would acknowledge a message before every "
-        "in-sync replica has it, so a leader failure loses messages the relay already deleted "
-        "from the outbox. Remove the setting (txbox always uses acks=all)",
-        it->second));
-  }
-  if (auto it = c.kafka.find("enable.idempotence"); it != c.kafka.end() && it->second != "true") {
-    throw config_error(
-        "kafka.enable.idempotence = " + it->second +
-        " is refused: without the idempotent producer a retried send after a lost ack writes "
-        "the message twice and can reorder a key's messages. Remove the setting (txbox always "
-        "enables idempotence)");
-  }
-  for (const char* forbidden : {"transactional.id", "enable.gapless.guarantee"}) {
-    if (c.kafka.contains(forbidden)) {
-      throw config_error(fmt::format("kafka.{} is managed by txbox-relay; remove it", forbidden));
-    }
-  }
-  for (const char* timeout : {"message.timeout.ms", "delivery.timeout.ms"}) {
-    if (c.kafka.contains(timeout)) {
-      throw config_error(fmt::format(
-          "kafka.{} is managed by txbox-relay, which never gives up on a message it handed "
-          "to Kafka: librdkafka times messages out one by one, so a key's message could fail "
-          "while a later one of the same key went out, and the key's order would break. "
-          "Remove it",
-          timeout));
-    }
-  }
+  // acks, enable.idempotence, the timeouts...: what txbox sets on its producers.
+  relay::check_managed_kafka_keys(c.kafka);
   if (c.delivery == Delivery::exactly_once) validate_exactly_once(c);
   for (const auto& topic : c.durability_topics) {
     try {

@@ -5,8 +5,8 @@
 
 namespace txbox::relay {
 
-PublisherOptions publisher_options(const RelayConfig& c) {
-  PublisherOptions o;
+ProducerOptions producer_options(const RelayConfig& c) {
+  ProducerOptions o;
   o.kafka = c.kafka;
   o.max_batch_bytes = c.max_batch_bytes;
   o.delivery_budget = delivery_budget(c);

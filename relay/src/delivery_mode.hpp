@@ -13,7 +13,7 @@
 #include <string>
 #include <string_view>
 
-#include "publisher.hpp"
+#include "producer.hpp"
 #include "round_context.hpp"
 #include "txbox/relay.hpp"
 
@@ -47,7 +47,7 @@ class DeliveryMode {
 };
 
 /// The options every producer of the relay is built with (stop_grace: 5 s).
-[[nodiscard]] PublisherOptions publisher_options(const RelayConfig& c);
+[[nodiscard]] ProducerOptions producer_options(const RelayConfig& c);
 
 /// Shards are taken and given back in groups of this many under `c`'s mode (LeaseTable).
 [[nodiscard]] int lease_unit(const RelayConfig& c);

@@ -7,7 +7,7 @@
 namespace txbox::relay {
 
 void InFlight::add(std::uint32_t round, std::vector<Row> rows, const LeaseView& view,
-                   std::vector<Delivery> outcomes) {
+                   std::vector<Outcome> outcomes) {
   if (rows.size() != outcomes.size()) {
     throw std::logic_error("InFlight::add: one outcome per row expected");
   }
@@ -19,25 +19,21 @@ void InFlight::add(std::uint32_t round, std::vector<Row> rows, const LeaseView& 
     shard.slots.push_back({std::move(rows[i]), std::move(outcomes[i]),
                            epoch == view.epochs.end() ? 0 : epoch->second});
     Slot& slot = shard.slots.back();
-    if (slot.delivery.st == Delivery::state::pending) {
+    if (slot.outcome.in_flight()) {
       m_waiting[key(round, i)] = &slot;
       ++m_pending;
     }
   }
 }
 
-void InFlight::report(std::uint32_t round, std::size_t index, Delivery delivery) {
+void InFlight::report(std::uint32_t round, std::size_t index, Outcome outcome) {
   const auto it = m_waiting.find(key(round, index));
   if (it == m_waiting.end()) return;
   Slot& slot = *it->second;
   m_waiting.erase(it);
   --m_pending;
-  slot.delivery = std::move(delivery);
-  // A pending outcome here is a report that never came (abandon): a transient failure.
-  if (slot.delivery.st == Delivery::state::pending) {
-    slot.delivery = {Delivery::state::pending, RD_KAFKA_RESP_ERR__TIMED_OUT,
-                     "no delivery report (given up)"};
-  }
+  // A pending outcome here is a report that never came (abandon).
+  slot.outcome = outcome.in_flight() ? Outcome::given_up() : std::move(outcome);
 }
 
 void InFlight::abandon() {
@@ -51,10 +47,7 @@ void InFlight::abandon() {
 
 InFlight::Ready InFlight::take_ready() {
   Ready out;
-  const auto final = [](const Slot& s) {
-    return s.delivery.st != Delivery::state::pending ||
-           s.delivery.err != RD_KAFKA_RESP_ERR_NO_ERROR;
-  };
+  const auto final = [](const Slot& s) { return s.outcome.final(); };
   for (auto it = m_shards.begin(); it != m_shards.end();) {
     Shard& shard = it->second;
     if (!std::all_of(shard.slots.begin(), shard.slots.end(), final)) {
@@ -66,7 +59,7 @@ InFlight::Ready InFlight::take_ready() {
       m_rows -= 1;
       m_bytes -= s.row.bytes;
       out.rows.push_back(std::move(s.row));
-      out.deliveries.push_back(std::move(s.delivery));
+      out.outcomes.push_back(std::move(s.outcome));
     }
     it = m_shards.erase(it);  // claimed from its head again
   }

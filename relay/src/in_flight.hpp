@@ -21,17 +21,17 @@ class InFlight {
   /// A round just handed over: its `rows` (id order per shard; payloads may be freed), the
   /// view it was claimed under, and each row's outcome after the hand-over (pending: sent).
   void add(std::uint32_t round, std::vector<Row> rows, const LeaseView& view,
-           std::vector<Delivery> outcomes);
+           std::vector<Outcome> outcomes);
   /// Books the delivery report of the row at `index` of `round` (unknown ones are ignored).
-  void report(std::uint32_t round, std::size_t index, Delivery delivery);
-  /// Every row still pending is given up: settled as a transient failure (sent again later).
+  void report(std::uint32_t round, std::size_t index, Outcome outcome);
+  /// Every row still pending is given up (Outcome::given_up: sent again later).
   void abandon();
 
   /// Rows to settle, with the lease view that fences their settle (each shard's epoch at its
   /// latest claim).
   struct Ready {
     std::vector<Row> rows;  ///< by shard, in the order sent
-    std::vector<Delivery> deliveries;
+    std::vector<Outcome> outcomes;
     LeaseView view;
   };
   /// Takes the rows that may be settled now out of the book: every row of each shard whose
@@ -57,7 +57,7 @@ class InFlight {
  private:
   struct Slot {
     Row row;
-    Delivery delivery;
+    Outcome outcome;
     std::int64_t epoch = 0;
   };
   struct Shard {

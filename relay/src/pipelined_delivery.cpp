@@ -15,8 +15,8 @@ constexpr std::string_view k_fenced_fate = "they will be re-sent; the inbox abso
 
 PipelinedDelivery::PipelinedDelivery(RoundContext& ctx)
     : m_ctx(ctx),
-      m_stop_grace(publisher_options(ctx.cfg).stop_grace),
-      m_publisher(publisher_options(ctx.cfg)) {}
+      m_stop_grace(producer_options(ctx.cfg).stop_grace),
+      m_publisher(producer_options(ctx.cfg)) {}
 
 void PipelinedDelivery::replace_failed_producer() {
   if (m_flight.empty() && m_publisher.replace_if_fatal()) m_ctx.health.on_producer_replaced();
@@ -61,7 +61,7 @@ bool PipelinedDelivery::claim_round(const std::stop_token& stop) {
     return false;
   }
   m_idle_since.reset();
-  if (m_ctx.standbys_have(rows, stop)) stream(rows);
+  if (m_ctx.standbys_have(rows, stop)) stream(std::move(rows));
   return true;
 }
 
@@ -82,15 +82,13 @@ void PipelinedDelivery::wait_for_work(const std::stop_token& stop) {
 
 // Hands a claimed round to Kafka and books it in flight; its rows are settled as their
 // reports come in (settle_ready), while the next rounds are claimed.
-void PipelinedDelivery::stream(std::vector<Row>& rows) {
+void PipelinedDelivery::stream(std::vector<Row> rows) {
   const LeaseView view = m_ctx.leases.view();  // the round's claim and settle run under it
   m_ctx.check_durability(rows);
-  // Checked right before every hand-over: a relay that stalled (SIGSTOP, a long pause)
-  // since the claim may have lost the shard and must not publish after the new owner.
-  auto sent = m_publisher.stream(
-      rows, m_ctx.hold(), [&] { return view.covers(clock::now(), delivery_budget(m_ctx.cfg)); });
+  const RoundGates gates = m_ctx.round_gates(view, rows);
+  auto sent = m_publisher.stream(std::move(rows), gates);
   m_ctx.lease_short(sent.lease_short);
-  m_flight.add(sent.round, std::move(rows), view, std::move(sent.outcomes));
+  m_flight.add(sent.round, std::move(sent.rows), view, std::move(sent.outcomes));
 }
 
 // Books the reports that came within `wait`, then settles every row whose shard's earlier
@@ -113,13 +111,13 @@ void PipelinedDelivery::settle_ready(std::chrono::milliseconds wait) {
   if (m_flight.shard_count() < busy) m_idle_since.reset();  // shards to claim again
   m_last_settle = now;
   m_ctx.health.on_late_reports(m_publisher.late_reports());
-  m_ctx.settle(ready.rows, ready.deliveries, ready.view, k_fenced_fate);
+  m_ctx.settle(ready.rows, ready.outcomes, ready.view, k_fenced_fate);
 }
 
 // Books the delivery reports that came within `wait` in the pipeline's book; how many.
 std::size_t PipelinedDelivery::book_reports(std::chrono::milliseconds wait) {
   auto reports = m_publisher.reports(wait);
-  for (auto& r : reports) m_flight.report(r.round, r.index, std::move(r.delivery));
+  for (auto& r : reports) m_flight.report(r.round, r.index, std::move(r.outcome));
   return reports.size();
 }
 
@@ -142,7 +140,7 @@ void PipelinedDelivery::finish() {
   }
   if (!m_ctx.connected()) return;
   auto ready = m_flight.take_ready();
-  if (!ready.rows.empty()) m_ctx.settle(ready.rows, ready.deliveries, ready.view, k_fenced_fate);
+  if (!ready.rows.empty()) m_ctx.settle(ready.rows, ready.outcomes, ready.view, k_fenced_fate);
 }
 
 void PipelinedDelivery::flush(std::chrono::milliseconds wait) {

@@ -10,7 +10,7 @@
 
 #include "delivery_mode.hpp"
 #include "in_flight.hpp"
-#include "publisher.hpp"
+#include "streamed_rounds.hpp"
 
 namespace txbox::relay {
 
@@ -38,14 +38,14 @@ class PipelinedDelivery final : public DeliveryMode {
   [[nodiscard]] bool may_claim();
   // Nothing in flight: waits for work (or pauses while no round is possible).
   void wait_for_work(const std::stop_token& stop);
-  void stream(std::vector<Row>& rows);
+  void stream(std::vector<Row> rows);
   void settle_ready(std::chrono::milliseconds wait);
   std::size_t book_reports(std::chrono::milliseconds wait);
   [[nodiscard]] std::size_t round_rows() const;
 
   RoundContext& m_ctx;
   std::chrono::milliseconds m_stop_grace;  // of the producer's options
-  Publisher m_publisher;
+  StreamedRounds m_publisher;
   InFlight m_flight;                               // the rows in flight
   std::optional<clock::time_point> m_idle_since;   // the last claim was empty
   std::optional<clock::time_point> m_gave_up;      // purged after a fatal error

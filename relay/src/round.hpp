@@ -1,8 +1,6 @@
-// The values the relay's units pass to each other: a claimed row, its delivery outcome, and
-// the lease view a round runs under. Internal to the relay.
+// The values the relay's units pass to each other: a claimed row, its outcome (outcome.hpp),
+// the lease view a round runs under and the gates of a round. Internal to the relay.
 #pragma once
-
-#include <librdkafka/rdkafka.h>
 
 #include <chrono>
 #include <cstdint>
@@ -12,6 +10,8 @@
 #include <string>
 #include <utility>
 #include <vector>
+
+#include "outcome.hpp"
 
 namespace txbox::relay {
 
@@ -38,20 +38,6 @@ using OrderKey = std::pair<int, std::optional<std::string>>;
   return {row.shard, row.key};
 }
 
-/// What became of one row of a round.
-struct Delivery {
-  enum class state {
-    pending,  ///< handed to librdkafka, no report yet
-    acked,    ///< Kafka acknowledged it
-    failed,   ///< refused (by librdkafka or the broker): `err` says how
-    held,     ///< not sent: its topic failed the strict durability check (`error` says why)
-    skipped,  ///< not sent: it waits behind its key's head, or the leases ran short
-  };
-  state st = state::pending;
-  rd_kafka_resp_err_t err = RD_KAFKA_RESP_ERR_NO_ERROR;
-  std::string error;
-};
-
 /// The shards this relay owns, their epochs, and until when that view may be acted on.
 struct LeaseView {
   std::map<int, std::int64_t> epochs;  ///< shard -> epoch
@@ -65,6 +51,19 @@ struct LeaseView {
   [[nodiscard]] bool covers(clock::time_point now, clock::duration budget) const {
     return !epochs.empty() && now + budget <= valid_until;
   }
+  /// The last moment the view covers `budget`: covers(now, budget) == (now <= until(budget)).
+  [[nodiscard]] clock::time_point until(clock::duration budget) const {
+    return epochs.empty() ? clock::time_point::min() : valid_until - budget;
+  }
+};
+
+/// What a round checks on its way out, as values: a row goes out only while its topic is not
+/// held and the leases cover its acknowledgement; a transaction commits only while they hold.
+struct RoundGates {
+  /// Topics whose rows may not go out now (strict durability) -> why.
+  std::map<std::string, std::string> held{};
+  clock::time_point send_until = clock::time_point::max();    ///< rows are handed over until then
+  clock::time_point commit_until = clock::time_point::max();  ///< exactly_once: commit until then
 };
 
 /// What a lease tick may do (LeaseTable::tick), from the relay's view of Kafka (KafkaReach).

@@ -58,8 +58,12 @@ void RoundContext::check_durability(const std::vector<Row>& rows) {
   health.on_weak_topics(gate.weak_topics());
 }
 
-std::function<std::optional<std::string>(const std::string&)> RoundContext::hold() const {
-  return [this](const std::string& topic) { return gate.hold_reason(topic); };
+RoundGates RoundContext::round_gates(const LeaseView& view, const std::vector<Row>& rows) const {
+  RoundGates g{{}, view.until(delivery_budget(cfg)), view.until(delivery_budget(cfg) / 3)};
+  for (const auto& topic : topics_of(rows)) {
+    if (auto why = gate.hold_reason(topic)) g.held.emplace(topic, *why);
+  }
+  return g;
 }
 
 void RoundContext::on_slow(const std::set<std::string>& topics) {
@@ -79,11 +83,11 @@ void RoundContext::lease_short(std::size_t rows) {
   leases.expedite();
 }
 
-void RoundContext::settle(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
+void RoundContext::settle(const std::vector<Row>& rows, const std::vector<Outcome>& outcomes,
                           const LeaseView& view, std::string_view fenced_fate) {
   const double now_epoch =
       std::chrono::duration<double>(std::chrono::system_clock::now().time_since_epoch()).count();
-  const auto plan = classify_round(rows, deliveries, now_epoch);
+  const auto plan = classify_round(rows, outcomes, now_epoch);
   if (!plan.delete_ids.empty()) fault_point("after_publish");
   const auto counts = store.settle(db(), view, plan, [&](int attempts) {
     return detail::backoff(attempts, cfg.retry_backoff_min, cfg.retry_backoff_max, rng);

@@ -23,6 +23,7 @@
 #include "kafka_probe.hpp"
 #include "lease_table.hpp"
 #include "outbox_store.hpp"
+#include "outcome.hpp"
 #include "round.hpp"
 #include "session.hpp"
 #include "standby_gate.hpp"
@@ -69,8 +70,11 @@ struct RoundContext {
   /// Before a round goes out: checks its topics not checked yet (or due again).
   void check_durability(const std::vector<Row>& rows);
 
-  /// Why a row may not go out now (strict durability), nullopt: it may.
-  [[nodiscard]] std::function<std::optional<std::string>(const std::string&)> hold() const;
+  /// A round's gates under `view`: its topics held by strict durability (and why), and the
+  /// leases: rows are handed over only while they cover the delivery budget (a relay that
+  /// stalled since the claim may have lost the shard), a transaction commits only while they
+  /// cover a third of it (after that the lane's next owner may have fenced the producer).
+  [[nodiscard]] RoundGates round_gates(const LeaseView& view, const std::vector<Row>& rows) const;
   /// No acknowledgement for lease_ttl: says so, and which partitions lack in-sync replicas.
   void on_slow(const std::set<std::string>& topics);
   /// `rows` claimed rows were not sent: the leases ran short; ticks them at once.
@@ -79,7 +83,7 @@ struct RoundContext {
   /// Deletes the acknowledged rows, moves the refused ones to outbox_dead and schedules the
   /// retries, fenced by `view` (the epochs the rows were claimed at). `fenced_fate`: what
   /// becomes of acknowledged rows a shard's new owner took over (the mode's words).
-  void settle(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
+  void settle(const std::vector<Row>& rows, const std::vector<Outcome>& outcomes,
               const LeaseView& view, std::string_view fenced_fate);
 };
 

@@ -5,8 +5,6 @@
 
 #include <stdexcept>
 
-#include "txbox/detail/kafka_failure.hpp"
-
 namespace txbox::relay {
 
 std::set<std::string> topics_of(const std::vector<Row>& rows) {
@@ -32,46 +30,36 @@ std::string interval(std::chrono::milliseconds ms) {
   return std::to_string(ms.count()) + " milliseconds";
 }
 
-SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
+SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Outcome>& outcomes,
                           double now_epoch) {
-  if (rows.size() != deliveries.size()) {
-    throw std::logic_error("classify_round: one delivery per row expected");
+  if (rows.size() != outcomes.size()) {
+    throw std::logic_error("classify_round: one outcome per row expected");
   }
   SettlePlan plan;
   for (std::size_t i = 0; i < rows.size(); ++i) {
     const Row& row = rows[i];
-    const Delivery& d = deliveries[i];
-    if (plan.stopped_keys.contains(order_key(row))) continue;
-    switch (d.st) {
-      case Delivery::state::skipped:
-        continue;
-      case Delivery::state::acked:
-        plan.delete_ids.push_back(row.id);
-        ++plan.published[row.topic];
-        plan.ack_latencies.push_back(now_epoch - row.created_epoch);
-        continue;
-      case Delivery::state::held:
-        // Strict durability: like a transient failure (retry with backoff), never dead.
-        plan.stopped_keys.insert(order_key(row));
-        plan.retry.push_back({row.id, d.error, row.attempts});
-        ++plan.held[row.topic];
-        continue;
-      case Delivery::state::pending:  // no report (given up at stop): as a transient failure
-      case Delivery::state::failed:
-        break;
+    const Outcome& o = outcomes[i];
+    if (plan.stopped_keys.contains(order_key(row)) || o.untouched()) continue;
+    if (o.is_acked()) {
+      plan.delete_ids.push_back(row.id);
+      ++plan.published[row.topic];
+      plan.ack_latencies.push_back(now_epoch - row.created_epoch);
+      continue;
     }
-    const std::string error = d.error.empty() ? rd_kafka_err2str(d.err) : d.error;
-    if (d.st == Delivery::state::failed &&
-        detail::classify_kafka(d.err) == detail::failure_kind::kafka_permanent) {
+    const std::string error = o.error();
+    if (o.dead()) {
       plan.dead.push_back({row.id, error});
       continue;
     }
+    // Retried with backoff (a held row too: strict durability never makes a row dead); the
+    // key's later rows wait behind it.
     plan.stopped_keys.insert(order_key(row));
     plan.retry.push_back({row.id, error, row.attempts});
-    if (d.err == RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC ||
-        d.err == RD_KAFKA_RESP_ERR_UNKNOWN_TOPIC_OR_PART) {
-      plan.retry.back().at_most = k_missing_topic_recheck;
+    if (o.state() == Outcome::State::held) {
+      ++plan.held[row.topic];
+      continue;
     }
+    if (o.missing_topic()) plan.retry.back().at_most = k_missing_topic_recheck;
     ++plan.transient;
     if (plan.first_error.empty()) plan.first_error = error;
   }

@@ -1,4 +1,4 @@
-// Settle classification: what to do with each row of a round, from its delivery outcome.
+// Settle classification: what to do with each row of a round, from its outcome.
 // A pure function (no SQL, no Kafka): unit-tested alone. Internal to the relay.
 #pragma once
 
@@ -44,12 +44,12 @@ struct SettlePlan {
 /// relay.retry_backoff_max_ms while it was missing.
 inline constexpr std::chrono::milliseconds k_missing_topic_recheck{5'000};
 
-/// Classifies `rows` (in id order per shard) by `deliveries` (same size and order): per key,
+/// Classifies `rows` (in id order per shard) by `outcomes` (same size and order): per key,
 /// everything after the first transient failure or held row is left for the next round (it
 /// would otherwise overtake it); skipped rows are left too. Other keys of the same shard are
 /// settled (a held row of one key must not stall 1/64 of every other key). `now_epoch`: seconds
 /// since the epoch, for the latencies.
-SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Delivery>& deliveries,
+SettlePlan classify_round(const std::vector<Row>& rows, const std::vector<Outcome>& outcomes,
                           double now_epoch);
 
 }  // namespace txbox::relay

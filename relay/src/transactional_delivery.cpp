@@ -25,7 +25,7 @@ std::set<std::string> TransactionalDelivery::start() {
   } catch (const detail::kafka_call_error& e) {
     spdlog::warn("{}; created before the first round", e.what());
   }
-  m_lanes = std::make_unique<TxnLanes>(LanesOptions{.publisher = publisher_options(cfg),
+  m_lanes = std::make_unique<TxnLanes>(LanesOptions{.producer = producer_options(cfg),
                                                     .id_prefix = "txbox-" + id,
                                                     .relay_name = cfg.name,
                                                     .init_timeout = admin_timeout(cfg),
@@ -53,7 +53,7 @@ void TransactionalDelivery::step(const std::stop_token& stop) {
     return;
   }
   if (!m_ctx.standbys_have(rows, stop)) return;
-  publish(rows, stop);
+  publish(std::move(rows), stop);
 }
 
 // Before a claim: the lanes follow the leases; what a lane's last committed transaction
@@ -80,21 +80,17 @@ void TransactionalDelivery::adopt_lanes() {
 }
 
 // One round at a time, one transaction per lane, settled before the next claim.
-void TransactionalDelivery::publish(std::vector<Row>& rows, const std::stop_token& stop) {
-  const RelayConfig& cfg = m_ctx.cfg;
+void TransactionalDelivery::publish(std::vector<Row> rows, const std::stop_token& stop) {
   const LeaseView view = m_ctx.leases.view();  // the round's claim and settle run under it
   m_ctx.check_durability(rows);
-  const auto may_send = [&] { return view.covers(clock::now(), delivery_budget(cfg)); };
-  // A transaction commits only while the leases hold: after that the lane's next owner
-  // may have fenced this producer already, or be about to.
-  const auto may_commit = [&] { return view.covers(clock::now(), delivery_budget(cfg) / 3); };
-  auto round = m_lanes->deliver(rows, m_ctx.hold(), may_send, may_commit, stop, cfg.lease_ttl,
-                                [&, topics = topics_of(rows)] { m_ctx.on_slow(topics); });
+  const RoundGates gates = m_ctx.round_gates(view, rows);
+  auto slow = [this, topics = topics_of(rows)] { m_ctx.on_slow(topics); };
+  auto round = m_lanes->deliver(std::move(rows), gates, Waiting{stop, m_ctx.cfg.lease_ttl, slow});
   m_ctx.health.on_transactions(round.committed, round.aborted, round.commit_seconds,
                                round.first_abort);
   m_ctx.lease_short(round.lease_short);
   m_ctx.health.on_late_reports(m_lanes->late_reports());
-  m_ctx.settle(rows, round.deliveries, view, k_fenced_fate);
+  m_ctx.settle(round.rows, round.outcomes, view, k_fenced_fate);
   m_lanes->settled();
 }
 

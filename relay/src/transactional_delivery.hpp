@@ -31,7 +31,7 @@ class TransactionalDelivery final : public DeliveryMode {
 
  private:
   void adopt_lanes();
-  void publish(std::vector<Row>& rows, const std::stop_token& stop);
+  void publish(std::vector<Row> rows, const std::stop_token& stop);
 
   RoundContext& m_ctx;
   std::unique_ptr<ProgressLog> m_progress;

@@ -6,32 +6,33 @@
 #pragma once
 
 #include <chrono>
-#include <functional>
 #include <map>
 #include <memory>
-#include <stop_token>
 #include <string>
 #include <vector>
 
 #include "lane_book.hpp"
+#include "producer.hpp"
 #include "progress_log.hpp"
-#include "publisher.hpp"
 #include "round.hpp"
+#include "sync_round.hpp"
+#include "txn_producer.hpp"
 
 namespace txbox::relay {
 
 struct LanesOptions {
-  PublisherOptions publisher;  ///< every lane's producer (transactional_id set per lane)
-  std::string id_prefix;       ///< "txbox-<outbox id>": <prefix>-lane-<n>
-  std::string relay_name;      ///< written into the progress records
+  ProducerOptions producer;  ///< every lane's producer (transactional_id set per lane)
+  std::string id_prefix;     ///< "txbox-<outbox id>": <prefix>-lane-<n>
+  std::string relay_name;    ///< written into the progress records
   std::chrono::milliseconds init_timeout{10'000};    ///< init_transactions, progress reads
   std::chrono::milliseconds commit_timeout{10'000};  ///< commit_transaction, abort
 };
 
 /// What one round of transactions did.
 struct LaneRound {
-  std::vector<Delivery> deliveries;  ///< per row; rows of an aborted transaction: skipped
-  std::size_t lease_short = 0;       ///< rows not sent: the leases would not cover their ack
+  std::vector<Row> rows;          ///< the round's rows, given back in their order
+  std::vector<Outcome> outcomes;  ///< per row; rows of an aborted transaction: skipped
+  std::size_t lease_short = 0;    ///< rows not sent: the leases would not cover their ack
   std::size_t committed = 0;
   std::size_t aborted = 0;
   std::vector<double> commit_seconds;  ///< per commit_transaction
@@ -54,13 +55,11 @@ class TxnLanes {
   /// The DELETE of everything adopt() and the last round returned went through.
   void settled();
 
-  using MayFn = std::function<bool()>;
-  /// One round: per lane, a transaction with its rows (as Publisher::send) and its progress
-  /// record; waits for the acknowledgements, then commits (in parallel) each lane whose rows
-  /// were all acknowledged while `may_commit` says the leases still hold, and aborts the rest.
-  LaneRound deliver(std::vector<Row>& rows, const Publisher::HoldFn& hold, const MayFn& may_send,
-                    const MayFn& may_commit, const std::stop_token& stop,
-                    std::chrono::milliseconds slow_after, const std::function<void()>& on_slow);
+  /// One round: per lane, a transaction with its rows (as SyncRound::send, under `gates`)
+  /// and its progress record; waits for the acknowledgements, then commits (in parallel)
+  /// each lane whose rows were all acknowledged while the clock is before
+  /// gates.commit_until (the leases still hold), and aborts the rest. Returns the rows.
+  LaneRound deliver(std::vector<Row> rows, const RoundGates& gates, const Waiting& waiting);
 
   [[nodiscard]] std::size_t lanes() const { return m_book.size(); }
   [[nodiscard]] std::int64_t queue_length() const;
@@ -69,13 +68,45 @@ class TxnLanes {
   void flush(std::chrono::milliseconds wait);
 
  private:
+  // A lane's producer, its synchronous round and its transaction calls.
+  struct Lane {
+    explicit Lane(ProducerOptions options) : producer(std::move(options)) {}
+    Producer producer;
+    SyncRound round{producer};
+    TxnProducer txn{producer};
+  };
+  // One lane's share of a round: rows [begin, end) of it, in one transaction.
+  struct Part {
+    int lane = 0;
+    std::size_t begin = 0, end = 0;
+    std::vector<Row> rows;
+    std::vector<PublishedRow> sent;  // handed over: named in the progress record
+    std::size_t lease_short = 0;
+    bool commit = false;  // every row acknowledged
+    bool failed = false;  // the lane broke before its rows were awaited
+  };
+  struct Ended {
+    TxnEnd end;
+    double seconds = 0;
+  };
+
   // A new producer for `lane` in `slot` (the old one destroyed first), fencing the earlier.
-  void open(int lane, std::unique_ptr<Publisher>& slot) const;
+  void open(int lane, std::unique_ptr<Lane>& slot) const;
+  // The round's rows per ready lane (moved out of `rows`), at most k_max_txn_rows each.
+  std::vector<Part> split(std::vector<Row>& rows) const;
+  // Begins the lane's transaction with its rows and its progress record.
+  void begin(Part& part, const RoundGates& gates);
+  // Waits for the part's reports; sets part.commit.
+  void await_acks(Part& part, const Waiting& waiting, std::vector<Outcome>& outcomes);
+  // Commits (when `may_commit`) or aborts each part's transaction, in parallel.
+  std::vector<Ended> end_transactions(const std::vector<Part>& parts, bool may_commit);
+  // Books how a part's transaction ended into `out`.
+  void book_end(Part& part, const Ended& ended, bool may_commit, LaneRound& out);
 
   LanesOptions m_opt;
   ProgressLog& m_progress;
   LaneBook m_book;
-  std::map<int, std::unique_ptr<Publisher>> m_producers;  // of the lanes held
+  std::map<int, std::unique_ptr<Lane>> m_producers;  // of the lanes held
 };
 
 }  // namespace txbox::relay

@@ -6,9 +6,9 @@
 
 namespace {
 
-using txbox::relay::Delivery;
 using txbox::relay::InFlight;
 using txbox::relay::LeaseView;
+using txbox::relay::Outcome;
 using txbox::relay::Row;
 
 Row row(std::int64_t id, int shard) {
@@ -20,14 +20,14 @@ Row row(std::int64_t id, int shard) {
   return r;
 }
 
-Delivery pending() {
+Outcome pending() {
   return {};
 }
-Delivery acked() {
-  return {Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+Outcome acked() {
+  return Outcome::acked();
 }
-Delivery failed() {
-  return {Delivery::state::failed, RD_KAFKA_RESP_ERR__TRANSPORT, "down"};
+Outcome failed() {
+  return Outcome::failed(RD_KAFKA_RESP_ERR__TRANSPORT, "down");
 }
 
 LeaseView view(std::int64_t epoch = 7) {
@@ -120,14 +120,13 @@ TEST(RelayInFlight, AShardWithAFailedRowIsSettledWholeOnceEverythingOfItIsIn) {
   f.report(1, 2, acked());
   auto r = f.take_ready();
   EXPECT_EQ(ids(r), (std::vector<std::int64_t>{1, 2, 3}));  // together: classify stops after 2
-  EXPECT_EQ(r.deliveries[1].st, Delivery::state::failed);
+  EXPECT_EQ(r.outcomes[1].state(), Outcome::State::failed);
   EXPECT_TRUE(f.shards().empty());  // nothing of it left: claimed from its head again
 }
 
 TEST(RelayInFlight, ARowNotSentAtTheHandOverStopsItsShardAtOnce) {
   InFlight f;
-  f.add(1, {row(1, 0), row(2, 0)}, view(),
-        {pending(), Delivery{Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease"}});
+  f.add(1, {row(1, 0), row(2, 0)}, view(), {pending(), Outcome::skipped("lease")});
   EXPECT_EQ(f.pending(), 1u);
   f.report(1, 0, acked());
   EXPECT_EQ(ids(f.take_ready()), (std::vector<std::int64_t>{1, 2}));
@@ -141,8 +140,9 @@ TEST(RelayInFlight, AbandonedRowsSettleAsTransientFailures) {
   EXPECT_EQ(f.pending(), 0u);
   const auto r = f.take_ready();
   ASSERT_EQ(r.rows.size(), 2u);
-  EXPECT_EQ(r.deliveries[0].st, Delivery::state::pending);  // classify: a transient failure
-  EXPECT_NE(r.deliveries[0].err, RD_KAFKA_RESP_ERR_NO_ERROR);
+  EXPECT_EQ(r.outcomes[0].state(), Outcome::State::given_up);
+  EXPECT_TRUE(r.outcomes[0].retryable());  // classify: a transient failure
+  EXPECT_NE(r.outcomes[0].err(), RD_KAFKA_RESP_ERR_NO_ERROR);
   f.report(1, 0, acked());  // a report after the give-up books nothing
   EXPECT_TRUE(f.empty());
 }

@@ -26,9 +26,9 @@ namespace txbox::test::lease_model {
 
 using namespace std::chrono_literals;
 using txbox::relay::clock;
-using txbox::relay::Delivery;
 using txbox::relay::InFlight;
 using txbox::relay::LeaseView;
+using txbox::relay::Outcome;
 using txbox::relay::Row;
 
 constexpr int k_shards = 8;
@@ -226,7 +226,7 @@ struct World {
                              rows[i].shard, false, false});
     }
     const std::size_t n = rows.size();
-    me.book.add(round, std::move(rows), me.view, std::vector<Delivery>(n));
+    me.book.add(round, std::move(rows), me.view, std::vector<Outcome>(n));
   }
 
   // The next `n` messages of relay r's client reach the log (in order: one partition per key).
@@ -255,8 +255,7 @@ struct World {
   void ack(int r, int n) {
     auto& producer = relays[r].producer;
     while (n-- > 0 && !producer.empty() && producer.front().landed) {
-      relays[r].book.report(producer.front().round, producer.front().index,
-                            {Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}});
+      relays[r].book.report(producer.front().round, producer.front().index, Outcome::acked());
       producer.pop_front();
     }
   }
@@ -264,7 +263,7 @@ struct World {
   // The relay's settle: what the book gives, classified, deleted under the epoch fence.
   void settle(int r) {
     auto ready = relays[r].book.take_ready();
-    const auto plan = txbox::relay::classify_round(ready.rows, ready.deliveries, 0);
+    const auto plan = txbox::relay::classify_round(ready.rows, ready.outcomes, 0);
     RC_ASSERT(plan.retry.empty());
     for (const auto id : plan.delete_ids) {
       const auto row = outbox.find(id);

@@ -94,10 +94,10 @@ TEST(RelayPacing, TheStopGraceLastsWhileReportsAreMissingUntilItsEnd) {
   EXPECT_FALSE(pacing::stop_grace_left(0, t0, t0 + 5s));
 }
 
-TEST(RelayPacing, TheStopGraceIsThePublishersFiveSeconds) {
+TEST(RelayPacing, TheStopGraceIsTheProducersFiveSeconds) {
   txbox::RelayConfig cfg;
   cfg.lease_ttl = 30s;  // the grace does not follow the lease
-  EXPECT_EQ(txbox::relay::publisher_options(cfg).stop_grace, 5s);
+  EXPECT_EQ(txbox::relay::producer_options(cfg).stop_grace, 5s);
 }
 
 // Whatever the book holds, an acknowledged row waits at most k_settle_delay for its settle,

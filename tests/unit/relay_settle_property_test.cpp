@@ -21,9 +21,9 @@
 
 namespace {
 
-using txbox::relay::Delivery;
 using txbox::relay::InFlight;
 using txbox::relay::LeaseView;
+using RowOutcome = txbox::relay::Outcome;  // what became of a row
 using txbox::relay::Row;
 
 constexpr int k_shards = 3;
@@ -50,14 +50,14 @@ void showValue(const Step& s, std::ostream& os) {
   os << ")";
 }
 
-Delivery acked() {
-  return {Delivery::state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+RowOutcome acked() {
+  return RowOutcome::acked();
 }
-Delivery failed_now() {
-  return {Delivery::state::failed, RD_KAFKA_RESP_ERR__TRANSPORT, "down"};
+RowOutcome failed_now() {
+  return RowOutcome::failed(RD_KAFKA_RESP_ERR__TRANSPORT, "down");
 }
-Delivery failed_for_good() {
-  return {Delivery::state::failed, RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, "too large"};
+RowOutcome failed_for_good() {
+  return RowOutcome::failed(RD_KAFKA_RESP_ERR_MSG_SIZE_TOO_LARGE, "too large");
 }
 
 struct World {
@@ -94,17 +94,17 @@ struct World {
       return a.shard != b.shard ? a.shard < b.shard : a.id < b.id;  // by shard, in id order
     });
     const std::uint32_t r = ++round;
-    std::vector<Delivery> out(rows.size());
+    std::vector<RowOutcome> out(rows.size());
     std::set<std::string> stopped;  // keys
     bool short_lease = false;
     for (std::size_t i = 0; i < rows.size(); ++i) {
       short_lease |= plan[i] == Outcome::lease_short;
       if (short_lease) {
-        out[i] = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease about to expire"};
+        out[i] = RowOutcome::skipped("lease about to expire");
       } else if (stopped.contains(*rows[i].key)) {
-        out[i] = {Delivery::state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits"};
+        out[i] = RowOutcome::skipped("waits");
       } else if (plan[i] == Outcome::held) {
-        out[i] = {Delivery::state::held, RD_KAFKA_RESP_ERR__STATE, "weak topic"};
+        out[i] = RowOutcome::held("weak topic");
         stopped.insert(*rows[i].key);
       } else if (plan[i] == Outcome::refused_now) {
         out[i] = failed_now();
@@ -135,7 +135,7 @@ struct World {
   // the other keys of its shard go on: a weak topic must not stall 1/64 of every other key).
   void settle() {
     auto ready = book.take_ready();
-    const auto plan = txbox::relay::classify_round(ready.rows, ready.deliveries, 0);
+    const auto plan = txbox::relay::classify_round(ready.rows, ready.outcomes, 0);
     std::vector<std::int64_t> gone = plan.delete_ids;
     for (const auto& d : plan.dead) gone.push_back(d.id);
     for (const auto id : gone) RC_ASSERT(outbox.erase(id) == 1u);

@@ -12,9 +12,8 @@
 namespace {
 
 using txbox::relay::classify_round;
-using txbox::relay::Delivery;
+using txbox::relay::Outcome;
 using txbox::relay::Row;
-using state = Delivery::state;
 
 Row row(std::int64_t id, int shard, const std::string& topic = "t", int attempts = 0,
         const std::string& key = "k") {
@@ -28,11 +27,11 @@ Row row(std::int64_t id, int shard, const std::string& topic = "t", int attempts
   return r;
 }
 
-Delivery acked() {
-  return {state::acked, RD_KAFKA_RESP_ERR_NO_ERROR, {}};
+Outcome acked() {
+  return Outcome::acked();
 }
-Delivery failed(rd_kafka_resp_err_t err) {
-  return {state::failed, err, rd_kafka_err2str(err)};
+Outcome failed(rd_kafka_resp_err_t err) {
+  return Outcome::failed(err, rd_kafka_err2str(err));
 }
 
 TEST(RelaySettle, AckedRowsAreDeletedAndCountedPerTopicWithTheirLatency) {
@@ -72,9 +71,7 @@ TEST(RelaySettle, APermanentFailureIsDeadAndItsShardGoesOn) {
 }
 
 TEST(RelaySettle, AHeldRowIsRetriedNeverDeadAndStopsItsShardWithoutCountingAsAFailure) {
-  std::vector<Delivery> d = {{state::held, RD_KAFKA_RESP_ERR__STATE, "held: weak topic"},
-                             {state::skipped, RD_KAFKA_RESP_ERR__STATE, "waits"},
-                             acked()};
+  std::vector<Outcome> d = {Outcome::held("held: weak topic"), Outcome::skipped("waits"), acked()};
   const auto plan = classify_round({row(1, 3, "weak"), row(2, 3, "weak"), row(3, 4)}, d, 100);
   ASSERT_EQ(plan.retry.size(), 1u);
   EXPECT_EQ(plan.retry[0].error, "held: weak topic");
@@ -87,11 +84,8 @@ TEST(RelaySettle, AHeldRowIsRetriedNeverDeadAndStopsItsShardWithoutCountingAsAFa
 // A held or failed row holds the later rows of its key; the other keys of its shard are
 // settled (they stayed in the outbox behind a weak topic's row: 1/64 of every other key).
 TEST(RelaySettle, AHeldOrFailedRowHoldsItsKeyNotTheOtherKeysOfItsShard) {
-  std::vector<Delivery> d = {{state::held, RD_KAFKA_RESP_ERR__STATE, "held: weak topic"},
-                             failed(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC),
-                             acked(),
-                             acked(),
-                             acked()};
+  std::vector<Outcome> d = {Outcome::held("held: weak topic"),
+                            failed(RD_KAFKA_RESP_ERR__UNKNOWN_TOPIC), acked(), acked(), acked()};
   const auto plan =
       classify_round({row(1, 7, "weak", 0, "a"), row(2, 7, "missing", 0, "b"),
                       row(3, 7, "t", 0, "c"), row(4, 7, "t", 0, "a"), row(5, 7, "t", 0, "b")},
@@ -103,8 +97,8 @@ TEST(RelaySettle, AHeldOrFailedRowHoldsItsKeyNotTheOtherKeysOfItsShard) {
 }
 
 TEST(RelaySettle, SkippedRowsAreLeftAloneAndAMissingReportIsTransient) {
-  std::vector<Delivery> d = {{state::skipped, RD_KAFKA_RESP_ERR__STATE, "lease"},
-                             Delivery{}};  // pending: given up at stop
+  std::vector<Outcome> d = {Outcome::skipped("lease"),
+                            Outcome::pending()};  // pending: given up at stop
   const auto plan = classify_round({row(1, 0), row(2, 1)}, d, 100);
   EXPECT_TRUE(plan.delete_ids.empty());
   ASSERT_EQ(plan.retry.size(), 1u);
