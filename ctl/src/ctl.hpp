@@ -13,6 +13,7 @@
 #include <pqxx/transaction_base>
 
 #include "txbox/error.hpp"
+#include "txbox/schema_version.hpp"
 
 namespace txbox::ctl {
 
@@ -54,6 +55,15 @@ inline constexpr std::array<Migration, 7> k_migrations{{
     {7, "V7__sql_enqueue_fast_path.sql", "sql enqueue fast path"},
 }};
 inline constexpr int k_latest_version = k_migrations.back().version;
+static_assert(relay_schema_version <= k_latest_version &&
+                  inbox_schema_version <= k_latest_version &&
+                  sql_enqueue_schema_version <= k_latest_version,
+              "txbox/schema_version.hpp names a migration k_migrations lacks");
+
+/// The migrations that added what txboxctl's commands read (a command needs that version).
+inline constexpr int k_outbox_dead_version = outbox_schema_version;  ///< outbox_dead (V1)
+inline constexpr int k_relays_version = 2;                           ///< outbox_relays: status (V2)
+inline constexpr int k_inbox_requeue_version = 3;  ///< inbox_dead.requeued_at (V3)
 
 /// What schema_version says about a schema.
 struct SchemaState {

@@ -147,7 +147,7 @@ void print_requeued(const Options& o, const std::vector<std::int64_t>& ids, cons
 
 int cmd_outbox_dead_list(const Options& o, const DeadListOptions& lo) {
   Session db = connect(o);
-  check_schema(db, 1, "txboxctl outbox dead list");
+  check_schema(db, k_outbox_dead_version, "txboxctl outbox dead list");
   pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR topic = $1)";
   const auto total =
@@ -191,7 +191,7 @@ int cmd_outbox_dead_list(const Options& o, const DeadListOptions& lo) {
 
 int cmd_outbox_dead_show(const Options& o, std::int64_t id) {
   Session db = connect(o);
-  check_schema(db, 1, "txboxctl outbox dead show");
+  check_schema(db, k_outbox_dead_version, "txboxctl outbox dead show");
   pqxx::nontransaction tx(*db.conn);
   const auto rows =
       pq::exec(tx,
@@ -237,7 +237,7 @@ int cmd_outbox_dead_show(const Options& o, std::int64_t id) {
 
 int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
   Session db = connect(o);
-  check_schema(db, 1, "txboxctl outbox dead requeue");
+  check_schema(db, k_outbox_dead_version, "txboxctl outbox dead requeue");
   std::vector<std::int64_t> moved;
   if (!ro.all) {
     // All or nothing: one transaction, rolled back if any id is missing.
@@ -288,7 +288,7 @@ int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
 
 int cmd_inbox_dead_list(const Options& o, const DeadListOptions& lo) {
   Session db = connect(o);
-  check_schema(db, 3, "txboxctl inbox dead list");
+  check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead list");
   pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR consumer = $1)";
   const auto total =
@@ -338,7 +338,7 @@ int cmd_inbox_dead_list(const Options& o, const DeadListOptions& lo) {
 
 int cmd_inbox_dead_show(const Options& o, std::int64_t id) {
   Session db = connect(o);
-  check_schema(db, 3, "txboxctl inbox dead show");
+  check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead show");
   pqxx::nontransaction tx(*db.conn);
   const auto rows =
       pq::exec(tx,
@@ -397,7 +397,7 @@ int cmd_inbox_dead_show(const Options& o, std::int64_t id) {
 
 int cmd_inbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
   Session db = connect(o);
-  check_schema(db, 3, "txboxctl inbox dead requeue");
+  check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead requeue");
   // The consumer picks up rows with requeued_at set, runs its handler again and deletes the
   // dead row when the handler succeeds.
   std::vector<std::int64_t> marked;

@@ -94,7 +94,7 @@ int cmd_status(const Options& o, const StatusOptions& so) {
   // snapshot holds back vacuum of the delete-heavy outbox).
   pqxx::nontransaction tx(*db.conn);
   const SchemaState state = read_schema_state(tx, db.schema);
-  require_version(state, db.schema, 2, "txboxctl status");
+  require_version(state, db.schema, k_relays_version, "txboxctl status");
   const std::string& s = db.s;
 
   // ---- leases: one row per shard ----
@@ -213,7 +213,7 @@ int cmd_status(const Options& o, const StatusOptions& so) {
                              {"last_failed_at", row[2].as<std::string>()}});
     t_outbox_dead.add({row[0].as<std::string>(), std::to_string(n), row[2].as<std::string>()});
   }
-  const bool has_requeue = state.has(3);
+  const bool has_requeue = state.has(k_inbox_requeue_version);
   json j_inbox_dead = json::array();
   Table t_inbox_dead({"consumer", "dead", "requeued", "last failed"}, {false, true, true, false});
   std::int64_t inbox_dead = 0;
