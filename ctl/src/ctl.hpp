@@ -75,20 +75,22 @@ struct SchemaState {
   [[nodiscard]] bool has(int v) const;
 };
 
-/// A database session: the connection and the quoted schema name ("\"txbox\"").
-struct Session {
+/// txboxctl's connection to the database that holds the txbox schema: the open connection, the
+/// schema name (validated) and its quoted form for SQL text, and the database's name. (Not the
+/// relay's relay::Session, which also paces and checks the relay's rounds.)
+struct Database {
   std::unique_ptr<pqxx::connection> conn;
   std::string schema;  ///< validated, unquoted
   std::string s;       ///< quoted, for SQL text
   std::string dbname;
-  Session();
-  ~Session();
-  Session(Session&&) noexcept;
+  Database();
+  ~Database();
+  Database(Database&&) noexcept;
 };
 
 /// Validates the options and connects. Throws config_error (no or malformed URL, bad schema
 /// name) or unreachable_error (with the redacted conninfo; never the password).
-Session connect(const Options& options);
+Database connect(const Options& options);
 
 /// Reads the schema's applied versions (schema_version), without failing when it is missing.
 SchemaState read_schema_state(pqxx::transaction_base& tx, const std::string& schema);

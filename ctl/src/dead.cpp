@@ -29,7 +29,7 @@ std::string id_list(const std::vector<std::int64_t>& ids) {
 }
 
 // Checks the schema version in its own statement, before the command's transaction.
-void check_schema(Session& db, int needed, std::string_view command) {
+void check_schema(Database& db, int needed, std::string_view command) {
   pqxx::nontransaction tx(*db.conn);
   require_version(read_schema_state(tx, db.schema), db.schema, needed, command);
 }
@@ -146,7 +146,7 @@ void print_requeued(const Options& o, const std::vector<std::int64_t>& ids, cons
 // ---------------------------------------------------------------- outbox
 
 int cmd_outbox_dead_list(const Options& o, const DeadListOptions& lo) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_outbox_dead_version, "txboxctl outbox dead list");
   pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR topic = $1)";
@@ -190,7 +190,7 @@ int cmd_outbox_dead_list(const Options& o, const DeadListOptions& lo) {
 }
 
 int cmd_outbox_dead_show(const Options& o, std::int64_t id) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_outbox_dead_version, "txboxctl outbox dead show");
   pqxx::nontransaction tx(*db.conn);
   const auto rows =
@@ -236,7 +236,7 @@ int cmd_outbox_dead_show(const Options& o, std::int64_t id) {
 }
 
 int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_outbox_dead_version, "txboxctl outbox dead requeue");
   std::vector<std::int64_t> moved;
   if (!ro.all) {
@@ -287,7 +287,7 @@ int cmd_outbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
 // ---------------------------------------------------------------- inbox
 
 int cmd_inbox_dead_list(const Options& o, const DeadListOptions& lo) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead list");
   pq::read_only_snapshot tx(*db.conn);
   const std::string where = " WHERE ($1 = '' OR consumer = $1)";
@@ -337,7 +337,7 @@ int cmd_inbox_dead_list(const Options& o, const DeadListOptions& lo) {
 }
 
 int cmd_inbox_dead_show(const Options& o, std::int64_t id) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead show");
   pqxx::nontransaction tx(*db.conn);
   const auto rows =
@@ -396,7 +396,7 @@ int cmd_inbox_dead_show(const Options& o, std::int64_t id) {
 }
 
 int cmd_inbox_dead_requeue(const Options& o, const RequeueOptions& ro) {
-  Session db = connect(o);
+  Database db = connect(o);
   check_schema(db, k_inbox_requeue_version, "txboxctl inbox dead requeue");
   // The consumer picks up rows with requeued_at set, runs its handler again and deletes the
   // dead row when the handler succeeds.

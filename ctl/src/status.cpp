@@ -89,7 +89,7 @@ Backlog read_backlog(pqxx::transaction_base& tx, const std::string& s) {
 }  // namespace
 
 int cmd_status(const Options& o, const StatusOptions& so) {
-  Session db = connect(o);
+  Database db = connect(o);
   // Autocommit: each statement reads its own snapshot and none is held across them (a long
   // snapshot holds back vacuum of the delete-heavy outbox).
   pqxx::nontransaction tx(*db.conn);
@@ -315,7 +315,7 @@ int cmd_status(const Options& o, const StatusOptions& so) {
 }
 
 int cmd_schema_check(const Options& o, int require) {
-  Session db = connect(o);
+  Database db = connect(o);
   SchemaState state;
   {
     snapshot tx(*db.conn);
