@@ -9,7 +9,8 @@
 set(TXBOX_PACKAGING_DIR ${PROJECT_SOURCE_DIR}/packaging)
 install(FILES ${PROJECT_SOURCE_DIR}/relay/dist/txbox-relay.toml DESTINATION /etc/txbox
         RENAME relay.toml COMPONENT relay EXCLUDE_FROM_ALL)
-install(FILES ${TXBOX_PACKAGING_DIR}/txbox-relay.service DESTINATION /lib/systemd/system
+# The one systemd unit (also the one for installs from source, see its comment).
+install(FILES ${PROJECT_SOURCE_DIR}/relay/dist/txbox-relay.service DESTINATION /lib/systemd/system
         COMPONENT relay EXCLUDE_FROM_ALL)
 
 set(CPACK_GENERATOR DEB)

@@ -13,6 +13,7 @@
 #include <pqxx/transaction_base>
 
 #include "txbox/error.hpp"
+#include "txbox/schema_version.hpp"
 
 namespace txbox::ctl {
 
@@ -54,6 +55,15 @@ inline constexpr std::array<Migration, 7> k_migrations{{
     {7, "V7__sql_enqueue_fast_path.sql", "sql enqueue fast path"},
 }};
 inline constexpr int k_latest_version = k_migrations.back().version;
+static_assert(relay_schema_version <= k_latest_version &&
+                  inbox_schema_version <= k_latest_version &&
+                  sql_enqueue_schema_version <= k_latest_version,
+              "txbox/schema_version.hpp names a migration k_migrations lacks");
+
+/// The migrations that added what txboxctl's commands read (a command needs that version).
+inline constexpr int k_outbox_dead_version = outbox_schema_version;  ///< outbox_dead (V1)
+inline constexpr int k_relays_version = 2;                           ///< outbox_relays: status (V2)
+inline constexpr int k_inbox_requeue_version = 3;  ///< inbox_dead.requeued_at (V3)
 
 /// What schema_version says about a schema.
 struct SchemaState {
@@ -65,20 +75,22 @@ struct SchemaState {
   [[nodiscard]] bool has(int v) const;
 };
 
-/// A database session: the connection and the quoted schema name ("\"txbox\"").
-struct Session {
+/// txboxctl's connection to the database that holds the txbox schema: the open connection, the
+/// schema name (validated) and its quoted form for SQL text, and the database's name. (Not the
+/// relay's relay::Session, which also paces and checks the relay's rounds.)
+struct Database {
   std::unique_ptr<pqxx::connection> conn;
   std::string schema;  ///< validated, unquoted
   std::string s;       ///< quoted, for SQL text
   std::string dbname;
-  Session();
-  ~Session();
-  Session(Session&&) noexcept;
+  Database();
+  ~Database();
+  Database(Database&&) noexcept;
 };
 
 /// Validates the options and connects. Throws config_error (no or malformed URL, bad schema
 /// name) or unreachable_error (with the redacted conninfo; never the password).
-Session connect(const Options& options);
+Database connect(const Options& options);
 
 /// Reads the schema's applied versions (schema_version), without failing when it is missing.
 SchemaState read_schema_state(pqxx::transaction_base& tx, const std::string& schema);

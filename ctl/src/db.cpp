@@ -83,9 +83,9 @@ bool SchemaState::has(int v) const {
   return std::find(applied.begin(), applied.end(), v) != applied.end();
 }
 
-Session::Session() = default;
-Session::~Session() = default;
-Session::Session(Session&&) noexcept = default;
+Database::Database() = default;
+Database::~Database() = default;
+Database::Database(Database&&) noexcept = default;
 
 std::string clean_db_error(std::string_view what, const std::string& database_url) {
   std::string msg = redact_conninfo(one_line(what));
@@ -99,7 +99,7 @@ std::string clean_db_error(std::string_view what, const std::string& database_ur
   return msg;
 }
 
-Session connect(const Options& options) {
+Database connect(const Options& options) {
   if (options.database_url.empty()) {
     throw config_error(
         "no database given. Hint: pass --database-url or set TXBOX_DATABASE_URL (libpq URI "
@@ -123,18 +123,18 @@ Session connect(const Options& options) {
   ::setenv("PGCONNECT_TIMEOUT", "10", 0);
   ::setenv("PGAPPNAME", "txboxctl", 0);
 
-  Session session;
-  session.schema = schema.name();
-  session.s = schema.quoted();
+  Database db;
+  db.schema = schema.name();
+  db.s = schema.quoted();
   try {
-    session.conn = std::make_unique<pqxx::connection>(options.database_url);
-    session.dbname = session.conn->dbname();
+    db.conn = std::make_unique<pqxx::connection>(options.database_url);
+    db.dbname = db.conn->dbname();
   } catch (const std::exception& e) {
     throw unreachable_error(fmt::format("cannot connect to the database ({}): {}",
                                         redact_conninfo(options.database_url),
                                         clean_db_error(e.what(), options.database_url)));
   }
-  return session;
+  return db;
 }
 
 SchemaState read_schema_state(pqxx::transaction_base& tx, const std::string& schema) {

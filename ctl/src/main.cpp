@@ -67,16 +67,29 @@ int fail_database(const txbox::detail::failure& f, const std::string& url) {
   return fail(k_exit_failed, msg);
 }
 
-}  // namespace
+// What one of `outbox dead` and `inbox dead` parses into: its subcommands and their options.
+struct DeadCommands {
+  CLI::App* list = nullptr;
+  CLI::App* show = nullptr;
+  CLI::App* requeue = nullptr;
+  DeadListOptions list_options{};
+  std::int64_t show_id = 0;
+  RequeueOptions requeue_options{};
+};
 
-int main(int argc, char** argv) {
-  CLI::App app{
-      "txboxctl: inspect and repair a txbox schema (outbox backlog, leases, relays, dead "
-      "letters, inbox offsets, schema version)"};
-  app.require_subcommand(1);
-  app.fallthrough();  // the common options may also follow the subcommand
+// The whole command line: the subcommands (to tell which was given) and the values CLI11 fills
+// in. It stays where it is while CLI11 holds pointers into it.
+struct CommandLine {
+  Options options{};
+  CLI::App* status = nullptr;
+  StatusOptions status_options{};
+  CLI::App* schema_check = nullptr;
+  int require = k_latest_version;
+  DeadCommands outbox{};
+  DeadCommands inbox{};
+};
 
-  Options o;
+void add_common_options(CLI::App& app, Options& o) {
   app.add_option("--database-url", o.database_url,
                  "libpq URI or keyword=value conninfo (keep the password in PGPASSWORD or "
                  "~/.pgpass)")
@@ -85,9 +98,9 @@ int main(int argc, char** argv) {
       ->envname("TXBOX_DATABASE_SCHEMA")
       ->capture_default_str();
   app.add_flag("--json", o.json, "machine-readable output (JSON on stdout)");
+}
 
-  // status
-  StatusOptions so;
+CLI::App* add_status(CLI::App& app, StatusOptions& so) {
   auto* status = app.add_subcommand(
       "status", "backlog per shard, oldest pending, leases, relays, dead letters, inbox offsets");
   status
@@ -95,86 +108,87 @@ int main(int argc, char** argv) {
                    "a relay seen within this is live (the relays' relay.lease_ttl_ms)")
       ->check(CLI::Range(1L, 86'400'000L))
       ->capture_default_str();
+  return status;
+}
 
-  // schema check
+CLI::App* add_schema_check(CLI::App& app, int& require) {
   auto* schema = app.add_subcommand("schema", "schema version");
   schema->require_subcommand(1);
   auto* schema_check = schema->add_subcommand(
       "check", "compare the applied migrations with this build's; exit 4 when some are missing");
-  int require = k_latest_version;
   schema_check
       ->add_option("--require", require, "version the schema must have (default: the latest)")
       ->check(CLI::Range(1, k_latest_version));
+  return schema_check;
+}
 
-  // outbox dead / inbox dead
-  DeadListOptions outbox_list, inbox_list;
-  RequeueOptions outbox_requeue, inbox_requeue;
-  std::int64_t outbox_show_id = 0, inbox_show_id = 0;
-  auto add_dead = [&](const char* part, DeadListOptions& lo, std::int64_t& show_id,
-                      RequeueOptions& ro) {
-    const bool outbox = std::string_view(part) == "outbox";
-    auto* p = app.add_subcommand(part, outbox ? "the outbox" : "the inbox");
-    p->require_subcommand(1);
-    auto* dead =
-        p->add_subcommand("dead", outbox ? "messages Kafka refused for good (outbox_dead)"
-                                         : "messages whose handler kept failing (inbox_dead)");
-    dead->require_subcommand(1);
-    auto* list = dead->add_subcommand("list", "list dead messages, oldest first");
-    list->add_option("--limit", lo.limit, "at most this many rows")
-        ->check(CLI::Range(1L, 1'000'000L))
-        ->capture_default_str();
-    auto* show = dead->add_subcommand("show", "one dead message with its headers and payload");
-    show->add_option("id", show_id, "dead-letter id (from list)")->required();
-    auto* requeue = dead->add_subcommand(
-        "requeue", outbox ? "move dead messages back into the outbox to be published again"
-                          : "mark dead messages for their consumer to process again");
-    auto* ids = requeue->add_option("id", ro.ids, "dead-letter ids (from list)");
-    auto* all = requeue->add_flag("--all", ro.all, "every dead message (of --topic/--consumer)");
-    ids->excludes(all);
-    if (outbox) {
-      list->add_option("--topic", lo.topic, "only this topic");
-      requeue->add_option("--topic", ro.topic, "only this topic (with --all)")->needs(all);
-    } else {
-      list->add_option("--consumer", lo.consumer, "only this consumer");
-      requeue->add_option("--consumer", ro.consumer,
+// `outbox dead list|show|requeue` or `inbox dead ...` (part: "outbox" or "inbox").
+void add_dead(CLI::App& app, const char* part, DeadCommands& d) {
+  const bool outbox = std::string_view(part) == "outbox";
+  auto* p = app.add_subcommand(part, outbox ? "the outbox" : "the inbox");
+  p->require_subcommand(1);
+  auto* dead =
+      p->add_subcommand("dead", outbox ? "messages Kafka refused for good (outbox_dead)"
+                                       : "messages whose handler kept failing (inbox_dead)");
+  dead->require_subcommand(1);
+  DeadListOptions& lo = d.list_options;
+  RequeueOptions& ro = d.requeue_options;
+  d.list = dead->add_subcommand("list", "list dead messages, oldest first");
+  d.list->add_option("--limit", lo.limit, "at most this many rows")
+      ->check(CLI::Range(1L, 1'000'000L))
+      ->capture_default_str();
+  d.show = dead->add_subcommand("show", "one dead message with its headers and payload");
+  d.show->add_option("id", d.show_id, "dead-letter id (from list)")->required();
+  d.requeue = dead->add_subcommand(
+      "requeue", outbox ? "move dead messages back into the outbox to be published again"
+                        : "mark dead messages for their consumer to process again");
+  auto* ids = d.requeue->add_option("id", ro.ids, "dead-letter ids (from list)");
+  auto* all = d.requeue->add_flag("--all", ro.all, "every dead message (of --topic/--consumer)");
+  ids->excludes(all);
+  if (outbox) {
+    d.list->add_option("--topic", lo.topic, "only this topic");
+    d.requeue->add_option("--topic", ro.topic, "only this topic (with --all)")->needs(all);
+  } else {
+    d.list->add_option("--consumer", lo.consumer, "only this consumer");
+    d.requeue->add_option("--consumer", ro.consumer,
                           "the consumer (required with --all; with ids, a check)");
-    }
-    return std::tuple{list, show, requeue};
-  };
-  auto [outbox_list_cmd, outbox_show_cmd, outbox_requeue_cmd] =
-      add_dead("outbox", outbox_list, outbox_show_id, outbox_requeue);
-  auto [inbox_list_cmd, inbox_show_cmd, inbox_requeue_cmd] =
-      add_dead("inbox", inbox_list, inbox_show_id, inbox_requeue);
-
-  try {
-    app.parse(argc, argv);
-    for (auto* requeue : {outbox_requeue_cmd, inbox_requeue_cmd}) {
-      const auto& ro = requeue == outbox_requeue_cmd ? outbox_requeue : inbox_requeue;
-      if (requeue->parsed() && ro.ids.empty() && !ro.all) {
-        throw CLI::ValidationError("requeue: give the ids to requeue, or --all");
-      }
-    }
-    if (inbox_requeue_cmd->parsed() && inbox_requeue.all && inbox_requeue.consumer.empty()) {
-      throw CLI::ValidationError(
-          "inbox dead requeue --all needs --consumer (requeue one consumer's messages at a "
-          "time)");
-    }
-  } catch (const CLI::ParseError& e) {
-    const int code = app.exit(e);
-    return code == 0 ? k_exit_ok : k_exit_config;
   }
+}
 
-  const std::string& url = o.database_url;
+// What CLI11 cannot say: a requeue needs ids or --all, and an inbox --all needs --consumer.
+void check_requeue(const CommandLine& cl) {
+  for (const DeadCommands* d : {&cl.outbox, &cl.inbox}) {
+    if (d->requeue->parsed() && d->requeue_options.ids.empty() && !d->requeue_options.all) {
+      throw CLI::ValidationError("requeue: give the ids to requeue, or --all");
+    }
+  }
+  if (cl.inbox.requeue->parsed() && cl.inbox.requeue_options.all &&
+      cl.inbox.requeue_options.consumer.empty()) {
+    throw CLI::ValidationError(
+        "inbox dead requeue --all needs --consumer (requeue one consumer's messages at a "
+        "time)");
+  }
+}
+
+// Runs the command given; returns its exit code.
+int run(const CommandLine& cl) {
+  const Options& o = cl.options;
+  if (cl.status->parsed()) return cmd_status(o, cl.status_options);
+  if (cl.schema_check->parsed()) return cmd_schema_check(o, cl.require);
+  if (cl.outbox.list->parsed()) return cmd_outbox_dead_list(o, cl.outbox.list_options);
+  if (cl.outbox.show->parsed()) return cmd_outbox_dead_show(o, cl.outbox.show_id);
+  if (cl.outbox.requeue->parsed()) return cmd_outbox_dead_requeue(o, cl.outbox.requeue_options);
+  if (cl.inbox.list->parsed()) return cmd_inbox_dead_list(o, cl.inbox.list_options);
+  if (cl.inbox.show->parsed()) return cmd_inbox_dead_show(o, cl.inbox.show_id);
+  if (cl.inbox.requeue->parsed()) return cmd_inbox_dead_requeue(o, cl.inbox.requeue_options);
+  return fail(k_exit_config, "no command given; see txboxctl --help");
+}
+
+// run(), with every failure turned into its exit code and one line on stderr.
+int run_reporting_failures(const CommandLine& cl) {
+  const std::string& url = cl.options.database_url;
   try {
-    if (status->parsed()) return cmd_status(o, so);
-    if (schema_check->parsed()) return cmd_schema_check(o, require);
-    if (outbox_list_cmd->parsed()) return cmd_outbox_dead_list(o, outbox_list);
-    if (outbox_show_cmd->parsed()) return cmd_outbox_dead_show(o, outbox_show_id);
-    if (outbox_requeue_cmd->parsed()) return cmd_outbox_dead_requeue(o, outbox_requeue);
-    if (inbox_list_cmd->parsed()) return cmd_inbox_dead_list(o, inbox_list);
-    if (inbox_show_cmd->parsed()) return cmd_inbox_dead_show(o, inbox_show_id);
-    if (inbox_requeue_cmd->parsed()) return cmd_inbox_dead_requeue(o, inbox_requeue);
-    return fail(k_exit_config, "no command given; see txboxctl --help");
+    return run(cl);
   } catch (const txbox::config_error& e) {
     return fail(k_exit_config, e.what());
   } catch (const txbox::schema_error& e) {
@@ -197,4 +211,29 @@ int main(int argc, char** argv) {
   } catch (...) {
     return fail_database(txbox::detail::classify_current(), url);
   }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{
+      "txboxctl: inspect and repair a txbox schema (outbox backlog, leases, relays, dead "
+      "letters, inbox offsets, schema version)"};
+  app.require_subcommand(1);
+  app.fallthrough();  // the common options may also follow the subcommand
+
+  CommandLine cl;
+  add_common_options(app, cl.options);
+  cl.status = add_status(app, cl.status_options);
+  cl.schema_check = add_schema_check(app, cl.require);
+  add_dead(app, "outbox", cl.outbox);
+  add_dead(app, "inbox", cl.inbox);
+  try {
+    app.parse(argc, argv);
+    check_requeue(cl);
+  } catch (const CLI::ParseError& e) {
+    const int code = app.exit(e);
+    return code == 0 ? k_exit_ok : k_exit_config;
+  }
+  return run_reporting_failures(cl);
 }

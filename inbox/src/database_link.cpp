@@ -17,7 +17,7 @@ database_link::database_link(settings s) : m_s(std::move(s)) {}
 
 void database_link::connect() {
   m_db = std::make_unique<pqxx::connection>(m_s.url);
-  detail::check_schema_version(*m_db, m_s.schema, detail::inbox_schema_version, "txbox_consumer",
+  detail::check_schema_version(*m_db, m_s.schema, inbox_schema_version, "txbox_consumer",
                                "txbox::inbox");
   if (m_health == health::broken) return;  // ready again once a statement succeeds
   spdlog::info("inbox {}: database connected ({})", m_s.name, redact_conninfo(m_s.url));

@@ -134,7 +134,7 @@ TEST_F(SqlEnqueue, KeylessMessageAndDefaults) {
             0);
   EXPECT_NE(id.find("-7"), std::string::npos) << id;
   EXPECT_EQ(pq::exec1(tx, "SELECT count(*) FROM " + schema_ + ".schema_version WHERE version = $1",
-                      txbox::detail::sql_enqueue_schema_version)[0]
+                      txbox::sql_enqueue_schema_version)[0]
                 .as<int>(),
             1);
 }

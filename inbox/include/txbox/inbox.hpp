@@ -16,11 +16,9 @@
 
 #include "txbox/error.hpp"
 #include "txbox/message.hpp"
+#include "txbox/schema_version.hpp"  // inbox_schema_version: the schema version the inbox needs
 
 namespace txbox {
-
-/// The schema version the inbox needs (migrations/V<n>__*.sql applied up to n).
-inline constexpr int inbox_schema_version = 3;
 
 /// A message as the handler sees it.
 struct ReceivedMessage {

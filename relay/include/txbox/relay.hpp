@@ -14,11 +14,9 @@
 #include <vector>
 
 #include "txbox/error.hpp"
+#include "txbox/schema_version.hpp"  // relay_schema_version: the schema version this relay needs
 
 namespace txbox {
-
-/// The schema version this relay needs (migrations/V<n>__*.sql applied up to n).
-inline constexpr int relay_schema_version = 6;
 
 /// How the relay's messages reach the Kafka log (relay.delivery).
 enum class Delivery {

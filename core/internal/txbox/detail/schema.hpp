@@ -1,11 +1,14 @@
 // The database contract every part shares: the validated schema name that quotes table names
-// once, the shard count, the advisory-lock namespace and SQL, schema versions, the NOTIFY
-// channel. Used by outbox, relay, inbox and txboxctl. Internal (not installed).
+// once, the shard count, the advisory-lock namespace and SQL, the NOTIFY channel; the schema
+// versions each part needs come from txbox/schema_version.hpp. Used by outbox, relay, inbox
+// and txboxctl. Internal (not installed).
 #pragma once
 
 #include <cstddef>
 #include <string>
 #include <string_view>
+
+#include "txbox/schema_version.hpp"
 
 namespace txbox::detail {
 
@@ -16,12 +19,7 @@ inline constexpr int shard_count = 64;
 /// locks never collide with an application's single-key advisory locks.
 inline constexpr int lock_namespace = 0x7478;
 
-/// Schema versions (migrations/V<n>__*.sql) each part needs.
-inline constexpr int outbox_schema_version = 1;
-inline constexpr int relay_schema_version = 6;
-inline constexpr int inbox_schema_version = 3;
-/// The SQL enqueue, txbox.enqueue() (for writers in other languages; no C++ part needs it).
-inline constexpr int sql_enqueue_schema_version = 4;
+// The schema versions each part needs: txbox/schema_version.hpp (public), the one definition.
 
 /// A schema name checked as an SQL identifier; hands out quoted table names.
 /// Example: schema_name s("txbox"); s.table("outbox") == "\"txbox\".outbox".
