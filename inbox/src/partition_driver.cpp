@@ -30,13 +30,24 @@ void partition_driver::rebalance(rd_kafka_topic_partition_list_t* list, bool add
       e.offset = it != a.assign_at.end() ? it->second : offset_invalid;
     }
   }
-  if (std::strcmp(rd_kafka_rebalance_protocol(m_rk), "COOPERATIVE") == 0) {
+  if (cooperative()) {
     detail::error_ptr e(add ? rd_kafka_incremental_assign(m_rk, list)
                             : rd_kafka_incremental_unassign(m_rk, list));
     if (e) spdlog::warn("inbox {}: {}", m_name, rd_kafka_error_string(e.get()));
   } else if (const auto e = rd_kafka_assign(m_rk, add ? list : nullptr); e) {
     spdlog::warn("inbox {}: assign: {}", m_name, rd_kafka_err2str(e));
   }
+}
+
+// rd_kafka_rebalance_protocol() answers NULL when the group no longer takes requests: a
+// rebalance event queued before rd_kafka_consumer_close is served by the close after the
+// group's queue was disabled (seen with librdkafka 2.8 and cooperative-sticky). The last
+// answer stands then; before any, eager (whose assign fails harmlessly on a cooperative group).
+bool partition_driver::cooperative() {
+  if (const char* protocol = rd_kafka_rebalance_protocol(m_rk); protocol != nullptr) {
+    m_cooperative = std::strcmp(protocol, "COOPERATIVE") == 0;
+  }
+  return m_cooperative;
 }
 
 void partition_driver::apply(const tracker_actions& a) {

@@ -131,8 +131,12 @@ class partition_driver {
   void apply(const tracker_actions& a);
 
  private:
+  /// The group's rebalance protocol is COOPERATIVE (the last known answer when librdkafka
+  /// gives none, as while the consumer closes).
+  bool cooperative();
   rd_kafka_t* m_rk;
   std::string m_name;
+  bool m_cooperative = false;
 };
 
 }  // namespace txbox::inbox
