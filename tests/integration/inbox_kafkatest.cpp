@@ -326,6 +326,10 @@ TEST_F(InboxTest, ReadsOnlyCommittedTransactionsAndLagEndsAtZero) {
                 RD_KAFKA_RESP_ERR_NO_ERROR);
       h.release();  // producev took the headers
     }
+    // Every record written (its partition added to the transaction) before the transaction
+    // ends: the aborted records are then in the log for the consumer to skip, and EndTxn never
+    // races an AddPartitionsToTxn still in flight (INVALID_TXN_STATE, seen once in CI).
+    ASSERT_EQ(rd_kafka_flush(p.get(), 30000), RD_KAFKA_RESP_ERR_NO_ERROR);
     rd_kafka_error_t* e = commit ? rd_kafka_commit_transaction(p.get(), 30000)
                                  : rd_kafka_abort_transaction(p.get(), 30000);
     ASSERT_EQ(e, nullptr) << rd_kafka_error_string(e);
